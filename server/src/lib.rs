@@ -1,0 +1,1 @@
+//! glm-server library
