@@ -4,10 +4,48 @@
 //! [`ForwardBatch`] (new tokens per sequence, how many are cached, the sequence's paged KV
 //! block table) and gets logits back. The model owns the KV cache tensors; the engine owns
 //! block accounting (which physical block belongs to which sequence).
+//!
+//! On the CPU the weights are converted once at load to f32 and run through hand-written
+//! kernels (`kernels`): decode is memory bound and candle's bf16 matrix-vector path is far
+//! slower than a streaming f32 dot product.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod batch;
+pub mod config;
+pub mod demo;
+pub mod glm4moe;
+pub mod kernels;
+pub mod kv_cache;
+pub mod layers;
+pub mod moe;
 pub mod sampling;
+pub mod weights;
+
+use std::path::Path;
 
 pub use batch::{CacheConfig, CausalLm, ForwardBatch, ModelError, ModelInfo, SeqInput};
+pub use config::Glm4MoeConfig;
+pub use glm4moe::Glm4Moe;
 pub use sampling::{Sampled, Sampler, SamplingParams};
+
+/// Loads the model in `dir`, dispatching on `architectures[0]` of its config.json.
+/// Unknown architectures give [`ModelError::UnsupportedArchitecture`].
+pub fn load_model(
+    dir: &Path,
+    device: &candle_core::Device,
+) -> Result<Box<dyn CausalLm>, ModelError> {
+    if !device.is_cpu() {
+        return Err(ModelError::Config(format!(
+            "device {:?} is not supported by this build: the model kernels run on the CPU",
+            device.location()
+        )));
+    }
+    let v = config::read_json(&dir.join("config.json"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ModelError::Config("config.json is not a JSON object".into()))?;
+    match config::architecture_of(obj)?.as_str() {
+        config::GLM4_MOE => Ok(Box::new(Glm4Moe::load(dir)?)),
+        other => Err(ModelError::UnsupportedArchitecture(other.to_owned())),
+    }
+}

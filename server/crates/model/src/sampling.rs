@@ -172,7 +172,7 @@ impl Sampler {
         }
         // Weighted draw over what is left (relative to the max logit, so exp never overflows).
         let total: f64 = cand.iter().map(|&(_, l)| f64::from((l - max).exp())).sum();
-        if !(total > 0.0) {
+        if total.is_nan() || total <= 0.0 {
             return cand.first().map(|c| c.0).unwrap_or(0);
         }
         let mut u = self.rng.random::<f64>() * total;

@@ -1,0 +1,252 @@
+//! Talking to the glm-server pods behind a GlmDeployment's Service through the API server's
+//! service proxy (`/api/v1/namespaces/NS/services/NAME:http/proxy/...`): no port-forward,
+//! no kubectl, works on any cluster the kubeconfig reaches, and spreads requests over the
+//! Service's ready endpoints like in-cluster clients.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glm_crds::GlmDeployment;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::{E2e, E2eError};
+
+/// One chat completion's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatOutcome {
+    /// Assistant text (the concatenated deltas when streaming).
+    pub content: String,
+    pub finish_reason: Option<String>,
+    /// Stream chunks received (0 when not streaming).
+    pub chunks: usize,
+}
+
+/// Outcome of a load run.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub ok: usize,
+    /// One line per failed request: what failed and when (seconds since the start).
+    pub failed: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl E2e {
+    /// The Service of a GlmDeployment: the host of `status.endpoint`
+    /// (`http://NAME.NS.svc...`), else the GlmDeployment's own name.
+    pub fn service_of(g: &GlmDeployment) -> String {
+        g.status
+            .as_ref()
+            .and_then(|s| s.endpoint.as_deref())
+            .and_then(|e| e.split("://").nth(1))
+            .and_then(|rest| rest.split(['.', ':', '/']).next())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .unwrap_or_else(|| g.metadata.name.clone().unwrap_or_default())
+    }
+
+    /// The name clients send as `model`: `spec.model.servedModelName`, else the repo name.
+    pub fn model_name_of(g: &GlmDeployment) -> String {
+        g.spec.model.served_model_name.clone().unwrap_or_else(|| {
+            g.spec
+                .model
+                .repo
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+    }
+
+    fn proxy_path(&self, service: &str, path: &str) -> String {
+        format!(
+            "/api/v1/namespaces/{}/services/{service}:http/proxy{path}",
+            self.namespace
+        )
+    }
+
+    /// GET through the service proxy, returning the body (error on non-2xx).
+    pub async fn get_text(&self, service: &str, path: &str) -> Result<String, E2eError> {
+        let req = http::Request::get(self.proxy_path(service, path))
+            .body(Vec::new())
+            .map_err(|e| E2eError::Http(e.to_string()))?;
+        self.client
+            .request_text(req)
+            .await
+            .map_err(|e| E2eError::Http(format!("GET {path}: {e}")))
+    }
+
+    /// One `/v1/chat/completions` request; `stream` exercises the SSE path.
+    pub async fn chat(
+        &self,
+        service: &str,
+        model: &str,
+        prompt: &str,
+        max_tokens: u32,
+        stream: bool,
+    ) -> Result<ChatOutcome, E2eError> {
+        let body = json!({
+            "model": model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "stream": stream,
+        });
+        let req = http::Request::post(self.proxy_path(service, "/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&body).map_err(|e| E2eError::Http(e.to_string()))?)
+            .map_err(|e| E2eError::Http(e.to_string()))?;
+        let text = self
+            .client
+            .request_text(req)
+            .await
+            .map_err(|e| E2eError::Http(format!("chat completion: {e}")))?;
+        if stream {
+            parse_sse(&text)
+        } else {
+            let v: Value = serde_json::from_str(&text)
+                .map_err(|e| E2eError::Http(format!("not JSON ({e}): {text}")))?;
+            let choice = v
+                .pointer("/choices/0")
+                .ok_or_else(|| E2eError::Http(format!("no choices: {text}")))?;
+            Ok(ChatOutcome {
+                content: choice
+                    .pointer("/message/content")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                finish_reason: choice
+                    .get("finish_reason")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                chunks: 0,
+            })
+        }
+    }
+
+    /// Runs `concurrency` clients in a loop (alternating streaming and plain requests of
+    /// `max_tokens`) until `stop` turns true; every failure is recorded, none retried.
+    pub async fn load(
+        self: &Arc<Self>,
+        service: &str,
+        model: &str,
+        concurrency: usize,
+        max_tokens: u32,
+        stop: watch::Receiver<bool>,
+    ) -> LoadReport {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for worker in 0..concurrency {
+            let me = Arc::clone(self);
+            let (service, model) = (service.to_owned(), model.to_owned());
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut report = LoadReport::default();
+                let mut n = 0usize;
+                while !*stop.borrow() {
+                    let prompt = format!("worker {worker} request {n}: tell me a story");
+                    match me.chat(&service, &model, &prompt, max_tokens, n % 2 == 0).await {
+                        Ok(o) if o.finish_reason.is_some() => report.ok += 1,
+                        Ok(o) => report.failed.push(format!(
+                            "{:.1}s worker {worker}: no finish_reason ({o:?})",
+                            start.elapsed().as_secs_f64()
+                        )),
+                        Err(e) => report.failed.push(format!(
+                            "{:.1}s worker {worker}: {e}",
+                            start.elapsed().as_secs_f64()
+                        )),
+                    }
+                    n += 1;
+                }
+                report
+            }));
+        }
+        let mut total = LoadReport::default();
+        for t in tasks {
+            match t.await {
+                Ok(r) => {
+                    total.ok += r.ok;
+                    total.failed.extend(r.failed);
+                }
+                Err(e) => total.failed.push(format!("load worker panicked: {e}")),
+            }
+        }
+        total.elapsed = start.elapsed();
+        total
+    }
+}
+
+/// Parses an OpenAI SSE body: `data: {chunk}` lines ending with `data: [DONE]`.
+pub fn parse_sse(text: &str) -> Result<ChatOutcome, E2eError> {
+    let mut out = ChatOutcome {
+        content: String::new(),
+        finish_reason: None,
+        chunks: 0,
+    };
+    let mut done = false;
+    for line in text.lines() {
+        let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+            continue;
+        };
+        if data == "[DONE]" {
+            done = true;
+            break;
+        }
+        let v: Value = serde_json::from_str(data)
+            .map_err(|e| E2eError::Http(format!("bad SSE chunk ({e}): {data}")))?;
+        if let Some(err) = v.get("error") {
+            return Err(E2eError::Http(format!("error event in stream: {err}")));
+        }
+        out.chunks += 1;
+        if let Some(c) = v.pointer("/choices/0/delta/content").and_then(Value::as_str) {
+            out.content.push_str(c);
+        }
+        if let Some(f) = v.pointer("/choices/0/finish_reason").and_then(Value::as_str) {
+            out.finish_reason = Some(f.to_owned());
+        }
+    }
+    if !done {
+        return Err(E2eError::Http(format!(
+            "stream ended without [DONE] after {} chunks",
+            out.chunks
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_concatenates_deltas_and_needs_done() {
+        let body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\n\
+                    data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n\
+                    data: [DONE]\n\n";
+        let o = parse_sse(body).unwrap();
+        assert_eq!(o.content, "Hello");
+        assert_eq!(o.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(o.chunks, 2);
+
+        let cut = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n";
+        assert_eq!(parse_sse(cut).unwrap_err().kind(), "http");
+        let err = "data: {\"error\":{\"type\":\"service_unavailable\"}}\n\ndata: [DONE]\n\n";
+        assert!(parse_sse(err).unwrap_err().to_string().contains("service_unavailable"));
+    }
+
+    #[test]
+    fn service_name_comes_from_the_endpoint() {
+        let mut g = GlmDeployment::new(
+            "demo",
+            serde_json::from_value(json!({"model": {"repo": "glm-dev/demo"}, "cache": {"size": "1Gi"}}))
+                .unwrap(),
+        );
+        assert_eq!(E2e::service_of(&g), "demo");
+        assert_eq!(E2e::model_name_of(&g), "demo");
+        g.status = Some(glm_crds::GlmDeploymentStatus {
+            endpoint: Some("http://demo-svc.ns.svc.cluster.local:8000/v1".into()),
+            ..Default::default()
+        });
+        assert_eq!(E2e::service_of(&g), "demo-svc");
+    }
+}

@@ -1,0 +1,130 @@
+//! The operator as a local process watching one test namespace (what `cargo run -p
+//! glm-operator` does on a developer machine), with its log kept under
+//! `target/e2e-logs/<test>-operator.log` for failure analysis.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use super::E2eError;
+
+/// The glm-operator command-line flags the harness passes (see operator/src/main.rs and the
+/// chart's templates/deployment.yaml, which pass the same ones).
+pub mod flags {
+    pub const WATCH_NAMESPACES: &str = "--watch-namespaces";
+    pub const DEFAULT_SERVER_IMAGE: &str = "--default-server-image";
+    pub const LOG_FORMAT: &str = "--log-format";
+    pub const LOG_LEVEL: &str = "--log-level";
+    pub const ADMIN_ADDR: &str = "--admin-addr";
+}
+
+/// A running glm-operator; killed when dropped.
+pub struct OperatorProcess {
+    child: Child,
+    pub log: PathBuf,
+    pub admin_addr: String,
+}
+
+impl OperatorProcess {
+    /// Starts `$GLM_OPERATOR_BIN` (default: `target/debug/glm-operator`, built by `cargo
+    /// build -p glm-operator`) watching `namespace`, and waits for its `/healthz`.
+    pub async fn start(test: &str, namespace: &str) -> Result<Self, E2eError> {
+        let bin = operator_binary()?;
+        let logs = crate::workspace_root().join("target").join("e2e-logs");
+        std::fs::create_dir_all(&logs)
+            .map_err(|e| E2eError::Operator(format!("{}: {e}", logs.display())))?;
+        let log = logs.join(format!("{test}-operator.log"));
+        let out = std::fs::File::create(&log)
+            .map_err(|e| E2eError::Operator(format!("{}: {e}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| E2eError::Operator(e.to_string()))?;
+        let port = free_port()?;
+        let admin_addr = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(&bin);
+        cmd.arg(format!("{}={namespace}", flags::WATCH_NAMESPACES))
+            .arg(format!("{}=text", flags::LOG_FORMAT))
+            .arg(format!(
+                "{}={}",
+                flags::LOG_LEVEL,
+                std::env::var("GLM_E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into())
+            ))
+            .arg(format!("{}={admin_addr}", flags::ADMIN_ADDR));
+        if let Ok(image) = std::env::var("GLM_E2E_SERVER_IMAGE") {
+            cmd.arg(format!("{}={image}", flags::DEFAULT_SERVER_IMAGE));
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| E2eError::Operator(format!("spawn {}: {e}", bin.display())))?;
+        let mut op = Self {
+            child,
+            log,
+            admin_addr,
+        };
+        op.wait_healthy().await?;
+        Ok(op)
+    }
+
+    async fn wait_healthy(&mut self) -> Result<(), E2eError> {
+        let url = format!("http://{}/healthz", self.admin_addr);
+        let http = reqwest::Client::new();
+        for _ in 0..60 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(E2eError::Operator(format!(
+                    "exited with {status} before becoming healthy; log: {}",
+                    self.log.display()
+                )));
+            }
+            if let Ok(r) = http.get(&url).timeout(Duration::from_secs(1)).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(E2eError::Operator(format!(
+            "{url} not healthy within 30 s; log: {}",
+            self.log.display()
+        )))
+    }
+
+    /// Kills the process and reaps it.
+    pub async fn stop(mut self) {
+        if let Err(e) = self.child.kill().await {
+            tracing::warn!(error = %e, "stopping the operator process");
+        }
+    }
+}
+
+fn operator_binary() -> Result<PathBuf, E2eError> {
+    if let Some(p) = std::env::var_os("GLM_OPERATOR_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target"));
+    let bin = target.join("debug").join("glm-operator");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(E2eError::Operator(format!(
+            "{} not found: run `cargo build -p glm-operator` first, set GLM_OPERATOR_BIN, \
+             or install the chart and set GLM_E2E_OPERATOR=external",
+            bin.display()
+        )))
+    }
+}
+
+fn free_port() -> Result<u16, E2eError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| E2eError::Operator(format!("no free port: {e}")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| E2eError::Operator(e.to_string()))
+}

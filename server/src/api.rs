@@ -1,0 +1,288 @@
+//! HTTP surface: routes, shared state, auth and drain gates.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    extract::{DefaultBodyLimit, Request, State},
+    http::{header, HeaderMap},
+    middleware::{self, Next},
+    response::Response,
+    routing::{get, post},
+    Router,
+};
+use glm_tokenizer::{ChatTemplate, GlmTokenizer};
+use tokio::sync::Notify;
+
+use crate::{engine::EngineHandle, metrics::Metrics, validation::Limits};
+
+pub mod chat;
+pub mod completions;
+pub mod error;
+mod extract;
+pub mod generate;
+mod misc;
+pub mod types;
+
+pub use error::ApiError;
+pub use extract::ApiJson;
+
+/// Request bodies up to this size are accepted (long prompts, many messages).
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Static settings of the HTTP layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    pub served_model_name: String,
+    pub limits: Limits,
+    /// Bearer token required on API routes; `None` leaves them open.
+    pub api_key: Option<String>,
+    pub tool_call_parser: Option<String>,
+    pub reasoning_parser: Option<String>,
+    pub enable_auto_tool_choice: bool,
+    /// Server-wide seed for requests that bring none.
+    pub seed: Option<u64>,
+}
+
+/// Readiness, draining and in-flight accounting (the operator contract's state).
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    ready: AtomicBool,
+    draining: AtomicBool,
+    inflight: AtomicUsize,
+    idle: Notify,
+}
+
+impl Lifecycle {
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Starts draining: `/ready` turns 503 and new API requests get 503.
+    pub fn start_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    /// Counts a generation as in flight until the guard drops (end of its response stream).
+    pub fn begin(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        InflightGuard(Arc::clone(self))
+    }
+
+    /// Resolves once no generation is in flight.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.inflight() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct InflightGuard(Arc<Lifecycle>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+struct Inner {
+    engine: EngineHandle,
+    tokenizer: GlmTokenizer,
+    template: Option<Arc<ChatTemplate>>,
+    metrics: Metrics,
+    cfg: ApiConfig,
+    lifecycle: Arc<Lifecycle>,
+    created: u64,
+    /// Requests seeded from `cfg.seed` so far.
+    seeded: std::sync::atomic::AtomicU64,
+}
+
+/// Everything handlers share; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("model", &self.inner.cfg.served_model_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(
+        engine: EngineHandle,
+        tokenizer: GlmTokenizer,
+        template: Option<ChatTemplate>,
+        metrics: Metrics,
+        cfg: ApiConfig,
+        lifecycle: Arc<Lifecycle>,
+    ) -> Self {
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                tokenizer,
+                template: template.map(Arc::new),
+                metrics,
+                cfg,
+                lifecycle,
+                created,
+                seeded: std::sync::atomic::AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn engine(&self) -> &EngineHandle {
+        &self.inner.engine
+    }
+
+    pub fn tokenizer(&self) -> &GlmTokenizer {
+        &self.inner.tokenizer
+    }
+
+    pub fn template(&self) -> Result<Arc<ChatTemplate>, ApiError> {
+        self.inner.template.clone().ok_or_else(|| {
+            ApiError::invalid("messages", "this model has no chat template; use /v1/completions")
+        })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn config(&self) -> &ApiConfig {
+        &self.inner.cfg
+    }
+
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.inner.lifecycle
+    }
+
+    /// A seed for a request that brings none: derived from `--seed` and a counter, so a
+    /// run with the same requests in the same order samples the same tokens.
+    pub fn default_seed(&self) -> Option<u64> {
+        let base = self.inner.cfg.seed?;
+        let k = self.inner.seeded.fetch_add(1, Ordering::AcqRel);
+        Some(base ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    pub fn created(&self) -> u64 {
+        self.inner.created
+    }
+
+    /// The served model name, after checking the request's `model` field names it.
+    pub fn check_model(&self, model: Option<&str>) -> Result<String, ApiError> {
+        let name = &self.inner.cfg.served_model_name;
+        match model {
+            None | Some("") => Ok(name.clone()),
+            Some(m) if m == name => Ok(name.clone()),
+            Some(m) => Err(ApiError::ModelNotFound(m.to_string())),
+        }
+    }
+}
+
+/// All routes with their layers.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/completions", post(completions::completions))
+        .route("/v1/models", get(misc::models))
+        .route("/tokenize", post(misc::tokenize))
+        .route("/detokenize", post(misc::detokenize))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth))
+        .route_layer(middleware::from_fn_with_state(state.clone(), reject_when_draining));
+    let ops = Router::new()
+        .route("/health", get(misc::health))
+        .route("/ready", get(misc::ready))
+        .route("/metrics", get(misc::metrics))
+        .route("/version", get(misc::version));
+    api.merge(ops)
+        .fallback(misc::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn reject_when_draining(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if state.lifecycle().is_draining() {
+        return Err(ApiError::Draining);
+    }
+    Ok(next.run(req).await)
+}
+
+async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    if let Some(key) = &state.config().api_key {
+        if !key_matches(req.headers(), key) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(req).await)
+}
+
+/// `Authorization: Bearer KEY` (OpenAI) or `x-api-key: KEY` (Anthropic), compared in constant
+/// time so the key cannot be guessed byte by byte from response timings.
+fn key_matches(headers: &HeaderMap, key: &str) -> bool {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let x_api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    [bearer, x_api_key]
+        .into_iter()
+        .flatten()
+        .any(|given| constant_time_eq(given.trim().as_bytes(), key.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A random id with the given prefix, e.g. `chatcmpl-3f2a...`.
+pub fn request_id(prefix: &str) -> String {
+    format!("{prefix}-{:032x}", rand::random::<u128>())
+}
+
+/// Seconds since the epoch, for `created` fields.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,292 @@
+//! `POST /v1/completions`: raw prompts (text, texts, token ids, lists of token ids).
+
+use axum::{
+    extract::State,
+    response::{
+        sse::{Event, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+    Json,
+};
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use tracing::Instrument;
+
+use super::{
+    chat::{raw_sampling, sse_json},
+    generate::{merged, submit_all, token_text, ChoiceGen, Piece},
+    now_secs, request_id,
+    types::*,
+    ApiError, ApiJson, AppState,
+};
+use crate::validation::{validate_sampling, ValidSampling};
+
+pub async fn completions(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    let id = request_id("cmpl");
+    let span = tracing::info_span!("completion", request_id = %id, stream = req.common.stream);
+    handle(state, req, id, span.clone()).instrument(span).await
+}
+
+fn check_unsupported(req: &CompletionRequest) -> Result<(), ApiError> {
+    if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::invalid("suffix", "not supported"));
+    }
+    if let Some(b) = req.best_of {
+        if b > req.common.n.unwrap_or(1) {
+            return Err(ApiError::invalid("best_of", "best_of > n is not supported"));
+        }
+    }
+    if req.common.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(ApiError::invalid("logit_bias", "not supported"));
+    }
+    Ok(())
+}
+
+async fn tokenize_prompts(state: &AppState, req: &CompletionRequest) -> Result<Vec<Vec<u32>>, ApiError> {
+    let add_special = req.add_special_tokens.unwrap_or(true);
+    let texts = match &req.prompt {
+        PromptField::Tokens(t) => return Ok(vec![t.clone()]),
+        PromptField::TokenLists(l) => return Ok(l.clone()),
+        PromptField::Text(t) => vec![t.clone()],
+        PromptField::Texts(t) => t.clone(),
+    };
+    let tokenizer = state.tokenizer().clone();
+    tokio::task::spawn_blocking(move || {
+        texts
+            .iter()
+            .map(|t| tokenizer.encode(t, add_special).map_err(ApiError::from))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("tokenizer task failed: {e}")))?
+}
+
+async fn handle(
+    state: AppState,
+    req: CompletionRequest,
+    id: String,
+    span: tracing::Span,
+) -> Result<Response, ApiError> {
+    let model = state.check_model(req.model.as_deref())?;
+    check_unsupported(&req)?;
+    let prompts = tokenize_prompts(&state, &req).await?;
+    if prompts.is_empty() {
+        return Err(ApiError::invalid("prompt", "`prompt` must not be empty"));
+    }
+    let vocab = state.tokenizer().vocab_size();
+    if prompts.iter().flatten().any(|&t| t as usize >= vocab) {
+        return Err(ApiError::invalid("prompt", format!("token ids must be below {vocab}")));
+    }
+    let mut raw = raw_sampling(&req.common);
+    raw.logprobs = req.logprobs.map(|v| (v, "logprobs"));
+    let mut valid: Option<ValidSampling> = None;
+    for p in &prompts {
+        let v = validate_sampling(&raw, p.len(), "prompt", &state.config().limits)?;
+        // Without max_tokens each prompt may fill its own context: keep the smallest room so
+        // every prompt fits (vLLM validates per prompt the same way).
+        valid = Some(match valid {
+            Some(prev) if prev.params.max_tokens <= v.params.max_tokens => prev,
+            _ => v,
+        });
+    }
+    let Some(valid) = valid else {
+        return Err(ApiError::invalid("prompt", "`prompt` must not be empty"));
+    };
+    let guard = state.lifecycle().begin();
+    let skip_special = req.common.skip_special_tokens.unwrap_or(true);
+    let gens = submit_all(
+        &state,
+        &prompts,
+        &valid,
+        skip_special,
+        req.common.include_stop_str_in_output,
+        &span,
+    )?;
+    let echo: Vec<String> = if req.echo {
+        let tok = state.tokenizer();
+        prompts
+            .iter()
+            .flat_map(|p| {
+                let text = tok.decode(p, skip_special).unwrap_or_default();
+                std::iter::repeat_n(text, valid.n)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let ctx = Ctx {
+        id,
+        model,
+        created: now_secs(),
+        prompt_tokens: prompts.iter().map(Vec::len).sum(),
+        logprobs: valid.params.sampling.logprobs.is_some(),
+    };
+    if req.common.stream {
+        let include_usage = req.common.stream_options.as_ref().is_some_and(|o| o.include_usage);
+        let stream = async_stream::stream! {
+            let _guard = guard;
+            let mut s = std::pin::pin!(stream_chunks(state, ctx, gens, echo, include_usage));
+            while let Some(ev) = s.next().await {
+                yield Ok::<Event, std::convert::Infallible>(ev);
+            }
+        };
+        Ok(Sse::new(stream.instrument(span))
+            .keep_alive(KeepAlive::default())
+            .into_response())
+    } else {
+        let body = collect(&state, ctx, gens, echo).await;
+        drop(guard);
+        Ok(Json(body?).into_response())
+    }
+}
+
+struct Ctx {
+    id: String,
+    model: String,
+    created: u64,
+    prompt_tokens: usize,
+    logprobs: bool,
+}
+
+impl Ctx {
+    fn body(&self, choices: Vec<CompletionChoice>, usage: Option<Usage>) -> Completion {
+        Completion {
+            id: self.id.clone(),
+            object: "text_completion",
+            created: self.created,
+            model: self.model.clone(),
+            choices,
+            usage,
+        }
+    }
+
+    fn usage(&self, completion_tokens: usize, cached_tokens: usize) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens,
+            total_tokens: self.prompt_tokens + completion_tokens,
+            prompt_tokens_details: (cached_tokens > 0).then_some(PromptTokensDetails { cached_tokens }),
+        }
+    }
+}
+
+/// Logprobs of a piece in the legacy completions shape; `offset` is the text offset so far.
+fn completion_logprobs(state: &AppState, piece: &Piece, offset: &mut usize) -> CompletionLogprobs {
+    let tok = state.tokenizer();
+    let mut lp = CompletionLogprobs::default();
+    for t in &piece.tokens {
+        let text = token_text(tok, t.token);
+        lp.text_offset.push(*offset);
+        *offset += text.len();
+        lp.tokens.push(text);
+        lp.token_logprobs.push(t.logprob);
+        let mut top = Map::new();
+        for &(id, l) in &t.top_logprobs {
+            top.insert(token_text(tok, id), Value::from(l));
+        }
+        lp.top_logprobs.push(top);
+    }
+    lp
+}
+
+fn stream_chunks(
+    state: AppState,
+    ctx: Ctx,
+    gens: Vec<ChoiceGen>,
+    echo: Vec<String>,
+    include_usage: bool,
+) -> impl futures::Stream<Item = Event> + Send {
+    async_stream::stream! {
+        let mut offsets = vec![0usize; gens.len()];
+        for (index, text) in echo.into_iter().enumerate() {
+            if let Some(o) = offsets.get_mut(index) {
+                *o = text.len();
+            }
+            let choice = CompletionChoice { index, text, logprobs: None, finish_reason: None, stop_reason: None };
+            yield sse_json(&ctx.body(vec![choice], None));
+        }
+        let (mut completion_tokens, mut cached) = (0usize, 0usize);
+        let mut pieces = std::pin::pin!(merged(gens));
+        while let Some((index, res)) = pieces.next().await {
+            let piece = match res {
+                Ok(p) => p,
+                Err(e) => {
+                    yield sse_json(&e.body());
+                    yield Event::default().data("[DONE]");
+                    return;
+                }
+            };
+            let logprobs = match offsets.get_mut(index) {
+                Some(o) if ctx.logprobs => Some(completion_logprobs(&state, &piece, o)),
+                _ => None,
+            };
+            let (finish_reason, stop_reason) = match &piece.finish {
+                Some(f) => {
+                    completion_tokens += f.completion_tokens;
+                    cached = cached.max(f.cached_tokens);
+                    (Some(f.reason.to_string()), f.stop_reason.clone())
+                }
+                None => (None, None),
+            };
+            let choice = CompletionChoice { index, text: piece.text, logprobs, finish_reason, stop_reason };
+            yield sse_json(&ctx.body(vec![choice], None));
+        }
+        if include_usage {
+            yield sse_json(&ctx.body(Vec::new(), Some(ctx.usage(completion_tokens, cached))));
+        }
+        yield Event::default().data("[DONE]");
+    }
+}
+
+async fn collect(
+    state: &AppState,
+    ctx: Ctx,
+    gens: Vec<ChoiceGen>,
+    echo: Vec<String>,
+) -> Result<Completion, ApiError> {
+    let n = gens.len();
+    let mut texts: Vec<String> = (0..n).map(|i| echo.get(i).cloned().unwrap_or_default()).collect();
+    let mut offsets: Vec<usize> = texts.iter().map(String::len).collect();
+    let mut logprobs = vec![CompletionLogprobs::default(); n];
+    let mut finishes = vec![None; n];
+    let mut pieces = std::pin::pin!(merged(gens));
+    while let Some((index, res)) = pieces.next().await {
+        let piece = res?;
+        if index >= n {
+            continue;
+        }
+        if ctx.logprobs {
+            let lp = completion_logprobs(state, &piece, &mut offsets[index]);
+            let all = &mut logprobs[index];
+            all.tokens.extend(lp.tokens);
+            all.token_logprobs.extend(lp.token_logprobs);
+            all.top_logprobs.extend(lp.top_logprobs);
+            all.text_offset.extend(lp.text_offset);
+        }
+        texts[index].push_str(&piece.text);
+        if piece.finish.is_some() {
+            finishes[index] = piece.finish;
+        }
+    }
+    let (mut completion_tokens, mut cached) = (0, 0);
+    let mut choices = Vec::with_capacity(n);
+    for (index, ((text, lp), fin)) in texts.into_iter().zip(logprobs).zip(finishes).enumerate() {
+        let Some(f) = fin else {
+            return Err(ApiError::EngineUnavailable("generation ended without a finish".into()));
+        };
+        completion_tokens += f.completion_tokens;
+        cached = cached.max(f.cached_tokens);
+        choices.push(CompletionChoice {
+            index,
+            text,
+            logprobs: ctx.logprobs.then_some(lp),
+            finish_reason: Some(f.reason.to_string()),
+            stop_reason: f.stop_reason,
+        });
+    }
+    let usage = ctx.usage(completion_tokens, cached);
+    Ok(ctx.body(choices, Some(usage)))
+}

@@ -1,0 +1,84 @@
+//! JSON body extractor whose failures are OpenAI-style 400s naming the field.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request},
+};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// Like `axum::Json`, but malformed bodies become [`ApiError::InvalidRequest`] with `param`
+/// set to the path of the bad field (`messages[0].role`, `temperature`, ...).
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::invalid("body", format!("cannot read the body: {e}")))?;
+        parse(&bytes).map(ApiJson)
+    }
+}
+
+pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let param = if path != "." && !path.is_empty() {
+            Some(path)
+        } else {
+            missing_field(&inner.to_string())
+        };
+        ApiError::InvalidRequest {
+            param,
+            message: format!("invalid request body: {inner}"),
+        }
+    })
+}
+
+/// serde reports a missing field at the parent's path; pull the name out of its message.
+fn missing_field(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("missing field `")?;
+    rest.split('`').next().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::types::ChatCompletionRequest;
+
+    fn param_of(body: &str) -> Option<String> {
+        match parse::<ChatCompletionRequest>(body.as_bytes()) {
+            Err(ApiError::InvalidRequest { param, .. }) => param,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        assert_eq!(param_of(r#"{"model":"m"}"#).as_deref(), Some("messages"));
+        assert_eq!(
+            param_of(r#"{"messages":[],"temperature":"hot"}"#).as_deref(),
+            Some("temperature")
+        );
+        assert_eq!(param_of(r#"{"messages":[], "n": -1.5}"#).as_deref(), Some("n"));
+        assert_eq!(param_of("{not json"), None);
+    }
+
+    #[test]
+    fn unknown_fields_are_tolerated() {
+        let r: ChatCompletionRequest =
+            parse(br#"{"messages":[{"role":"user","content":"hi"}],"whatever":1,"tools":[],"tool_choice":"auto"}"#)
+                .unwrap();
+        assert_eq!(r.messages.len(), 1);
+    }
+}

@@ -1,0 +1,165 @@
+//! `tools` / `tool_choice` validation: which parsing a request gets, decided once per request
+//! with vLLM's rules and error messages (all 400s naming the field).
+
+use serde_json::Value;
+
+use super::{PostProcessError, ToolParserKind};
+
+/// A tool as the post-processor needs it: the name and the JSON schema of its parameters
+/// (the parsers type argument values by it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDef {
+    pub name: String,
+    pub parameters: Option<Value>,
+}
+
+impl ToolDef {
+    /// From an OpenAI tool object `{"type": "function", "function": {name, parameters}}`.
+    pub fn from_openai(index: usize, tool: &Value) -> Result<Self, PostProcessError> {
+        let field = format!("tools[{index}]");
+        let kind = tool.get("type").and_then(Value::as_str).unwrap_or("function");
+        if kind != "function" {
+            return Err(PostProcessError::invalid(
+                &format!("{field}.type"),
+                format!("only \"function\" tools are supported, got {kind:?}"),
+            ));
+        }
+        let function = tool
+            .get("function")
+            .and_then(Value::as_object)
+            .ok_or_else(|| PostProcessError::invalid(&field, "missing the \"function\" object"))?;
+        let name = function
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                PostProcessError::invalid(&format!("{field}.function.name"), "must be a non-empty string")
+            })?;
+        Ok(ToolDef {
+            name: name.to_string(),
+            parameters: function.get("parameters").cloned().filter(|p| !p.is_null()),
+        })
+    }
+
+    /// All tools of an OpenAI request's `tools` array.
+    pub fn list_from_openai(tools: &[Value]) -> Result<Vec<Self>, PostProcessError> {
+        tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Self::from_openai(i, t))
+            .collect()
+    }
+}
+
+/// The request's `tool_choice`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ToolChoice {
+    /// Never parse: tool-call text stays `content`.
+    None,
+    /// Parse when the model calls (the default when tools are given).
+    #[default]
+    Auto,
+    /// vLLM forces a call with guided decoding; we have none, so this parses like `auto`
+    /// and does not force the model (the GLM parsers in vLLM do not enforce it either).
+    Required,
+    /// Parse, and keep only calls to this function (others are dropped and logged).
+    Named(String),
+}
+
+impl ToolChoice {
+    /// From the OpenAI wire value: `"none" | "auto" | "required" |
+    /// {"type": "function", "function": {"name": ...}}`. `null` means "not given".
+    pub fn from_openai(value: Option<&Value>) -> Result<Option<Self>, PostProcessError> {
+        let Some(value) = value.filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        match value {
+            Value::String(s) => match s.as_str() {
+                "none" => Ok(Some(ToolChoice::None)),
+                "auto" => Ok(Some(ToolChoice::Auto)),
+                "required" => Ok(Some(ToolChoice::Required)),
+                other => Err(PostProcessError::invalid(
+                    "tool_choice",
+                    format!("must be \"none\", \"auto\", \"required\" or a named function, got {other:?}"),
+                )),
+            },
+            Value::Object(o) => {
+                let name = o
+                    .get("function")
+                    .and_then(|f| f.get("name"))
+                    .and_then(Value::as_str)
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| {
+                        PostProcessError::invalid(
+                            "tool_choice.function.name",
+                            "a named tool_choice needs {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                        )
+                    })?;
+                Ok(Some(ToolChoice::Named(name.to_string())))
+            }
+            _ => Err(PostProcessError::invalid(
+                "tool_choice",
+                "must be a string or a named function object",
+            )),
+        }
+    }
+}
+
+/// Server-wide tool settings (`--tool-call-parser`, `--enable-auto-tool-choice`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ToolServerConfig {
+    pub tool_parser: Option<ToolParserKind>,
+    pub enable_auto_tool_choice: bool,
+}
+
+/// Checks `tools` + `tool_choice` against the server's settings as vLLM does and returns the
+/// effective choice (`None` when no tools were given: nothing to parse).
+///
+/// - `tool_choice` without `tools` (other than "none") is a 400.
+/// - a named function must be one of `tools`.
+/// - `auto` (the default with tools) needs `--enable-auto-tool-choice` and a parser.
+/// - `required` / named need a parser (we parse instead of guided decoding).
+pub fn resolve_tool_choice(
+    server: ToolServerConfig,
+    tools: &[ToolDef],
+    choice: Option<ToolChoice>,
+) -> Result<Option<ToolChoice>, PostProcessError> {
+    if tools.is_empty() {
+        return match choice {
+            None | Some(ToolChoice::None) => Ok(None),
+            Some(_) => Err(PostProcessError::invalid(
+                "tool_choice",
+                "when using `tool_choice`, `tools` must be set",
+            )),
+        };
+    }
+    let choice = choice.unwrap_or_default();
+    match &choice {
+        ToolChoice::None => {}
+        ToolChoice::Auto => {
+            if !server.enable_auto_tool_choice || server.tool_parser.is_none() {
+                return Err(PostProcessError::invalid(
+                    "tool_choice",
+                    "\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set",
+                ));
+            }
+        }
+        ToolChoice::Required | ToolChoice::Named(_) => {
+            if server.tool_parser.is_none() {
+                return Err(PostProcessError::invalid(
+                    "tool_choice",
+                    "\"required\" and named tool choice need --tool-call-parser to be set",
+                ));
+            }
+            if let ToolChoice::Named(name) = &choice {
+                if !tools.iter().any(|t| &t.name == name) {
+                    return Err(PostProcessError::invalid(
+                        "tool_choice.function.name",
+                        format!("tool {name:?} has not been passed in `tools`"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(Some(choice))
+}

@@ -1,0 +1,297 @@
+//! `glm-server serve`: load, size, spawn the engine, serve HTTP, warm up, drain on SIGTERM.
+
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use glm_tokenizer::{ChatTemplate, GlmTokenizer, TokenizerError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::{self, ApiConfig, AppState, Lifecycle},
+    config::{size_kv_cache, system_memory_bytes, ConfigError, ServeArgs},
+    engine::{EngineConfig, EngineError, EngineHandle},
+    metrics::Metrics,
+    validation::Limits,
+};
+
+/// How long the HTTP server may take to close idle connections after the drain.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("model: {0}")]
+    Model(#[from] glm_model::ModelError),
+    #[error("tokenizer: {0}")]
+    Tokenizer(#[from] TokenizerError),
+    #[error("engine: {0}")]
+    Engine(#[from] EngineError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("warm-up generation failed: {0}")]
+    WarmUp(EngineError),
+}
+
+impl ServeError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServeError::Config(e) => e.kind(),
+            ServeError::Model(e) => e.kind(),
+            ServeError::Tokenizer(e) => e.kind(),
+            ServeError::Engine(e) => e.kind(),
+            ServeError::Io { .. } => "io",
+            ServeError::WarmUp(_) => "warm_up",
+        }
+    }
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let context = context.into();
+    move |source| ServeError::Io { context, source }
+}
+
+/// The directory `--model demo` writes the demo model into.
+pub fn demo_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("glm-server-demo-{}", env!("CARGO_PKG_VERSION")))
+}
+
+fn parse_device(s: &str) -> Result<candle_core::Device, ServeError> {
+    let bad = |m: String| ConfigError::Invalid {
+        flag: "device",
+        message: m,
+    };
+    match s {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        "cuda" => candle_core::Device::new_cuda(0).map_err(|e| bad(e.to_string()).into()),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => candle_core::Device::new_cuda(n).map_err(|e| bad(e.to_string()).into()),
+            _ => Err(bad(format!("{other:?} is not cpu, cuda or cuda:N")).into()),
+        },
+    }
+}
+
+fn load_template(args: &ServeArgs, tok: &GlmTokenizer) -> Result<Option<ChatTemplate>, ServeError> {
+    if let Some(path) = &args.chat_template {
+        return Ok(Some(ChatTemplate::from_file(path, tok.special_tokens().clone())?));
+    }
+    match tok.chat_template() {
+        Ok(t) => Ok(Some(t)),
+        Err(TokenizerError::TemplateMissing(dir)) => {
+            tracing::warn!(dir = %dir.display(), "no chat template: /v1/chat/completions will answer 400");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+// Until glm_model::demo lands (parallel work), `--model demo` reports it is unavailable.
+fn write_demo_model(dir: &Path) -> Result<(), glm_model::ModelError> {
+    Err(glm_model::ModelError::Config(format!(
+        "the demo model is not available in this build (wanted {})",
+        dir.display()
+    )))
+}
+
+/// Everything built from the flags, before the listener opens.
+pub struct Prepared {
+    pub state: AppState,
+    pub lifecycle: Arc<Lifecycle>,
+    pub warm_up_prompt: Vec<u32>,
+}
+
+/// Loads the model and tokenizer, sizes the KV cache and spawns the engine.
+pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
+    args.check()?;
+    let (dir, default_name) = if args.model == "demo" {
+        let dir = demo_dir();
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || write_demo_model(&d))
+            .await
+            .map_err(|e| io("demo model task")(std::io::Error::other(e)))??;
+        (dir, "demo".to_string())
+    } else {
+        let dir = PathBuf::from(&args.model);
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| args.model.clone());
+        (dir, name)
+    };
+    let served = args.served_model_name.clone().unwrap_or(default_name);
+    let device = parse_device(&args.device)?;
+    let load_dir = dir.clone();
+    let started = std::time::Instant::now();
+    let model = tokio::task::spawn_blocking(move || glm_model::load_model(&load_dir, &device))
+        .await
+        .map_err(|e| io("model load task")(std::io::Error::other(e)))??;
+    let info = model.info().clone();
+    tracing::info!(
+        dir = %dir.display(),
+        architecture = %info.architecture,
+        weight_bytes = info.weight_bytes,
+        device = %info.device,
+        secs = started.elapsed().as_secs_f64(),
+        "model loaded"
+    );
+    let sizing = size_kv_cache(
+        args,
+        info.kv_bytes_per_token,
+        info.weight_bytes,
+        info.max_position_embeddings,
+        system_memory_bytes(),
+    )?;
+    let tokenizer = GlmTokenizer::from_dir(&dir)?;
+    let template = load_template(args, &tokenizer)?;
+    let warm_up_prompt = warm_up_prompt(&tokenizer, &dir);
+    let metrics = Metrics::new(&served);
+    let engine = EngineHandle::spawn(
+        model,
+        EngineConfig {
+            num_blocks: sizing.num_blocks,
+            block_size: args.block_size,
+            max_num_seqs: args.max_num_seqs,
+            max_num_batched_tokens: args.max_num_batched_tokens,
+            max_model_len: sizing.max_model_len,
+            max_queue: args.max_queue,
+            enable_prefix_caching: args.enable_prefix_caching,
+        },
+        metrics.clone(),
+    )?;
+    let lifecycle = Arc::new(Lifecycle::default());
+    let cfg = ApiConfig {
+        served_model_name: served,
+        limits: Limits {
+            max_model_len: sizing.max_model_len,
+            ..Limits::default()
+        },
+        api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+        tool_call_parser: args.tool_call_parser.clone(),
+        reasoning_parser: args.reasoning_parser.clone(),
+        enable_auto_tool_choice: args.enable_auto_tool_choice,
+        seed: args.seed,
+    };
+    let state = AppState::new(engine, tokenizer, template, metrics, cfg, Arc::clone(&lifecycle));
+    Ok(Prepared {
+        state,
+        lifecycle,
+        warm_up_prompt,
+    })
+}
+
+fn warm_up_prompt(tok: &GlmTokenizer, dir: &Path) -> Vec<u32> {
+    match tok.encode("Hello", false) {
+        Ok(ids) if !ids.is_empty() => ids,
+        _ => {
+            tracing::debug!(dir = %dir.display(), "warm-up prompt falls back to token 0");
+            vec![0]
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Serves until `signal` resolves, then drains: `/ready` and new requests answer 503 while
+/// in-flight requests finish (up to `drain_timeout`), then the listener closes.
+pub async fn serve_until(
+    listener: TcpListener,
+    prepared: Prepared,
+    drain_timeout: Duration,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let Prepared {
+        state,
+        lifecycle,
+        warm_up_prompt,
+    } = prepared;
+    let engine = state.engine().clone();
+    let close = CancellationToken::new();
+    let app = api::router(state);
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(close.clone().cancelled_owned())
+            .into_future(),
+    );
+    let mut signal = std::pin::pin!(signal);
+    tokio::select! {
+        warm = engine.warm_up(warm_up_prompt) => {
+            warm.map_err(ServeError::WarmUp)?;
+            lifecycle.set_ready(true);
+            tracing::info!("warm-up done; ready");
+        }
+        _ = &mut signal => {
+            tracing::info!("signal before warm-up finished");
+        }
+    }
+    if !lifecycle.is_draining() && lifecycle.is_ready() {
+        signal.await;
+    }
+    lifecycle.start_drain();
+    tracing::info!(inflight = lifecycle.inflight(), "draining");
+    if tokio::time::timeout(drain_timeout, lifecycle.wait_idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!(inflight = lifecycle.inflight(), "drain timeout reached; closing anyway");
+    }
+    close.cancel();
+    match tokio::time::timeout(CLOSE_GRACE, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(io("http server")(e)),
+        Ok(Err(e)) => return Err(io("http server task")(std::io::Error::other(e))),
+        Err(_) => tracing::warn!("connections still open after the drain; exiting"),
+    }
+    tracing::info!("drained; exiting");
+    Ok(())
+}
+
+/// The whole `serve` command.
+pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
+    let prepared = prepare(&args).await?;
+    let addr = (args.host, args.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(io(format!("bind {}:{}", args.host, args.port)))?;
+    tracing::info!(host = %args.host, port = args.port, "listening");
+    serve_until(
+        listener,
+        prepared,
+        Duration::from_secs(args.drain_timeout),
+        shutdown_signal(),
+    )
+    .await
+}
