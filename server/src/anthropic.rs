@@ -7,8 +7,10 @@
 pub mod convert;
 pub mod error;
 pub mod response;
+pub mod routes;
 pub mod wire;
 
 pub use self::convert::{parse_request, to_openai_chat};
 pub use self::error::AnthropicError;
 pub use self::response::{build_message, new_message_id, MessageStream, ResponseMeta};
+pub use self::routes::routes;

@@ -82,7 +82,7 @@ pub struct Metrics {
     inner: Arc<Inner>,
 }
 
-fn histogram_family(buckets: &'static [f64]) -> Family<ModelLabel, Histogram, impl Fn() -> Histogram> {
+fn histogram_family(buckets: &'static [f64]) -> Family<ModelLabel, Histogram, impl Fn() -> Histogram + Clone> {
     Family::new_with_constructor(move || Histogram::new(buckets.iter().copied()))
 }
 
@@ -97,14 +97,16 @@ impl Metrics {
             ($name:expr, $help:expr, $ty:ty) => {{
                 let f = Family::<ModelLabel, $ty>::default();
                 registry.register($name, $help, f.clone());
-                f.get_or_create(&label).clone()
+                let metric = f.get_or_create(&label).clone();
+                metric
             }};
         }
         macro_rules! histogram {
             ($name:expr, $help:expr, $buckets:expr) => {{
                 let f = histogram_family($buckets);
                 registry.register($name, $help, f.clone());
-                f.get_or_create(&label).clone()
+                let metric = f.get_or_create(&label).clone();
+                metric
             }};
         }
 

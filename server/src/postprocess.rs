@@ -11,6 +11,7 @@
 
 mod choice;
 pub mod messages;
+pub mod openai;
 mod stages;
 
 use serde_json::Value;
@@ -85,7 +86,10 @@ pub enum ChatDelta {
     },
     /// The next piece of the call's JSON `arguments`; the pieces concatenate to the
     /// non-streaming `arguments`.
-    ToolCallArgs { index: usize, fragment: String },
+    ToolCallArgs {
+        index: usize,
+        fragment: String,
+    },
 }
 
 /// A complete tool call.
@@ -170,6 +174,12 @@ pub struct ChatPostProcessor {
     /// Parser call index -> our index, `None` for calls a named tool_choice drops.
     call_map: Vec<Option<usize>>,
     calls_emitted: usize,
+    /// Whitespace-only content seen before any real content (the `\n` after `</think>`, or
+    /// between two calls), held until real content follows; dropped before a tool call or
+    /// at the end, so a streamed response has the same `content` as a non-streamed one
+    /// (`null`, not "\n").
+    leading_space: String,
+    content_started: bool,
 }
 
 impl ChatPostProcessor {
@@ -179,7 +189,9 @@ impl ChatPostProcessor {
             .filter(|_| config.starts_in_reasoning)
             .map(ReasoningStage::new);
         let tools = match (config.parses_tools(), config.tool_parser) {
-            (true, Some(kind)) => Some(ToolStage::new(kind, config.tools.as_deref().unwrap_or(&[]))),
+            (true, Some(kind)) => {
+                Some(ToolStage::new(kind, config.tools.as_deref().unwrap_or(&[])))
+            }
             _ => None,
         };
         ChatPostProcessor {
@@ -188,6 +200,8 @@ impl ChatPostProcessor {
             tools,
             call_map: Vec::new(),
             calls_emitted: 0,
+            leading_space: String::new(),
+            content_started: false,
         }
     }
 
@@ -262,11 +276,22 @@ impl ChatPostProcessor {
     fn route_tool_event(&mut self, event: ToolEvent, out: &mut Vec<ChatDelta>) {
         match event {
             ToolEvent::Content(text) => {
-                if !text.is_empty() {
-                    out.push(ChatDelta::Content(text));
+                if self.content_started {
+                    if !text.is_empty() {
+                        out.push(ChatDelta::Content(text));
+                    }
+                } else {
+                    self.leading_space.push_str(&text);
+                    if !self.leading_space.trim().is_empty() {
+                        self.content_started = true;
+                        out.push(ChatDelta::Content(std::mem::take(&mut self.leading_space)));
+                    }
                 }
             }
             ToolEvent::Start { index, name } => {
+                // Whitespace between or after calls is dropped the same way.
+                self.leading_space.clear();
+                self.content_started = false;
                 if self.call_map.len() <= index {
                     self.call_map.resize(index + 1, None);
                 }
@@ -305,11 +330,20 @@ impl ChatPostProcessor {
 
     /// Non-streaming: the whole output at once, with the parsers' final (non-streaming)
     /// functions, as vLLM does for `stream: false`.
-    pub fn process_full(config: PostProcessConfig, text: &str, reason: ChatFinishReason) -> ChatOutput {
-        let (reasoning, content) = match config.reasoning_parser.filter(|_| config.starts_in_reasoning) {
+    pub fn process_full(
+        config: PostProcessConfig,
+        text: &str,
+        reason: ChatFinishReason,
+    ) -> ChatOutput {
+        let (reasoning, content) = match config
+            .reasoning_parser
+            .filter(|_| config.starts_in_reasoning)
+        {
             Some(kind) => stages::split_reasoning_full(kind, text),
-            None => (None, Some(text.to_string()).filter(|t| !t.is_empty())),
+            None => (None, Some(text.to_string())),
         };
+        let reasoning = reasoning.filter(|r| !r.is_empty());
+        let content = content.filter(|c| !c.trim().is_empty());
         let reasoning = reasoning.filter(|_| config.include_reasoning);
         let (content, calls) = match (config.parses_tools(), config.tool_parser, content) {
             (true, Some(kind), Some(content)) => {
@@ -317,6 +351,7 @@ impl ChatPostProcessor {
             }
             (_, _, content) => (content, Vec::new()),
         };
+        let content = content.filter(|c| !c.trim().is_empty());
         let tool_calls: Vec<ToolCall> = calls
             .into_iter()
             .filter(|(name, _)| match &config.tool_choice {

@@ -1,7 +1,7 @@
 //! `glm-server serve`: load, size, spawn the engine, serve HTTP, warm up, drain on SIGTERM.
 
 use std::{
-    future::Future,
+    future::{Future, IntoFuture},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,

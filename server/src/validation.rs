@@ -167,7 +167,7 @@ pub fn validate_sampling(
     };
     let logprobs = match raw.logprobs {
         None => None,
-        Some((v, name)) if v >= 0 && (v as usize) <= limits.max_logprobs => Some(v as usize),
+        Some((v, _)) if v >= 0 && (v as usize) <= limits.max_logprobs => Some(v as usize),
         Some((v, name)) => {
             return Err(ValidationError::new(
                 name,

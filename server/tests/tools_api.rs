@@ -1,10 +1,14 @@
 //! OpenAI chat API with tools and reasoning, over HTTP, with a scripted token source behind
 //! the engine: everything from token ids on (detokenizer, parsers, SSE) is production code.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code (support modules included)
 
+// Each test binary uses part of the shared support code.
+#[allow(dead_code)]
 #[path = "tools_support/client.rs"]
 mod client;
 #[path = "tools_support/scripted.rs"]
 mod scripted;
+#[allow(dead_code)]
 #[path = "tools_support/server.rs"]
 mod server;
 
@@ -48,9 +52,15 @@ fn fold_stream(body: &str) -> (String, String, Vec<(String, String, String)>, St
                 let index = tc["index"].as_u64().unwrap() as usize;
                 if let Some(name) = tc["function"]["name"].as_str() {
                     assert_eq!(index, calls.len(), "a call's name is sent once, in order");
-                    calls.push((tc["id"].as_str().unwrap().into(), name.into(), String::new()));
+                    calls.push((
+                        tc["id"].as_str().unwrap().into(),
+                        name.into(),
+                        String::new(),
+                    ));
                 }
-                calls[index].2.push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
+                calls[index]
+                    .2
+                    .push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
             }
             if let Some(f) = choice["finish_reason"].as_str() {
                 finish = f.into();
@@ -64,30 +74,61 @@ fn fold_stream(body: &str) -> (String, String, Vec<(String, String, String)>, St
 async fn tool_calls_streaming_equal_non_streaming() {
     let srv = server::start(true).await;
     for trigger in ["SCRIPT weather", "SCRIPT two-calls", "SCRIPT no-args"] {
-        let (status, body) = post(&srv, "/v1/chat/completions", &chat(trigger, false), bearer()).await;
+        let (status, body) = post(
+            &srv,
+            "/v1/chat/completions",
+            &chat(trigger, false),
+            bearer(),
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         let full: Value = serde_json::from_str(&body).unwrap();
         let choice = &full["choices"][0];
         assert_eq!(choice["finish_reason"], "tool_calls", "{trigger}: {body}");
         let msg = &choice["message"];
-        assert!(msg["reasoning"].as_str().is_some_and(|r| !r.is_empty()), "{body}");
-        let (status, sbody) = post(&srv, "/v1/chat/completions", &chat(trigger, true), bearer()).await;
+        assert!(
+            msg["reasoning"].as_str().is_some_and(|r| !r.is_empty()),
+            "{body}"
+        );
+        let (status, sbody) =
+            post(&srv, "/v1/chat/completions", &chat(trigger, true), bearer()).await;
         assert_eq!(status, 200, "{sbody}");
         let (reasoning, content, calls, finish) = fold_stream(&sbody);
         assert_eq!(finish, "tool_calls");
-        assert_eq!(Some(reasoning.as_str()), msg["reasoning"].as_str(), "{trigger}");
-        assert_eq!(content.trim(), msg["content"].as_str().unwrap_or("").trim(), "{trigger}");
-        assert!(!content.contains("<tool_call"), "tag leaked into content: {content:?}");
+        assert_eq!(
+            Some(reasoning.as_str()),
+            msg["reasoning"].as_str(),
+            "{trigger}"
+        );
+        assert_eq!(
+            content.trim(),
+            msg["content"].as_str().unwrap_or("").trim(),
+            "{trigger}"
+        );
+        assert!(
+            !content.contains("<tool_call"),
+            "tag leaked into content: {content:?}"
+        );
         let full_calls = msg["tool_calls"].as_array().unwrap();
         assert_eq!(calls.len(), full_calls.len(), "{trigger}");
         for (s, f) in calls.iter().zip(full_calls) {
             assert_eq!(s.1, f["function"]["name"].as_str().unwrap());
-            assert_eq!(s.2, f["function"]["arguments"].as_str().unwrap(), "concatenated fragments == arguments");
+            assert_eq!(
+                s.2,
+                f["function"]["arguments"].as_str().unwrap(),
+                "concatenated fragments == arguments"
+            );
             assert!(s.0.starts_with("chatcmpl-tool-"));
         }
     }
     // Exact values, typed by the schema.
-    let (_, body) = post(&srv, "/v1/chat/completions", &chat("SCRIPT two-calls", false), bearer()).await;
+    let (_, body) = post(
+        &srv,
+        "/v1/chat/completions",
+        &chat("SCRIPT two-calls", false),
+        bearer(),
+    )
+    .await;
     let v: Value = serde_json::from_str(&body).unwrap();
     let msg = &v["choices"][0]["message"];
     assert_eq!(msg["reasoning"], "Two lookups.");
@@ -98,12 +139,25 @@ async fn tool_calls_streaming_equal_non_streaming() {
         .iter()
         .map(|c| serde_json::from_str(c["function"]["arguments"].as_str().unwrap()).unwrap())
         .collect();
-    assert_eq!(args, [json!({"city": "北京 \"centre\"\nline 2"}), json!({"tz": "Asia/Shanghai"})]);
-    let (_, body) = post(&srv, "/v1/chat/completions", &chat("SCRIPT weather", false), bearer()).await;
+    assert_eq!(
+        args,
+        [
+            json!({"city": "北京 \"centre\"\nline 2"}),
+            json!({"tz": "Asia/Shanghai"})
+        ]
+    );
+    let (_, body) = post(
+        &srv,
+        "/v1/chat/completions",
+        &chat("SCRIPT weather", false),
+        bearer(),
+    )
+    .await;
     let v: Value = serde_json::from_str(&body).unwrap();
     let call = &v["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(call["type"], "function");
-    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
     assert_eq!(args, json!({"city": "Paris", "days": 3}));
 }
 
@@ -113,28 +167,50 @@ async fn reasoning_thinking_off_and_tool_choice_none() {
     let mut req = chat("SCRIPT hello", false);
     let (_, body) = post(&srv, "/v1/chat/completions", &req, bearer()).await;
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["choices"][0]["message"]["reasoning"], "Just greet.", "{body}");
-    assert_eq!(v["choices"][0]["message"]["content"].as_str().unwrap().trim(), "Hello! I am a GLM test model.");
+    assert_eq!(
+        v["choices"][0]["message"]["reasoning"], "Just greet.",
+        "{body}"
+    );
+    assert_eq!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .trim(),
+        "Hello! I am a GLM test model."
+    );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
 
     req["include_reasoning"] = json!(false);
     let (_, body) = post(&srv, "/v1/chat/completions", &req, bearer()).await;
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert!(v["choices"][0]["message"].get("reasoning").is_none_or(Value::is_null), "{body}");
+    assert!(
+        v["choices"][0]["message"]
+            .get("reasoning")
+            .is_none_or(Value::is_null),
+        "{body}"
+    );
 
     let mut req = chat("SCRIPT nothink", false);
     req["chat_template_kwargs"] = json!({"enable_thinking": false});
     let (_, body) = post(&srv, "/v1/chat/completions", &req, bearer()).await;
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["choices"][0]["message"]["content"], "Plain answer without thinking.", "{body}");
-    assert!(v["choices"][0]["message"].get("reasoning").is_none_or(Value::is_null));
+    assert_eq!(
+        v["choices"][0]["message"]["content"], "Plain answer without thinking.",
+        "{body}"
+    );
+    assert!(v["choices"][0]["message"]
+        .get("reasoning")
+        .is_none_or(Value::is_null));
 
     let mut req = chat("SCRIPT weather", false);
     req["tool_choice"] = json!("none");
     let (_, body) = post(&srv, "/v1/chat/completions", &req, bearer()).await;
     let v: Value = serde_json::from_str(&body).unwrap();
     let content = v["choices"][0]["message"]["content"].as_str().unwrap();
-    assert!(content.contains("<tool_call>get_weather"), "tool_choice none keeps the call as text: {body}");
+    assert!(
+        content.contains("<tool_call>get_weather"),
+        "tool_choice none keeps the call as text: {body}"
+    );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
 }
 
@@ -155,19 +231,34 @@ async fn history_with_tool_calls_and_results_is_accepted() {
     let (status, body) = post(&srv, "/v1/chat/completions", &req, bearer()).await;
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["choices"][0]["message"]["content"].as_str().unwrap().trim(), "It is sunny in Paris.");
+    assert_eq!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .trim(),
+        "It is sunny in Paris."
+    );
 
     let mut bad = req.clone();
     bad["messages"][1]["tool_calls"][0]["function"]["arguments"] = json!("{not json");
     let (status, body) = post(&srv, "/v1/chat/completions", &bad, bearer()).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("messages[1].tool_calls[0].function.arguments"), "{body}");
+    assert!(
+        body.contains("messages[1].tool_calls[0].function.arguments"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_tool_choice_needs_the_server_flag() {
     let srv = server::start(false).await;
-    let (status, body) = post(&srv, "/v1/chat/completions", &chat("SCRIPT weather", false), bearer()).await;
+    let (status, body) = post(
+        &srv,
+        "/v1/chat/completions",
+        &chat("SCRIPT weather", false),
+        bearer(),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"]["param"], "tool_choice");

@@ -99,6 +99,10 @@ fn check_object(
     let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields") || path == "metadata";
     for (key, child) in obj {
         let child_path = join(path, key);
+        // The apiserver implies these at the root of every custom resource.
+        if path.is_empty() && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+            continue;
+        }
         if let Some(child_schema) = properties.and_then(|p| p.get(key)) {
             check(child_schema, child, &child_path, errors);
         } else if let Some(additional) = additional.filter(|a| a.is_object()) {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::{decide, AutoscaleInput, AutoscalePolicy, Decision, PolicyError, RecommendationHistory};
 use crate::scrape::{PodTarget, Scraper};
@@ -327,8 +327,15 @@ impl<B: ScaleBackend> Autoscaler<B> {
                             let round = self.round(&key, &config)
                                 .instrument(info_span!("autoscale_round"))
                                 .await;
-                            if let Err(e) = round {
-                                warn!(kind = e.kind(), error = %e, "autoscale round failed");
+                            match round {
+                                // Normal right after the GlmDeployment is created.
+                                Err(e @ RunnerError::DeploymentNotFound(_)) => {
+                                    debug!(error = %e, "autoscale round skipped");
+                                }
+                                Err(e) => {
+                                    warn!(kind = e.kind(), error = %e, "autoscale round failed");
+                                }
+                                Ok(_) => {}
                             }
                         }
                     }

@@ -16,7 +16,11 @@ const K8S_REVISION: &str = "deployment.kubernetes.io/revision";
 /// revision annotation itself). Same template, same revision, across operator restarts.
 pub fn template_revision(template: &PodTemplateSpec) -> String {
     let mut template = template.clone();
-    if let Some(annotations) = template.metadata.annotations.as_mut() {
+    if let Some(annotations) = template
+        .metadata
+        .as_mut()
+        .and_then(|m| m.annotations.as_mut())
+    {
         annotations.remove(TEMPLATE_REVISION_ANNOTATION);
     }
     // Serializing a k8s-openapi struct cannot fail (no maps with non-string keys); an
@@ -33,6 +37,7 @@ pub fn template_revision(template: &PodTemplateSpec) -> String {
 fn revision_of(template: Option<&PodTemplateSpec>) -> Option<String> {
     template?
         .metadata
+        .as_ref()?
         .annotations
         .as_ref()?
         .get(TEMPLATE_REVISION_ANNOTATION)
@@ -143,15 +148,18 @@ mod tests {
     #[test]
     fn template_revision_is_stable_and_ignores_its_own_annotation() {
         let mut t = PodTemplateSpec::default();
-        t.metadata.labels = Some(BTreeMap::from([("a".to_string(), "b".to_string())]));
+        let meta = t.metadata.get_or_insert_with(Default::default);
+        meta.labels = Some(BTreeMap::from([("a".to_string(), "b".to_string())]));
         let r1 = template_revision(&t);
         assert_eq!(r1.len(), 16);
-        t.metadata.annotations = Some(BTreeMap::from([(
+        let meta = t.metadata.get_or_insert_with(Default::default);
+        meta.annotations = Some(BTreeMap::from([(
             TEMPLATE_REVISION_ANNOTATION.to_string(),
             r1.clone(),
         )]));
         assert_eq!(template_revision(&t), r1);
-        t.metadata.labels = Some(BTreeMap::from([("a".to_string(), "c".to_string())]));
+        let meta = t.metadata.get_or_insert_with(Default::default);
+        meta.labels = Some(BTreeMap::from([("a".to_string(), "c".to_string())]));
         assert_ne!(template_revision(&t), r1);
     }
 

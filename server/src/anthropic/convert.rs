@@ -181,7 +181,10 @@ fn convert_assistant_blocks(i: usize, blocks: &[ContentBlock]) -> Result<Value, 
     message.insert("role".into(), json!("assistant"));
     message.insert("content".into(), json!(texts.join(BLOCK_SEPARATOR)));
     if !thinking.is_empty() {
-        message.insert("reasoning_content".into(), json!(thinking.join(BLOCK_SEPARATOR)));
+        message.insert(
+            "reasoning_content".into(),
+            json!(thinking.join(BLOCK_SEPARATOR)),
+        );
     }
     if !calls.is_empty() {
         message.insert("tool_calls".into(), Value::Array(calls));

@@ -44,7 +44,10 @@ fn tool_input(arguments: &str) -> Value {
     match serde_json::from_str::<Value>(arguments) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
-            tracing::warn!(arguments, "tool arguments are not a JSON object; sending {{}}");
+            tracing::warn!(
+                arguments,
+                "tool arguments are not a JSON object; sending {{}}"
+            );
             json!({})
         }
     }

@@ -7,8 +7,9 @@
 
 use axum::{
     body::Bytes,
-    extract::State,
+    extract::{Request, State},
     http::{header, StatusCode},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::post,
     Json, Router,
@@ -26,6 +27,7 @@ use super::{
 use crate::api::{
     chat::raw_sampling,
     generate::{merged, submit_all, ChoiceGen},
+    key_matches,
     types::ChatCompletionRequest,
     ApiError, AppState,
 };
@@ -35,12 +37,32 @@ use crate::postprocess::{
 };
 use crate::validation::validate_sampling;
 
-/// The Anthropic routes, to be merged under the API router's auth and drain layers.
-/// `?beta=true` (Claude Code) needs nothing: routing ignores the query string.
-pub fn routes() -> Router<AppState> {
+/// The Anthropic routes with their own drain and API-key gates, so that even those
+/// refusals are Anthropic error bodies (merge them beside, not under, the OpenAI routes'
+/// layers). `?beta=true` (Claude Code) needs nothing: routing ignores the query string.
+pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
+        .route_layer(middleware::from_fn_with_state(state, gate))
+}
+
+/// Drain first (503), then the API key (`x-api-key`, which Anthropic clients send, or
+/// `Authorization: Bearer`), with the same check as the OpenAI routes.
+async fn gate(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, AnthropicError> {
+    if state.lifecycle().is_draining() {
+        return Err(ApiError::Draining.into());
+    }
+    if let Some(key) = &state.config().api_key {
+        if !key_matches(req.headers(), key) {
+            return Err(AnthropicError::from_status(401, "invalid x-api-key"));
+        }
+    }
+    Ok(next.run(req).await)
 }
 
 impl From<ApiError> for AnthropicError {
@@ -87,7 +109,10 @@ async fn render(state: &AppState, req: &ChatCompletionRequest) -> Result<Vec<u32
     .map_err(AnthropicError::from)
 }
 
-pub async fn count_tokens(State(state): State<AppState>, body: Bytes) -> Result<Json<CountTokensResponse>, AnthropicError> {
+pub async fn count_tokens(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<CountTokensResponse>, AnthropicError> {
     let span = tracing::info_span!("anthropic_count_tokens");
     async move {
         let req: CountTokensRequest = parse_request(&body)?;
@@ -102,13 +127,21 @@ pub async fn count_tokens(State(state): State<AppState>, body: Bytes) -> Result<
     .await
 }
 
-pub async fn messages(State(state): State<AppState>, body: Bytes) -> Result<Response, AnthropicError> {
+pub async fn messages(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, AnthropicError> {
     let id = new_message_id();
     let span = tracing::info_span!("anthropic_messages", request_id = %id);
     handle(state, body, id, span.clone()).instrument(span).await
 }
 
-async fn handle(state: AppState, body: Bytes, id: String, span: tracing::Span) -> Result<Response, AnthropicError> {
+async fn handle(
+    state: AppState,
+    body: Bytes,
+    id: String,
+    span: tracing::Span,
+) -> Result<Response, AnthropicError> {
     let req: MessagesRequest = parse_request(&body)?;
     let model = state.check_model(Some(&req.model))?;
     if let Some(metadata) = &req.metadata {
@@ -117,17 +150,37 @@ async fn handle(state: AppState, body: Bytes, id: String, span: tracing::Span) -
     let chat = chat_request(&req)?;
     let post = prepare(state.config(), &chat)?;
     let prompt = render(&state, &chat).await?;
-    let raw = raw_sampling(&chat.common);
-    let valid = validate_sampling(&raw, prompt.len(), "messages", &state.config().limits).map_err(ApiError::from)?;
+    let mut raw = raw_sampling(&chat.common);
+    raw.max_tokens = Some((
+        clamp_max_tokens(
+            req.max_tokens,
+            prompt.len(),
+            state.config().limits.max_model_len,
+        ),
+        "max_tokens",
+    ));
+    let valid = validate_sampling(&raw, prompt.len(), "messages", &state.config().limits)
+        .map_err(ApiError::from)?;
     let guard = state.lifecycle().begin();
-    let gens = submit_all(&state, std::slice::from_ref(&prompt), &valid, true, false, &span)?;
+    let gens = submit_all(
+        &state,
+        std::slice::from_ref(&prompt),
+        &valid,
+        true,
+        false,
+        &span,
+    )?;
     let Some(gen) = gens.into_iter().next() else {
-        return Err(AnthropicError::from_status(500, "no generation was started"));
+        return Err(AnthropicError::from_status(
+            500,
+            "no generation was started",
+        ));
     };
     let proc = ChatPostProcessor::new(post);
     let input_tokens = prompt.len() as u64;
     if chat.common.stream {
         let events = stream_events(gen, proc, MessageStream::new(id, model, input_tokens));
+        // The engine request carries `span`; the body stream needs no span of its own.
         let body = async_stream::stream! {
             let _guard = guard;
             let mut events = std::pin::pin!(events);
@@ -140,7 +193,7 @@ async fn handle(state: AppState, body: Bytes, id: String, span: tracing::Span) -
                 (header::CONTENT_TYPE, "text/event-stream"),
                 (header::CACHE_CONTROL, "no-cache"),
             ],
-            axum::body::Body::from_stream(body.instrument(span)),
+            axum::body::Body::from_stream(body),
         )
             .into_response())
     } else {
@@ -155,6 +208,15 @@ async fn handle(state: AppState, body: Bytes, id: String, span: tracing::Span) -
         };
         Ok(Json(build_message(&output, meta)).into_response())
     }
+}
+
+/// Anthropic's `max_tokens` is a ceiling, and clients such as Claude Code send large fixed
+/// values (32000) whatever the prompt: cap it at the room left in the context instead of
+/// refusing, so the answer ends with `stop_reason: "max_tokens"` at worst. A prompt that
+/// leaves no room at all is still a 400 from validation.
+fn clamp_max_tokens(requested: u64, prompt_len: usize, max_model_len: usize) -> i64 {
+    let room = max_model_len.saturating_sub(prompt_len).max(1) as u64;
+    i64::try_from(requested.min(room)).unwrap_or(i64::MAX)
 }
 
 /// How the generation ended, in the terms the Anthropic response needs.
@@ -180,7 +242,10 @@ fn ending(reason: &str, stop_reason: Option<&Value>, completion_tokens: usize) -
 
 /// The whole output of a non-streaming request, through the same streaming post-processor
 /// the stream uses, so both forms always agree.
-async fn collect(gen: ChoiceGen, mut proc: ChatPostProcessor) -> Result<(ChatOutput, Ending), AnthropicError> {
+async fn collect(
+    gen: ChoiceGen,
+    mut proc: ChatPostProcessor,
+) -> Result<(ChatOutput, Ending), AnthropicError> {
     let mut output = ChatOutput {
         reasoning: None,
         content: None,
@@ -207,7 +272,10 @@ async fn collect(gen: ChoiceGen, mut proc: ChatPostProcessor) -> Result<(ChatOut
 pub fn accumulate(output: &mut ChatOutput, deltas: Vec<ChatDelta>) {
     for d in deltas {
         match d {
-            ChatDelta::Reasoning(t) => output.reasoning.get_or_insert_with(String::new).push_str(&t),
+            ChatDelta::Reasoning(t) => output
+                .reasoning
+                .get_or_insert_with(String::new)
+                .push_str(&t),
             ChatDelta::Content(t) => output.content.get_or_insert_with(String::new).push_str(&t),
             ChatDelta::ToolCallStart { id, name, .. } => output.tool_calls.push(ToolCall {
                 id,
@@ -263,5 +331,18 @@ fn stream_events(
             }
         }
         yield AnthropicError::from(ApiError::EngineUnavailable("generation ended without a finish".into())).event();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clamp_max_tokens;
+
+    #[test]
+    fn max_tokens_is_capped_at_the_room_left() {
+        assert_eq!(clamp_max_tokens(32000, 1000, 4096), 3096);
+        assert_eq!(clamp_max_tokens(100, 1000, 4096), 100);
+        // No room: 1, so validation reports the over-long prompt.
+        assert_eq!(clamp_max_tokens(100, 5000, 4096), 1);
     }
 }

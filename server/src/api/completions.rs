@@ -133,7 +133,7 @@ async fn handle(
                 yield Ok::<Event, std::convert::Infallible>(ev);
             }
         };
-        Ok(Sse::new(stream.instrument(span))
+        Ok(Sse::new(stream)
             .keep_alive(KeepAlive::default())
             .into_response())
     } else {

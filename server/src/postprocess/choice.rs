@@ -17,7 +17,10 @@ impl ToolDef {
     /// From an OpenAI tool object `{"type": "function", "function": {name, parameters}}`.
     pub fn from_openai(index: usize, tool: &Value) -> Result<Self, PostProcessError> {
         let field = format!("tools[{index}]");
-        let kind = tool.get("type").and_then(Value::as_str).unwrap_or("function");
+        let kind = tool
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("function");
         if kind != "function" {
             return Err(PostProcessError::invalid(
                 &format!("{field}.type"),
@@ -33,7 +36,10 @@ impl ToolDef {
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
             .ok_or_else(|| {
-                PostProcessError::invalid(&format!("{field}.function.name"), "must be a non-empty string")
+                PostProcessError::invalid(
+                    &format!("{field}.function.name"),
+                    "must be a non-empty string",
+                )
             })?;
         Ok(ToolDef {
             name: name.to_string(),

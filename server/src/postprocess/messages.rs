@@ -72,7 +72,10 @@ fn check_parts(field: &str, parts: &[Value]) -> Result<(), PostProcessError> {
 
 fn normalize_call(field: &str, call: &mut Value) -> Result<(), PostProcessError> {
     let Some(call) = call.as_object_mut() else {
-        return Err(PostProcessError::invalid(field, "a tool call must be an object"));
+        return Err(PostProcessError::invalid(
+            field,
+            "a tool call must be an object",
+        ));
     };
     // Accept the flat form too ({"name", "arguments"}); the templates read either.
     let function = match call.get_mut("function") {

@@ -32,14 +32,20 @@ pub fn server_parsers(cfg: &ApiConfig) -> (Option<ToolParserKind>, Option<Reason
     let tool = cfg.tool_call_parser.as_deref().and_then(|name| {
         let kind = name.parse::<ToolParserKind>().ok();
         if kind.is_none() {
-            tracing::warn!(parser = name, "unknown tool-call parser; tool calls stay content");
+            tracing::warn!(
+                parser = name,
+                "unknown tool-call parser; tool calls stay content"
+            );
         }
         kind
     });
     let reasoning = cfg.reasoning_parser.as_deref().and_then(|name| {
         let kind = name.parse::<ReasoningParserKind>().ok();
         if kind.is_none() {
-            tracing::warn!(parser = name, "unknown reasoning parser; reasoning stays content");
+            tracing::warn!(
+                parser = name,
+                "unknown reasoning parser; reasoning stays content"
+            );
         }
         kind
     });
@@ -48,7 +54,10 @@ pub fn server_parsers(cfg: &ApiConfig) -> (Option<ToolParserKind>, Option<Reason
 
 /// Checks a chat request's tools and tool_choice and returns its post-processing settings.
 /// Call before generating: every problem is a 400 naming the field.
-pub fn prepare(cfg: &ApiConfig, req: &ChatCompletionRequest) -> Result<PostProcessConfig, PostProcessError> {
+pub fn prepare(
+    cfg: &ApiConfig,
+    req: &ChatCompletionRequest,
+) -> Result<PostProcessConfig, PostProcessError> {
     let (tool_parser, reasoning_parser) = server_parsers(cfg);
     let tools = ToolDef::list_from_openai(req.tools.as_deref().unwrap_or(&[]))?;
     let choice = ToolChoice::from_openai(req.tool_choice.as_ref())?;
@@ -140,5 +149,104 @@ impl OutputProcessor for OpenAiOutput {
 
     fn called_tools(&self) -> bool {
         self.inner.tool_calls_emitted() > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::validation::Limits;
+
+    fn api_config(auto: bool) -> ApiConfig {
+        ApiConfig {
+            served_model_name: "m".into(),
+            limits: Limits::default(),
+            api_key: None,
+            tool_call_parser: Some("glm47".into()),
+            reasoning_parser: Some("glm45".into()),
+            enable_auto_tool_choice: auto,
+            seed: None,
+        }
+    }
+
+    fn request(body: serde_json::Value) -> ChatCompletionRequest {
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn deltas_fold_into_one_openai_delta() {
+        let msg = to_delta_message(vec![
+            ChatDelta::Reasoning("a".into()),
+            ChatDelta::Reasoning("b".into()),
+            ChatDelta::Content("c".into()),
+            ChatDelta::ToolCallStart {
+                index: 0,
+                id: "id0".into(),
+                name: "f".into(),
+            },
+            ChatDelta::ToolCallArgs {
+                index: 0,
+                fragment: "{\"x\": ".into(),
+            },
+            ChatDelta::ToolCallArgs {
+                index: 0,
+                fragment: "1}".into(),
+            },
+            ChatDelta::ToolCallArgs {
+                index: 1,
+                fragment: "{}".into(),
+            },
+        ]);
+        assert_eq!(msg.reasoning.as_deref(), Some("ab"));
+        assert_eq!(msg.content.as_deref(), Some("c"));
+        assert_eq!(msg.tool_calls.len(), 2);
+        assert_eq!(msg.tool_calls[0].id.as_deref(), Some("id0"));
+        assert_eq!(msg.tool_calls[0].r#type, Some("function"));
+        assert_eq!(msg.tool_calls[0].function.name.as_deref(), Some("f"));
+        assert_eq!(
+            msg.tool_calls[0].function.arguments.as_deref(),
+            Some("{\"x\": 1}")
+        );
+        assert_eq!(msg.tool_calls[1].function.name, None);
+        assert_eq!(msg.tool_calls[1].id, None);
+    }
+
+    #[test]
+    fn prepare_reads_server_and_request_settings() {
+        let req = request(json!({
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "chat_template_kwargs": {"enable_thinking": false},
+            "include_reasoning": false
+        }));
+        let cfg = prepare(&api_config(true), &req).unwrap();
+        assert_eq!(cfg.tool_parser, Some(ToolParserKind::Glm47));
+        assert_eq!(cfg.reasoning_parser, Some(ReasoningParserKind::Glm45));
+        assert_eq!(cfg.tool_choice, Some(ToolChoice::Auto));
+        assert!(!cfg.starts_in_reasoning);
+        assert!(!cfg.include_reasoning);
+        let err = ApiError::from(prepare(&api_config(false), &req).unwrap_err());
+        assert_eq!(err.status().as_u16(), 400);
+        assert_eq!(err.body().error.param.as_deref(), Some("tool_choice"));
+        // No tools: nothing to check, nothing parsed.
+        let plain = request(json!({"messages": [{"role": "user", "content": "hi"}]}));
+        let cfg = prepare(&api_config(false), &plain).unwrap();
+        assert_eq!((cfg.tools, cfg.tool_choice), (None, None));
+        assert!(cfg.starts_in_reasoning);
+    }
+
+    #[test]
+    fn template_messages_parse_string_arguments() {
+        let req = request(json!({"messages": [
+            {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                "function": {"name": "f", "arguments": "{\"a\": [1, 2]}"}}]}
+        ]}));
+        let v = template_messages(&req).unwrap();
+        assert_eq!(
+            v[0]["tool_calls"][0]["function"]["arguments"],
+            json!({"a": [1, 2]})
+        );
     }
 }

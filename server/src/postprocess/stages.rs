@@ -49,7 +49,10 @@ impl ReasoningStage {
 }
 
 /// Non-streaming reasoning split (thinking on): (reasoning, content).
-pub(super) fn split_reasoning_full(kind: ReasoningParserKind, text: &str) -> (Option<String>, Option<String>) {
+pub(super) fn split_reasoning_full(
+    kind: ReasoningParserKind,
+    text: &str,
+) -> (Option<String>, Option<String>) {
     let r = glm_parsers::parse_reasoning(kind, text, true);
     (r.reasoning, r.content)
 }
@@ -80,7 +83,9 @@ fn convert(e: glm_parsers::ToolDelta) -> ToolEvent {
     match e {
         glm_parsers::ToolDelta::Content(t) => ToolEvent::Content(t),
         glm_parsers::ToolDelta::Name { index, name } => ToolEvent::Start { index, name },
-        glm_parsers::ToolDelta::Arguments { index, fragment } => ToolEvent::Args { index, fragment },
+        glm_parsers::ToolDelta::Arguments { index, fragment } => {
+            ToolEvent::Args { index, fragment }
+        }
     }
 }
 
@@ -93,6 +98,10 @@ pub(super) fn parse_tools_full(
     let parsed = glm_parsers::parse_tool_calls(kind, text, &specs(tools));
     (
         parsed.content,
-        parsed.calls.into_iter().map(|c| (c.name, c.arguments)).collect(),
+        parsed
+            .calls
+            .into_iter()
+            .map(|c| (c.name, c.arguments))
+            .collect(),
     )
 }

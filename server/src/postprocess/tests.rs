@@ -245,19 +245,31 @@ fn run_stream(config: &PostProcessConfig, pieces: &[String], finish: ChatFinishR
     }
     let (rest, reason) = p.finish(finish);
     deltas.extend(rest);
-    let mut s = Streamed { reasoning: String::new(), content: String::new(), calls: vec![], finish: reason };
+    let mut s = Streamed {
+        reasoning: String::new(),
+        content: String::new(),
+        calls: vec![],
+        finish: reason,
+    };
     for d in deltas {
         match d {
             ChatDelta::Reasoning(t) => s.reasoning.push_str(&t),
             ChatDelta::Content(t) => s.content.push_str(&t),
             ChatDelta::ToolCallStart { index, id, name } => {
                 assert!(id.starts_with("chatcmpl-tool-"), "{id}");
-                assert!(s.calls.iter().all(|c| c.0 != index), "call {index} started twice");
+                assert!(
+                    s.calls.iter().all(|c| c.0 != index),
+                    "call {index} started twice"
+                );
                 assert_eq!(index, s.calls.len(), "calls are numbered in order");
                 s.calls.push((index, name, String::new()));
             }
             ChatDelta::ToolCallArgs { index, fragment } => {
-                let call = s.calls.iter_mut().find(|c| c.0 == index).expect("args before start");
+                let call = s
+                    .calls
+                    .iter_mut()
+                    .find(|c| c.0 == index)
+                    .expect("args before start");
                 call.2.push_str(&fragment);
             }
         }
@@ -272,10 +284,21 @@ fn trimmed(s: Option<&str>) -> Option<&str> {
 #[test]
 fn full_output_matches_expectations() {
     for case in cases() {
-        let out = ChatPostProcessor::process_full(case.config.clone(), case.output, case.engine_finish);
+        let out =
+            ChatPostProcessor::process_full(case.config.clone(), case.output, case.engine_finish);
         let e = &case.expect;
-        assert_eq!(trimmed(out.reasoning.as_deref()), e.reasoning, "{}: reasoning", case.name);
-        assert_eq!(trimmed(out.content.as_deref()), e.content, "{}: content", case.name);
+        assert_eq!(
+            trimmed(out.reasoning.as_deref()),
+            e.reasoning,
+            "{}: reasoning",
+            case.name
+        );
+        assert_eq!(
+            trimmed(out.content.as_deref()),
+            e.content,
+            "{}: content",
+            case.name
+        );
         let calls: Vec<(&str, Value)> = out
             .tool_calls
             .iter()
@@ -289,19 +312,34 @@ fn full_output_matches_expectations() {
 #[test]
 fn streaming_at_every_split_size_equals_full_output() {
     for case in cases() {
-        let full = ChatPostProcessor::process_full(case.config.clone(), case.output, case.engine_finish);
+        let full =
+            ChatPostProcessor::process_full(case.config.clone(), case.output, case.engine_finish);
         let len = case.output.chars().count();
         for n in 1..=len {
             let s = run_stream(&case.config, &split(case.output, n), case.engine_finish);
             let ctx = format!("{} split {n}", case.name);
-            assert_eq!(trimmed(Some(&s.reasoning)), trimmed(full.reasoning.as_deref()), "{ctx}: reasoning");
-            assert_eq!(trimmed(Some(&s.content)), trimmed(full.content.as_deref()), "{ctx}: content");
-            assert!(!s.content.contains("<tool_call") || full.tool_calls.is_empty(), "{ctx}: tag leaked");
+            assert_eq!(
+                s.reasoning,
+                full.reasoning.clone().unwrap_or_default(),
+                "{ctx}: reasoning"
+            );
+            assert_eq!(
+                s.content,
+                full.content.clone().unwrap_or_default(),
+                "{ctx}: content"
+            );
+            assert!(
+                !s.content.contains("<tool_call") || full.tool_calls.is_empty(),
+                "{ctx}: tag leaked"
+            );
             let names: Vec<&str> = s.calls.iter().map(|c| c.1.as_str()).collect();
             let full_names: Vec<&str> = full.tool_calls.iter().map(|c| c.name.as_str()).collect();
             assert_eq!(names, full_names, "{ctx}: names");
             for (sc, fc) in s.calls.iter().zip(&full.tool_calls) {
-                assert_eq!(sc.2, fc.arguments, "{ctx}: streamed arguments == non-streaming");
+                assert_eq!(
+                    sc.2, fc.arguments,
+                    "{ctx}: streamed arguments == non-streaming"
+                );
             }
             assert_eq!(s.finish, full.finish_reason, "{ctx}: finish");
         }
@@ -313,51 +351,108 @@ fn thinking_kwarg_follows_jinja_truthiness() {
     let kw = |v: Value| v.as_object().cloned();
     assert!(thinking_enabled(None));
     assert!(thinking_enabled(kw(json!({})).as_ref()));
-    assert!(thinking_enabled(kw(json!({"enable_thinking": true})).as_ref()));
-    assert!(!thinking_enabled(kw(json!({"enable_thinking": false})).as_ref()));
+    assert!(thinking_enabled(
+        kw(json!({"enable_thinking": true})).as_ref()
+    ));
+    assert!(!thinking_enabled(
+        kw(json!({"enable_thinking": false})).as_ref()
+    ));
     assert!(!thinking_enabled(kw(json!({"thinking": false})).as_ref()));
-    assert!(!thinking_enabled(kw(json!({"enable_thinking": 0})).as_ref()));
+    assert!(!thinking_enabled(
+        kw(json!({"enable_thinking": 0})).as_ref()
+    ));
 }
 
 #[test]
 fn tool_choice_rules_follow_vllm() {
     let tools = weather_tools();
-    let on = ToolServerConfig { tool_parser: Some(ToolParserKind::Glm45), enable_auto_tool_choice: true };
-    let off = ToolServerConfig { enable_auto_tool_choice: false, ..on };
-    let none = ToolServerConfig { tool_parser: None, enable_auto_tool_choice: false };
+    let on = ToolServerConfig {
+        tool_parser: Some(ToolParserKind::Glm45),
+        enable_auto_tool_choice: true,
+    };
+    let off = ToolServerConfig {
+        enable_auto_tool_choice: false,
+        ..on
+    };
+    let none = ToolServerConfig {
+        tool_parser: None,
+        enable_auto_tool_choice: false,
+    };
     let named = |n: &str| Some(ToolChoice::Named(n.into()));
     // (server, tools, choice) -> Ok(effective) or Err(field)
-    let table: Vec<(ToolServerConfig, &[ToolDef], Option<ToolChoice>, Result<Option<ToolChoice>, &str>)> = vec![
+    type Row<'a> = (
+        ToolServerConfig,
+        &'a [ToolDef],
+        Option<ToolChoice>,
+        Result<Option<ToolChoice>, &'a str>,
+    );
+    let table: Vec<Row<'_>> = vec![
         (on, &tools, None, Ok(Some(ToolChoice::Auto))),
         (off, &tools, None, Err("tool_choice")),
         (off, &tools, Some(ToolChoice::Auto), Err("tool_choice")),
-        (off, &tools, Some(ToolChoice::None), Ok(Some(ToolChoice::None))),
-        (off, &tools, Some(ToolChoice::Required), Ok(Some(ToolChoice::Required))),
+        (
+            off,
+            &tools,
+            Some(ToolChoice::None),
+            Ok(Some(ToolChoice::None)),
+        ),
+        (
+            off,
+            &tools,
+            Some(ToolChoice::Required),
+            Ok(Some(ToolChoice::Required)),
+        ),
         (none, &tools, Some(ToolChoice::Required), Err("tool_choice")),
         (on, &tools, named("get_time"), Ok(named("get_time"))),
-        (on, &tools, named("missing"), Err("tool_choice.function.name")),
+        (
+            on,
+            &tools,
+            named("missing"),
+            Err("tool_choice.function.name"),
+        ),
         (on, &[], Some(ToolChoice::Required), Err("tool_choice")),
         (on, &[], Some(ToolChoice::None), Ok(None)),
         (off, &[], None, Ok(None)),
     ];
     for (server, tools, choice, expected) in table {
-        let got = resolve_tool_choice(server, tools, choice.clone()).map_err(|e| e.field().to_string());
-        assert_eq!(got, expected.map_err(str::to_string), "{server:?} {choice:?}");
+        let got =
+            resolve_tool_choice(server, tools, choice.clone()).map_err(|e| e.field().to_string());
+        assert_eq!(
+            got,
+            expected.map_err(str::to_string),
+            "{server:?} {choice:?}"
+        );
     }
 }
 
 #[test]
 fn tool_choice_and_tools_parse_from_openai_json() {
     assert_eq!(ToolChoice::from_openai(None).unwrap(), None);
-    assert_eq!(ToolChoice::from_openai(Some(&json!("auto"))).unwrap(), Some(ToolChoice::Auto));
-    assert_eq!(ToolChoice::from_openai(Some(&json!("required"))).unwrap(), Some(ToolChoice::Required));
     assert_eq!(
-        ToolChoice::from_openai(Some(&json!({"type": "function", "function": {"name": "f"}}))).unwrap(),
+        ToolChoice::from_openai(Some(&json!("auto"))).unwrap(),
+        Some(ToolChoice::Auto)
+    );
+    assert_eq!(
+        ToolChoice::from_openai(Some(&json!("required"))).unwrap(),
+        Some(ToolChoice::Required)
+    );
+    assert_eq!(
+        ToolChoice::from_openai(Some(
+            &json!({"type": "function", "function": {"name": "f"}})
+        ))
+        .unwrap(),
         Some(ToolChoice::Named("f".into()))
     );
-    assert_eq!(ToolChoice::from_openai(Some(&json!("sometimes"))).unwrap_err().field(), "tool_choice");
     assert_eq!(
-        ToolChoice::from_openai(Some(&json!({"type": "function"}))).unwrap_err().field(),
+        ToolChoice::from_openai(Some(&json!("sometimes")))
+            .unwrap_err()
+            .field(),
+        "tool_choice"
+    );
+    assert_eq!(
+        ToolChoice::from_openai(Some(&json!({"type": "function"})))
+            .unwrap_err()
+            .field(),
         "tool_choice.function.name"
     );
     let tools = ToolDef::list_from_openai(&[
@@ -366,8 +461,17 @@ fn tool_choice_and_tools_parse_from_openai_json() {
     ])
     .unwrap();
     assert_eq!(tools[0].parameters, Some(json!({"type": "object"})));
-    assert_eq!(tools[1], ToolDef { name: "g".into(), parameters: None });
-    let err = ToolDef::list_from_openai(&[json!({"type": "function", "function": {"name": "f"}}), json!({"type": "retrieval"})])
-        .unwrap_err();
+    assert_eq!(
+        tools[1],
+        ToolDef {
+            name: "g".into(),
+            parameters: None
+        }
+    );
+    let err = ToolDef::list_from_openai(&[
+        json!({"type": "function", "function": {"name": "f"}}),
+        json!({"type": "retrieval"}),
+    ])
+    .unwrap_err();
     assert_eq!(err.field(), "tools[1].type");
 }

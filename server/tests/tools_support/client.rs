@@ -27,13 +27,21 @@ pub fn parse_sse(body: &str) -> Vec<Sse> {
                 }
             }
             // Comment-only frames (keep-alives) carry no data.
-            (!data.is_empty()).then(|| Sse { event, data: data.join("\n") })
+            (!data.is_empty()).then(|| Sse {
+                event,
+                data: data.join("\n"),
+            })
         })
         .collect()
 }
 
 /// POSTs JSON with the given auth header; returns (status, body text).
-pub async fn post(server: &TestServer, path: &str, body: &Value, header: (&str, String)) -> (u16, String) {
+pub async fn post(
+    server: &TestServer,
+    path: &str,
+    body: &Value,
+    header: (&str, String),
+) -> (u16, String) {
     let resp = reqwest::Client::new()
         .post(format!("{}{path}", server.base))
         .header(header.0, header.1)
@@ -60,7 +68,10 @@ pub fn sdk_python() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/root/venv-sdk/bin/python"));
     if !python.exists() {
-        println!("SKIP: no SDK python at {} (set GLM_TEST_PYTHON)", python.display());
+        println!(
+            "SKIP: no SDK python at {} (set GLM_TEST_PYTHON)",
+            python.display()
+        );
         return None;
     }
     let ok = Command::new(&python)
@@ -68,7 +79,10 @@ pub fn sdk_python() -> Option<PathBuf> {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        println!("SKIP: {} cannot import openai and anthropic", python.display());
+        println!(
+            "SKIP: {} cannot import openai and anthropic",
+            python.display()
+        );
         return None;
     }
     Some(python)
@@ -76,7 +90,9 @@ pub fn sdk_python() -> Option<PathBuf> {
 
 /// Runs `server/tests/py/<script>` against the server; panics with its output on failure.
 pub async fn run_sdk_script(python: PathBuf, script: &str, server: &TestServer) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py").join(script);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(script);
     let base = server.base.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
@@ -93,5 +109,8 @@ pub async fn run_sdk_script(python: PathBuf, script: &str, server: &TestServer) 
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
     assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("ALL OK"), "{script} did not finish:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("ALL OK"),
+        "{script} did not finish:\n{stdout}\n{stderr}"
+    );
 }

@@ -1,6 +1,6 @@
 //! Starts the real HTTP app on a loopback port with a [`ScriptedModel`] behind the engine.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc};
 
 use glm_server::{
     api::{router, ApiConfig, AppState, Lifecycle},
@@ -33,7 +33,6 @@ pub const SCRIPTS: &[(&str, &str)] = &[
 ];
 
 pub struct TestServer {
-    pub addr: SocketAddr,
     pub base: String,
     _dir: tempfile::TempDir,
 }
@@ -46,7 +45,12 @@ fn fixtures() -> PathBuf {
 fn model_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let tiny = fixtures().join("glm4moe-tiny");
-    for f in ["tokenizer.json", "tokenizer_config.json", "config.json", "generation_config.json"] {
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "config.json",
+        "generation_config.json",
+    ] {
         std::fs::copy(tiny.join(f), dir.path().join(f)).unwrap();
     }
     std::fs::copy(
@@ -92,6 +96,7 @@ pub async fn start(auto_tools: bool) -> TestServer {
             tool_call_parser: Some("glm45".into()),
             reasoning_parser: Some("glm45".into()),
             enable_auto_tool_choice: auto_tools,
+            seed: None,
         },
         lifecycle,
     );
@@ -101,7 +106,6 @@ pub async fn start(auto_tools: bool) -> TestServer {
         let _ = axum::serve(listener, router(state)).await;
     });
     TestServer {
-        addr,
         base: format!("http://{addr}"),
         _dir: dir,
     }

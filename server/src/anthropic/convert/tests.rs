@@ -118,7 +118,8 @@ fn tool_choice_variants_map_to_openai() {
 #[test]
 fn thinking_config_maps_to_enable_thinking() {
     let base = |thinking: Value, kwargs: Value| {
-        let mut body = json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]});
+        let mut body =
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]});
         if !thinking.is_null() {
             body["thinking"] = thinking;
         }
@@ -128,14 +129,23 @@ fn thinking_config_maps_to_enable_thinking() {
         convert(body).get("chat_template_kwargs").cloned()
     };
     assert_eq!(base(Value::Null, Value::Null), None);
-    assert_eq!(base(json!({"type": "enabled", "budget_tokens": 1024}), Value::Null), None);
+    assert_eq!(
+        base(
+            json!({"type": "enabled", "budget_tokens": 1024}),
+            Value::Null
+        ),
+        None
+    );
     assert_eq!(
         base(json!({"type": "disabled"}), Value::Null),
         Some(json!({"enable_thinking": false}))
     );
     // Explicit template kwargs win.
     assert_eq!(
-        base(json!({"type": "disabled"}), json!({"enable_thinking": true, "clear_thinking": false})),
+        base(
+            json!({"type": "disabled"}),
+            json!({"enable_thinking": true, "clear_thinking": false})
+        ),
         Some(json!({"enable_thinking": true, "clear_thinking": false}))
     );
 }
@@ -199,7 +209,10 @@ fn invalid_requests_name_the_problem() {
     ];
     for (body, needle) in table {
         let message = convert_err(body.clone());
-        assert!(message.contains(needle), "{message:?} should contain {needle:?} for {body}");
+        assert!(
+            message.contains(needle),
+            "{message:?} should contain {needle:?} for {body}"
+        );
     }
 }
 

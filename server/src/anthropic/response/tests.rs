@@ -31,7 +31,10 @@ fn accumulate(events: &[StreamEvent]) -> Value {
             }
             StreamEvent::Ping => {}
             StreamEvent::ContentBlockStart { index, .. } => {
-                assert!(open.is_none(), "block {index} started while another is open");
+                assert!(
+                    open.is_none(),
+                    "block {index} started while another is open"
+                );
                 let content = message.as_mut().unwrap()["content"].as_array_mut().unwrap();
                 assert_eq!(*index, content.len(), "block indexes are consecutive");
                 content.push(v["content_block"].clone());
@@ -88,15 +91,21 @@ fn names(events: &[StreamEvent]) -> Vec<String> {
     events
         .iter()
         .map(|e| match e {
-            StreamEvent::ContentBlockDelta { delta, .. } => {
-                serde_json::to_value(delta).unwrap()["type"].as_str().unwrap().to_string()
-            }
+            StreamEvent::ContentBlockDelta { delta, .. } => serde_json::to_value(delta).unwrap()
+                ["type"]
+                .as_str()
+                .unwrap()
+                .to_string(),
             other => other.name().to_string(),
         })
         .collect()
 }
 
-fn stream(deltas: Vec<ChatDelta>, reason: ChatFinishReason, stop: Option<&str>) -> Vec<StreamEvent> {
+fn stream(
+    deltas: Vec<ChatDelta>,
+    reason: ChatFinishReason,
+    stop: Option<&str>,
+) -> Vec<StreamEvent> {
     let mut s = MessageStream::new("msg_1".into(), "glm".into(), 12);
     let mut events = s.start();
     for d in deltas {
@@ -114,22 +123,53 @@ fn thinking_text_and_tool_use_stream_in_order() {
         ChatDelta::Content("\n\n".into()),
         ChatDelta::Content("Checking.".into()),
         ChatDelta::Content("\n".into()),
-        ChatDelta::ToolCallStart { index: 0, id: "call_a".into(), name: "get_weather".into() },
-        ChatDelta::ToolCallArgs { index: 0, fragment: "{\"city\": \"Pa".into() },
-        ChatDelta::ToolCallArgs { index: 0, fragment: "ris\"}".into() },
-        ChatDelta::ToolCallStart { index: 1, id: "call_b".into(), name: "now".into() },
-        ChatDelta::ToolCallArgs { index: 1, fragment: "{}".into() },
+        ChatDelta::ToolCallStart {
+            index: 0,
+            id: "call_a".into(),
+            name: "get_weather".into(),
+        },
+        ChatDelta::ToolCallArgs {
+            index: 0,
+            fragment: "{\"city\": \"Pa".into(),
+        },
+        ChatDelta::ToolCallArgs {
+            index: 0,
+            fragment: "ris\"}".into(),
+        },
+        ChatDelta::ToolCallStart {
+            index: 1,
+            id: "call_b".into(),
+            name: "now".into(),
+        },
+        ChatDelta::ToolCallArgs {
+            index: 1,
+            fragment: "{}".into(),
+        },
     ];
     let events = stream(deltas, ChatFinishReason::ToolCalls, None);
     assert_eq!(
         names(&events),
         [
-            "message_start", "ping",
-            "content_block_start", "thinking_delta", "thinking_delta", "signature_delta", "content_block_stop",
-            "content_block_start", "text_delta", "text_delta", "content_block_stop",
-            "content_block_start", "input_json_delta", "input_json_delta", "content_block_stop",
-            "content_block_start", "input_json_delta", "content_block_stop",
-            "message_delta", "message_stop",
+            "message_start",
+            "ping",
+            "content_block_start",
+            "thinking_delta",
+            "thinking_delta",
+            "signature_delta",
+            "content_block_stop",
+            "content_block_start",
+            "text_delta",
+            "text_delta",
+            "content_block_stop",
+            "content_block_start",
+            "input_json_delta",
+            "input_json_delta",
+            "content_block_stop",
+            "content_block_start",
+            "input_json_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop",
         ]
     );
     let streamed = accumulate(&events);
@@ -138,8 +178,16 @@ fn thinking_text_and_tool_use_stream_in_order() {
             reasoning: Some("Need weather.".into()),
             content: Some("\n\nChecking.\n".into()),
             tool_calls: vec![
-                ToolCall { id: "call_a".into(), name: "get_weather".into(), arguments: "{\"city\": \"Paris\"}".into() },
-                ToolCall { id: "call_b".into(), name: "now".into(), arguments: "{}".into() },
+                ToolCall {
+                    id: "call_a".into(),
+                    name: "get_weather".into(),
+                    arguments: "{\"city\": \"Paris\"}".into(),
+                },
+                ToolCall {
+                    id: "call_b".into(),
+                    name: "now".into(),
+                    arguments: "{}".into(),
+                },
             ],
             finish_reason: ChatFinishReason::ToolCalls,
         },
@@ -147,7 +195,10 @@ fn thinking_text_and_tool_use_stream_in_order() {
     );
     assert_eq!(streamed, serde_json::to_value(&full).unwrap());
     assert_eq!(full.stop_reason, Some(StopReason::ToolUse));
-    assert_eq!(streamed["content"][0]["signature"], json!(thinking_signature("Need weather.")));
+    assert_eq!(
+        streamed["content"][0]["signature"],
+        json!(thinking_signature("Need weather."))
+    );
 }
 
 #[test]
@@ -156,14 +207,26 @@ fn whitespace_between_thinking_and_tool_makes_no_text_block() {
         vec![
             ChatDelta::Reasoning("r".into()),
             ChatDelta::Content("\n".into()),
-            ChatDelta::ToolCallStart { index: 0, id: "c".into(), name: "f".into() },
-            ChatDelta::ToolCallArgs { index: 0, fragment: "{}".into() },
+            ChatDelta::ToolCallStart {
+                index: 0,
+                id: "c".into(),
+                name: "f".into(),
+            },
+            ChatDelta::ToolCallArgs {
+                index: 0,
+                fragment: "{}".into(),
+            },
         ],
         ChatFinishReason::ToolCalls,
         None,
     );
     let m = accumulate(&events);
-    let types: Vec<&str> = m["content"].as_array().unwrap().iter().map(|b| b["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = m["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
     assert_eq!(types, ["thinking", "tool_use"]);
 }
 
@@ -171,19 +234,40 @@ fn whitespace_between_thinking_and_tool_makes_no_text_block() {
 fn stop_reasons_map_like_anthropic() {
     let table = [
         (ChatFinishReason::Stop, None, StopReason::EndTurn, None),
-        (ChatFinishReason::Stop, Some("END"), StopReason::StopSequence, Some("END")),
-        (ChatFinishReason::Length, Some("END"), StopReason::MaxTokens, None),
+        (
+            ChatFinishReason::Stop,
+            Some("END"),
+            StopReason::StopSequence,
+            Some("END"),
+        ),
+        (
+            ChatFinishReason::Length,
+            Some("END"),
+            StopReason::MaxTokens,
+            None,
+        ),
         (ChatFinishReason::ToolCalls, None, StopReason::ToolUse, None),
     ];
     for (reason, stop, expected, expected_seq) in table {
         let m = accumulate(&stream(vec![ChatDelta::Content("hi".into())], reason, stop));
         assert_eq!(m["stop_reason"], json!(expected));
         assert_eq!(m["stop_sequence"], json!(expected_seq));
-        assert_eq!(m["usage"], json!({"input_tokens": 12, "output_tokens": 34,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}));
+        assert_eq!(
+            m["usage"],
+            json!({"input_tokens": 12, "output_tokens": 34,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0})
+        );
         let full = build_message(
-            &ChatOutput { reasoning: None, content: Some("hi".into()), tool_calls: vec![], finish_reason: reason },
-            ResponseMeta { stop_sequence: stop.map(str::to_string), ..meta() },
+            &ChatOutput {
+                reasoning: None,
+                content: Some("hi".into()),
+                tool_calls: vec![],
+                finish_reason: reason,
+            },
+            ResponseMeta {
+                stop_sequence: stop.map(str::to_string),
+                ..meta()
+            },
         );
         assert_eq!(m, serde_json::to_value(&full).unwrap());
     }
@@ -192,7 +276,10 @@ fn stop_reasons_map_like_anthropic() {
 #[test]
 fn empty_output_still_makes_a_valid_stream() {
     let events = stream(vec![], ChatFinishReason::Stop, None);
-    assert_eq!(names(&events), ["message_start", "ping", "message_delta", "message_stop"]);
+    assert_eq!(
+        names(&events),
+        ["message_start", "ping", "message_delta", "message_stop"]
+    );
     let m = accumulate(&events);
     assert_eq!(m["content"], json!([]));
 }
@@ -201,13 +288,18 @@ fn empty_output_still_makes_a_valid_stream() {
 fn sse_framing_matches_the_sdk_parser() {
     let ev = StreamEvent::ContentBlockDelta {
         index: 2,
-        delta: BlockDelta::InputJsonDelta { partial_json: "{\"a\":".into() },
+        delta: BlockDelta::InputJsonDelta {
+            partial_json: "{\"a\":".into(),
+        },
     };
     assert_eq!(
         ev.to_sse(),
         "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\\\":\"}}\n\n"
     );
-    assert_eq!(StreamEvent::MessageStop.to_sse(), "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+    assert_eq!(
+        StreamEvent::MessageStop.to_sse(),
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+    );
 }
 
 #[test]

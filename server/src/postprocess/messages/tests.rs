@@ -105,7 +105,12 @@ fn string_arguments_render_as_the_trained_mapping_form() {
             .collect();
         assert_ne!(stringified, *messages);
         let normalised = normalize_messages(&stringified).unwrap();
-        assert_eq!(render(&case, &normalised), expected, "case {}", case["name"]);
+        assert_eq!(
+            render(&case, &normalised),
+            expected,
+            "case {}",
+            case["name"]
+        );
         checked += 1;
     }
     assert!(checked >= 7, "only {checked} cases checked");
@@ -125,7 +130,8 @@ fn json_string_case_becomes_arg_pairs() {
     let normalised = render(&case, &normalize_messages(messages).unwrap());
     assert_ne!(normalised, raw);
     let raw_call = "<tool_call>get_weather\n{\"city\": \"Shanghai\", \"days\": 2, \"unit\": \"fahrenheit\"}\n</tool_call>";
-    let pairs = "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Shanghai</arg_value>\n\
+    let pairs =
+        "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Shanghai</arg_value>\n\
                  <arg_key>days</arg_key>\n<arg_value>2</arg_value>\n\
                  <arg_key>unit</arg_key>\n<arg_value>fahrenheit</arg_value>\n</tool_call>";
     assert!(raw.contains(raw_call), "{raw}");

@@ -1,0 +1,336 @@
+//! One reconcile of a GlmDeployment: the I/O shell around the pure builders in `reconcile/*`.
+//!
+//! Order: check the spec -> cache PVC -> download Job (created once per requested model) ->
+//! once the Job succeeded, the server Deployment and the Service -> status (SSA on the status
+//! subresource, skipped when unchanged) -> Events for what changed.
+
+pub mod deployment;
+pub mod download;
+pub mod events;
+pub mod job;
+pub mod meta;
+pub mod pvc;
+pub mod service;
+pub mod spec_check;
+pub mod status;
+
+use std::{fmt::Debug, time::Duration};
+
+use glm_crds::{annotations, reasons, GlmDeployment, ModelPhase, API_GROUP, API_VERSION, FIELD_MANAGER, KIND};
+use k8s_openapi::{
+    api::{
+        apps::v1::Deployment,
+        batch::v1::Job,
+        core::v1::{PersistentVolumeClaim, Pod, Service},
+    },
+    jiff::Timestamp,
+};
+use kube::{
+    api::{DeleteParams, ListParams, LogParams, Patch, PatchParams},
+    runtime::controller::Action,
+    Api, Resource, ResourceExt,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use tracing::{debug, warn};
+
+use self::{
+    deployment::{desired_deployment, desired_replicas, served_model_of, DeploymentParams, ServedModel},
+    download::{
+        job_failure_message, job_phase, parse_progress, parse_termination_message, running_pod,
+        termination_messages, DownloadFailure, DownloadResult, DownloadState, JobPhase,
+    },
+    events::{transition_events, PendingEvent},
+    job::{desired_job, job_name, JobParams},
+    meta::name_ns,
+    pvc::{cache_claim_name, desired_pvc},
+    service::desired_service,
+    spec_check::check_spec,
+    status::{compute_status, Problem, StatusInputs},
+};
+use crate::{controller::Context, Error, Result};
+
+/// How often a running download is polled for progress (its log is not watched).
+const DOWNLOAD_POLL: Duration = Duration::from_secs(15);
+/// Periodic resync when nothing is in flight.
+const RESYNC: Duration = Duration::from_secs(300);
+/// A missing existingClaim is not watched; look again after this.
+const CLAIM_RETRY: Duration = Duration::from_secs(60);
+
+/// Reconciles one GlmDeployment.
+pub async fn reconcile_glmd(glmd: &GlmDeployment, ctx: &Context) -> Result<Action> {
+    let (name, ns) = name_ns(glmd)?;
+    let problems = check_spec(glmd);
+    if !problems.is_empty() {
+        return report_problem(glmd, ctx, &ns, &Error::InvalidSpec(problems.join("; "))).await;
+    }
+    match converge(glmd, ctx, &name, &ns).await {
+        Err(e) if e.needs_user_action() => report_problem(glmd, ctx, &ns, &e).await,
+        other => other,
+    }
+}
+
+/// Writes `Degraded` (and the other conditions) for a problem only the user can fix, publishes a
+/// Warning Event when it is new, and waits: no children are created from a broken spec.
+async fn report_problem(glmd: &GlmDeployment, ctx: &Context, ns: &str, err: &Error) -> Result<Action> {
+    let problem = Problem { reason: err.reason(), message: err.to_string() };
+    warn!(reason = problem.reason, message = %problem.message, "cannot honour the spec");
+    let status = compute_status(&StatusInputs {
+        glmd,
+        download: &DownloadState::Absent,
+        served: None,
+        deployment: None,
+        desired_replicas: desired_replicas(glmd),
+        problem: Some(&problem),
+        now: Timestamp::now(),
+    });
+    let events = transition_events(glmd.status.as_ref(), &status);
+    patch_status(glmd, ctx, ns, &status).await?;
+    publish(glmd, ctx, events).await;
+    Ok(match err {
+        Error::CacheClaimNotFound(_) => Action::requeue(CLAIM_RETRY),
+        Error::InvalidSpec(_) => Action::await_change(),
+        _ => Action::requeue(RESYNC),
+    })
+}
+
+async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> Result<Action> {
+    let client = ctx.client.clone();
+    let mut action_events = Vec::new();
+
+    // 1. The cache.
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    match desired_pvc(glmd)? {
+        Some(pvc) => {
+            apply(&pvcs, &pvc).await?;
+        }
+        None => {
+            let claim = cache_claim_name(glmd);
+            if pvcs.get_opt(&claim).await?.is_none() {
+                return Err(Error::CacheClaimNotFound(claim));
+            }
+        }
+    }
+
+    // 2. The download.
+    let download = observe_download(glmd, ctx, ns, &mut action_events).await?;
+
+    // 3. The server, only on a verified model: the one just downloaded, else the one the
+    //    existing Deployment already serves (a new revision downloads while old pods serve).
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let (served, observed) = match &download {
+        DownloadState::Succeeded { result, .. } => {
+            (Some(ServedModel { commit: result.commit.clone(), path: result.path.clone() }), None)
+        }
+        _ => {
+            let observed = deployments.get_opt(name).await?;
+            (observed.as_ref().and_then(served_model_of), observed)
+        }
+    };
+    let replicas = desired_replicas(glmd);
+    let deployment = match &served {
+        Some(model) => {
+            let image = glmd.spec.server.image.as_deref().unwrap_or(&ctx.config.default_image);
+            let desired = desired_deployment(glmd, &DeploymentParams { image, model, desired_replicas: replicas })?;
+            let applied = apply(&deployments, &desired).await?;
+            let services: Api<Service> = Api::namespaced(client.clone(), ns);
+            apply(&services, &desired_service(glmd)?).await?;
+            Some(applied)
+        }
+        None => observed,
+    };
+
+    // 4. Status and Events.
+    let status = compute_status(&StatusInputs {
+        glmd,
+        download: &download,
+        served: served.as_ref(),
+        deployment: deployment.as_ref(),
+        desired_replicas: replicas,
+        problem: None,
+        now: Timestamp::now(),
+    });
+    let mut events = action_events;
+    events.extend(transition_events(glmd.status.as_ref(), &status));
+    patch_status(glmd, ctx, ns, &status).await?;
+    publish(glmd, ctx, events).await;
+
+    Ok(match download {
+        DownloadState::Pending { .. } | DownloadState::Running { .. } => Action::requeue(DOWNLOAD_POLL),
+        _ => Action::requeue(RESYNC),
+    })
+}
+
+/// Creates the download Job when missing and reads its state (progress, result or failure).
+async fn observe_download(
+    glmd: &GlmDeployment,
+    ctx: &Context,
+    ns: &str,
+    events: &mut Vec<PendingEvent>,
+) -> Result<DownloadState> {
+    let job_name = job_name(glmd);
+    // Already verified and recorded: the cache keeps it, the Job need not exist any more.
+    if let Some(m) = glmd.status.as_ref().and_then(|s| s.model.as_ref()) {
+        if m.phase == ModelPhase::Ready && m.job_name.as_deref() == Some(job_name.as_str()) {
+            if let (Some(commit), Some(path)) = (&m.commit, &m.path) {
+                let result = DownloadResult { commit: commit.clone(), path: path.clone(), bytes: m.bytes_done };
+                return Ok(DownloadState::Succeeded { job_name, result });
+            }
+        }
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(job) = jobs.get_opt(&job_name).await? else {
+        let image = glmd.spec.server.image.as_deref().unwrap_or(&ctx.config.default_image);
+        apply(&jobs, &desired_job(glmd, &JobParams { image })?).await?;
+        events.push(PendingEvent::normal(
+            reasons::DOWNLOAD_STARTED,
+            "Download",
+            format!("downloading {}@{} (Job {job_name})", glmd.spec.model.repo, glmd.spec.model.revision),
+        ));
+        return Ok(DownloadState::Pending { job_name });
+    };
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    Ok(match job_phase(&job) {
+        JobPhase::Pending => DownloadState::Pending { job_name },
+        JobPhase::Running => {
+            let progress = match list_job_pods(&pods, &job_name).await {
+                Ok(items) => match running_pod(&items).map(|p| p.name_any()) {
+                    Some(pod) => {
+                        let lp = LogParams {
+                            container: Some(job::CONTAINER.into()),
+                            tail_lines: Some(20),
+                            ..LogParams::default()
+                        };
+                        // Progress is best effort: a log read failure must not stall reconcile.
+                        match pods.logs(&pod, &lp).await {
+                            Ok(log) => parse_progress(&log),
+                            Err(e) => {
+                                debug!(error = %e, "cannot read download log");
+                                None
+                            }
+                        }
+                    }
+                    None => None,
+                },
+                Err(e) => {
+                    debug!(error = %e, "cannot list download pods");
+                    None
+                }
+            };
+            DownloadState::Running { job_name, progress }
+        }
+        JobPhase::Succeeded => {
+            let messages = termination_messages(&list_job_pods(&pods, &job_name).await?);
+            match messages.iter().map(|m| parse_termination_message(m)).find_map(Result::ok) {
+                Some(result) => DownloadState::Succeeded { job_name, result },
+                None => {
+                    // The pod (and with it the result) was garbage-collected before we read it:
+                    // run the Job again; on a complete directory the download is a quick no-op.
+                    jobs.delete(&job_name, &DeleteParams::background()).await?;
+                    events.push(PendingEvent::normal(
+                        reasons::DOWNLOAD_RETRIED,
+                        "Download",
+                        format!("Job {job_name} succeeded but its result was lost; re-running it"),
+                    ));
+                    DownloadState::Pending { job_name }
+                }
+            }
+        }
+        JobPhase::Failed => {
+            let created_for: i64 = job
+                .annotations()
+                .get(annotations::GENERATION)
+                .and_then(|g| g.parse().ok())
+                .unwrap_or(0);
+            if glmd.metadata.generation.unwrap_or(0) > created_for {
+                // The spec changed since this attempt (maybe the fix): try again, once per change.
+                jobs.delete(&job_name, &DeleteParams::background()).await?;
+                events.push(PendingEvent::normal(
+                    reasons::DOWNLOAD_RETRIED,
+                    "Download",
+                    format!("spec changed; retrying the failed download Job {job_name}"),
+                ));
+                return Ok(DownloadState::Pending { job_name });
+            }
+            let messages = termination_messages(&list_job_pods(&pods, &job_name).await.unwrap_or_default());
+            let failure = messages
+                .iter()
+                .map(|m| parse_termination_message(m))
+                .find_map(Result::err)
+                .unwrap_or_else(|| DownloadFailure {
+                    error: "job_failed".into(),
+                    message: job_failure_message(&job).unwrap_or_else(|| "the download Job failed".into()),
+                });
+            DownloadState::Failed { job_name, failure }
+        }
+    })
+}
+
+/// Pods of a Job (the Job controller labels them `job-name=<job>`).
+async fn list_job_pods(pods: &Api<Pod>, job_name: &str) -> Result<Vec<Pod>, kube::Error> {
+    let lp = ListParams::default().labels(&format!("job-name={job_name}"));
+    Ok(pods.list(&lp).await?.items)
+}
+
+/// Server-side apply of a child under the operator's field manager (forced: the operator owns
+/// these fields). An apiserver refusal (422) becomes [`Error::ChildRejected`].
+async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let name = obj.meta().name.clone().ok_or(Error::MissingObjectKey("metadata.name"))?;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(&name, &params, &Patch::Apply(obj)).await.map_err(|e| match e {
+        kube::Error::Api(status) if status.code == 422 => Error::ChildRejected {
+            kind: kind_of::<K>(),
+            name,
+            message: status.message,
+        },
+        other => Error::Kube(other),
+    })
+}
+
+fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {
+    // Static names keep `Error` free of allocations for the common kinds.
+    match K::kind(&()).as_ref() {
+        "PersistentVolumeClaim" => "PersistentVolumeClaim",
+        "Job" => "Job",
+        "Deployment" => "Deployment",
+        "Service" => "Service",
+        _ => "object",
+    }
+}
+
+/// Writes the status with SSA on the status subresource, unless nothing changed.
+async fn patch_status(
+    glmd: &GlmDeployment,
+    ctx: &Context,
+    ns: &str,
+    status: &glm_crds::GlmDeploymentStatus,
+) -> Result<()> {
+    if glmd.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<GlmDeployment> = Api::namespaced(ctx.client.clone(), ns);
+    let body = serde_json::json!({
+        "apiVersion": format!("{API_GROUP}/{API_VERSION}"),
+        "kind": KIND,
+        "status": status,
+    });
+    api.patch_status(&glmd.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
+        .await?;
+    Ok(())
+}
+
+/// Publishes Events; a failure is logged, never fatal (the status already says it all).
+async fn publish(glmd: &GlmDeployment, ctx: &Context, events: Vec<PendingEvent>) {
+    let reference = glmd.object_ref(&());
+    for ev in events {
+        if let Err(e) = ctx.recorder.publish(&ev.into_event(), &reference).await {
+            warn!(error = %e, "cannot publish event");
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "reconcile/mock_tests.rs"]
+mod mock_tests;

@@ -1,0 +1,239 @@
+use super::*;
+use crate::fixtures::{glmd, SHA};
+use crate::reconcile::download::{DownloadFailure, DownloadResult};
+use k8s_openapi::api::apps::v1::DeploymentStatus;
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + secs).unwrap()
+}
+
+fn served() -> ServedModel {
+    ServedModel { commit: SHA.into(), path: format!("/models/zai-org--GLM-4.5-Air/{SHA}") }
+}
+
+fn deployment(replicas: i32, updated: i32, ready: i32, available: i32) -> Deployment {
+    Deployment {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta { generation: Some(2), ..Default::default() },
+        status: Some(DeploymentStatus {
+            observed_generation: Some(2),
+            replicas: Some(replicas),
+            updated_replicas: Some(updated),
+            ready_replicas: Some(ready),
+            available_replicas: Some(available),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn cond<'a>(s: &'a GlmDeploymentStatus, t: &str) -> (&'a str, &'a str) {
+    let c = s.condition(t).unwrap();
+    (c.status.as_str(), c.reason.as_str())
+}
+
+struct Case {
+    name: &'static str,
+    download: DownloadState,
+    served: bool,
+    deployment: Option<Deployment>,
+    problem: Option<Problem>,
+    /// Ready, Progressing, Degraded, ModelReady as (status, reason).
+    want: [(&'static str, &'static str); 4],
+}
+
+#[test]
+fn conditions_table() {
+    let job = || "glm45-dl-x".to_string();
+    let ok = DownloadState::Succeeded {
+        job_name: job(),
+        result: DownloadResult { commit: SHA.into(), path: served().path, bytes: Some(10) },
+    };
+    let cases = vec![
+        Case {
+            name: "fresh: download pending",
+            download: DownloadState::Pending { job_name: job() },
+            served: false,
+            deployment: None,
+            problem: None,
+            want: [("False", "WaitingForModel"), ("True", "Downloading"), ("False", "AsExpected"), ("False", "DownloadPending")],
+        },
+        Case {
+            name: "downloading",
+            download: DownloadState::Running { job_name: job(), progress: None },
+            served: false,
+            deployment: None,
+            problem: None,
+            want: [("False", "WaitingForModel"), ("True", "Downloading"), ("False", "AsExpected"), ("False", "Downloading")],
+        },
+        Case {
+            name: "download failed",
+            download: DownloadState::Failed {
+                job_name: job(),
+                failure: DownloadFailure { error: "unauthorized".into(), message: "bad token".into() },
+            },
+            served: false,
+            deployment: None,
+            problem: None,
+            want: [("False", "WaitingForModel"), ("False", "Reconciled"), ("True", "DownloadFailed"), ("False", "DownloadFailed")],
+        },
+        Case {
+            name: "pods starting",
+            download: ok.clone(),
+            served: true,
+            deployment: Some(deployment(2, 2, 0, 0)),
+            problem: None,
+            want: [("False", "ReplicasNotReady"), ("True", "RollingOut"), ("False", "AsExpected"), ("True", "ModelReady")],
+        },
+        Case {
+            name: "all ready",
+            download: ok.clone(),
+            served: true,
+            deployment: Some(deployment(2, 2, 2, 2)),
+            problem: None,
+            want: [("True", "ReplicasReady"), ("False", "Reconciled"), ("False", "AsExpected"), ("True", "ModelReady")],
+        },
+        Case {
+            name: "surge pod during rollout keeps Ready",
+            download: ok.clone(),
+            served: true,
+            deployment: Some(deployment(3, 1, 2, 2)),
+            problem: None,
+            want: [("True", "ReplicasReady"), ("True", "RollingOut"), ("False", "AsExpected"), ("True", "ModelReady")],
+        },
+        Case {
+            name: "new revision downloading while old serves",
+            download: DownloadState::Running { job_name: "glm45-dl-y".into(), progress: None },
+            served: true,
+            deployment: Some(deployment(2, 2, 2, 2)),
+            problem: None,
+            want: [("True", "ReplicasReady"), ("True", "Downloading"), ("False", "AsExpected"), ("False", "Downloading")],
+        },
+        Case {
+            name: "invalid spec",
+            download: DownloadState::Absent,
+            served: false,
+            deployment: None,
+            problem: Some(Problem { reason: "InvalidSpec", message: "spec.server.tensorParallelSize ...".into() }),
+            want: [("False", "InvalidSpec"), ("False", "InvalidSpec"), ("True", "InvalidSpec"), ("False", "InvalidSpec")],
+        },
+    ];
+    for c in &cases {
+        let g = glmd();
+        let served = served();
+        let s = compute_status(&StatusInputs {
+            glmd: &g,
+            download: &c.download,
+            served: c.served.then_some(&served),
+            deployment: c.deployment.as_ref(),
+            desired_replicas: 2,
+            problem: c.problem.as_ref(),
+            now: t(0),
+        });
+        let got = [
+            cond(&s, conditions::READY),
+            cond(&s, conditions::PROGRESSING),
+            cond(&s, conditions::DEGRADED),
+            cond(&s, conditions::MODEL_READY),
+        ];
+        assert_eq!(got, c.want, "case {}", c.name);
+        assert_eq!(s.observed_generation, Some(3), "case {}", c.name);
+        assert!(s.conditions.iter().all(|c| c.observed_generation == Some(3)));
+    }
+}
+
+#[test]
+fn succeeded_download_fills_revisions_and_endpoint() {
+    let g = glmd();
+    let served = served();
+    let dl = DownloadState::Succeeded {
+        job_name: "j".into(),
+        result: DownloadResult { commit: SHA.into(), path: served.path.clone(), bytes: Some(1 << 30) },
+    };
+    let d = deployment(2, 2, 2, 2);
+    let s = compute_status(&StatusInputs {
+        glmd: &g,
+        download: &dl,
+        served: Some(&served),
+        deployment: Some(&d),
+        desired_replicas: 2,
+        problem: None,
+        now: t(0),
+    });
+    assert_eq!(s.resolved_revision.as_deref(), Some(SHA));
+    assert_eq!(s.current_revision.as_deref(), Some(SHA));
+    assert_eq!(s.update_revision.as_deref(), Some(SHA));
+    assert_eq!(s.last_ready_revision.as_deref(), Some(SHA));
+    assert_eq!(s.endpoint.as_deref(), Some("http://glm45.llm.svc:8000"));
+    assert_eq!((s.replicas, s.ready_replicas, s.updated_replicas), (2, 2, 2));
+    let m = s.model.unwrap();
+    assert_eq!((m.phase, m.commit.as_deref(), m.bytes_done), (ModelPhase::Ready, Some(SHA), Some(1 << 30)));
+}
+
+#[test]
+fn transition_time_moves_only_on_flips() {
+    let mut g = glmd();
+    let dl = DownloadState::Running { job_name: "j".into(), progress: None };
+    let inputs = |g: &GlmDeployment, now| {
+        compute_status(&StatusInputs {
+            glmd: g,
+            download: &dl,
+            served: None,
+            deployment: None,
+            desired_replicas: 1,
+            problem: None,
+            now,
+        })
+    };
+    let first = inputs(&g, t(0));
+    g.status = Some(first.clone());
+    let second = inputs(&g, t(100));
+    assert_eq!(first, second, "same observation, same status");
+    let problem = Problem { reason: "InvalidSpec", message: "x".into() };
+    let third = compute_status(&StatusInputs {
+        glmd: &g,
+        download: &DownloadState::Absent,
+        served: None,
+        deployment: None,
+        desired_replicas: 1,
+        problem: Some(&problem),
+        now: t(200),
+    });
+    let degraded = third.condition(conditions::DEGRADED).unwrap();
+    assert_eq!(degraded.last_transition_time, Time(t(200)));
+    let ready = third.condition(conditions::READY).unwrap();
+    assert_eq!(ready.last_transition_time, Time(t(0)), "Ready stayed False");
+}
+
+#[test]
+fn progress_reaches_status_model() {
+    let g = glmd();
+    let dl = DownloadState::Running {
+        job_name: "j".into(),
+        progress: Some(Progress { bytes_done: 5 << 30, bytes_total: Some(10 << 30), rate_bytes_per_s: Some(100e6), eta_seconds: Some(61.0) }),
+    };
+    let s = compute_status(&StatusInputs {
+        glmd: &g,
+        download: &dl,
+        served: None,
+        deployment: None,
+        desired_replicas: 1,
+        problem: None,
+        now: t(0),
+    });
+    let m = s.model.unwrap();
+    assert_eq!((m.phase, m.bytes_done, m.bytes_total), (ModelPhase::Downloading, Some(5 << 30), Some(10 << 30)));
+    assert_eq!(m.message.as_deref(), Some("5.0 GiB of 10.0 GiB (50%), 100 MB/s, ETA 2m"));
+}
+
+#[test]
+fn rollout_deadline_is_degraded() {
+    let mut d = deployment(3, 1, 2, 2);
+    d.status.as_mut().unwrap().conditions = Some(vec![k8s_openapi::api::apps::v1::DeploymentCondition {
+        type_: "Progressing".into(),
+        status: "False".into(),
+        reason: Some("ProgressDeadlineExceeded".into()),
+        message: Some("ReplicaSet glm45-abc has timed out progressing.".into()),
+        ..Default::default()
+    }]);
+    assert!(matches!(rollout_state(Some(&d), 2), Rollout::DeadlineExceeded(_)));
+}

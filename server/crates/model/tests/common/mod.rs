@@ -1,0 +1,107 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use glm_model::{CacheConfig, CausalLm, ForwardBatch, SeqInput};
+
+pub const BLOCK: usize = 16;
+
+pub fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/glm4moe-tiny")
+}
+
+pub struct Case {
+    pub name: String,
+    pub input_ids: Vec<u32>,
+    pub first_step_logits: Vec<f32>,
+    pub generated_ids: Vec<u32>,
+    pub step_top1_margin: Vec<f32>,
+}
+
+pub fn golden_cases() -> Vec<Case> {
+    let text = std::fs::read_to_string(fixture_dir().join("golden.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
+    let floats = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    };
+    v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| Case {
+            name: c["name"].as_str().unwrap().to_owned(),
+            input_ids: ids(&c["input_ids"]),
+            first_step_logits: floats(&c["first_step_logits"]),
+            generated_ids: ids(&c["generated_ids"]),
+            step_top1_margin: floats(&c["step_top1_margin"]),
+        })
+        .collect()
+}
+
+pub fn init(model: &mut dyn CausalLm, num_blocks: usize) {
+    model
+        .init_cache(CacheConfig {
+            num_blocks,
+            block_size: BLOCK,
+        })
+        .unwrap();
+}
+
+pub fn argmax(v: &[f32]) -> u32 {
+    glm_model::sampling::argmax(v)
+}
+
+/// Greedy generation of one sequence whose blocks are `table`; the prompt is fed in chunks
+/// of `chunk` tokens. Returns the first-step logits and the generated tokens.
+pub fn greedy(
+    model: &mut dyn CausalLm,
+    prompt: &[u32],
+    steps: usize,
+    chunk: usize,
+    table: &[u32],
+) -> (Vec<f32>, Vec<u32>) {
+    let mut cached = 0;
+    let mut logits = None;
+    for part in prompt.chunks(chunk) {
+        let last = cached + part.len() == prompt.len();
+        let out = model
+            .forward(&ForwardBatch {
+                seqs: vec![SeqInput {
+                    tokens: part.to_vec(),
+                    num_cached: cached,
+                    block_table: table.to_vec(),
+                    want_logits: last,
+                }],
+            })
+            .unwrap();
+        cached += part.len();
+        logits = out.into_iter().next().unwrap();
+    }
+    let first = logits.unwrap();
+    let mut tokens = vec![argmax(&first)];
+    while tokens.len() < steps {
+        let out = model
+            .forward(&ForwardBatch {
+                seqs: vec![SeqInput {
+                    tokens: vec![*tokens.last().unwrap()],
+                    num_cached: cached,
+                    block_table: table.to_vec(),
+                    want_logits: true,
+                }],
+            })
+            .unwrap();
+        cached += 1;
+        tokens.push(argmax(out[0].as_ref().unwrap()));
+    }
+    (first, tokens)
+}
+
+/// Number of leading steps that must match exactly: up to the first step whose reference
+/// top-1 margin is below 0.02 (float rounding may flip the argmax there).
+pub fn comparable_steps(margins: &[f32]) -> usize {
+    margins.iter().position(|&m| m < 0.02).unwrap_or(margins.len())
+}

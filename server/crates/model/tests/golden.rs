@@ -1,0 +1,151 @@
+//! The Glm4Moe forward pass against transformers' outputs on the tiny fixture model.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use glm_model::{load_model, CausalLm, ForwardBatch, SeqInput};
+
+fn model() -> Box<dyn CausalLm> {
+    load_model(&fixture_dir(), &candle_core::Device::Cpu).unwrap()
+}
+
+#[test]
+fn golden_first_step_logits_and_greedy_tokens_match_transformers() {
+    let mut m = model();
+    let cases = golden_cases();
+    assert_eq!(cases.len(), 6);
+    for case in &cases {
+        let blocks = (case.input_ids.len() + case.generated_ids.len()).div_ceil(BLOCK) + 1;
+        init(m.as_mut(), blocks);
+        let table: Vec<u32> = (0..blocks as u32).rev().collect(); // non-contiguous on purpose
+        let (first, tokens) = greedy(
+            m.as_mut(),
+            &case.input_ids,
+            case.generated_ids.len(),
+            usize::MAX,
+            &table,
+        );
+        let max_diff = first
+            .iter()
+            .zip(&case.first_step_logits)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        println!("{}: max |logit diff| {max_diff:.2e}", case.name);
+        assert!(max_diff < 1e-3, "{}: first-step logits differ by {max_diff}", case.name);
+        let n = comparable_steps(&case.step_top1_margin);
+        assert!(n >= 1);
+        assert_eq!(
+            tokens[..n],
+            case.generated_ids[..n],
+            "{}: greedy tokens differ within the first {n} steps",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn chunked_prefill_equals_one_shot() {
+    let mut m = model();
+    let case = golden_cases().into_iter().max_by_key(|c| c.input_ids.len()).unwrap();
+    let blocks = (case.input_ids.len() + 8).div_ceil(BLOCK) + 1;
+    let table: Vec<u32> = (0..blocks as u32).collect();
+    init(m.as_mut(), blocks);
+    let (one, t1) = greedy(m.as_mut(), &case.input_ids, 8, usize::MAX, &table);
+    for chunk in [1usize, 7, 64] {
+        init(m.as_mut(), blocks);
+        let (chunked, t2) = greedy(m.as_mut(), &case.input_ids, 8, chunk, &table);
+        let d = one.iter().zip(&chunked).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(d < 1e-4, "chunk {chunk}: logits differ by {d}");
+        assert_eq!(t1, t2, "chunk {chunk}");
+    }
+}
+
+#[test]
+fn batch_of_different_sequences_equals_each_alone() {
+    let mut m = model();
+    let cases = golden_cases();
+    let prompts: Vec<Vec<u32>> = cases.iter().take(4).map(|c| c.input_ids.clone()).collect();
+    let per_seq = 8;
+    let steps = 6;
+    init(m.as_mut(), per_seq * prompts.len());
+    let tables: Vec<Vec<u32>> = (0..prompts.len())
+        .map(|i| (0..per_seq as u32).map(|b| b * prompts.len() as u32 + i as u32).collect())
+        .collect();
+    let mut alone = Vec::new();
+    for (p, t) in prompts.iter().zip(&tables) {
+        alone.push(greedy(m.as_mut(), p, steps, usize::MAX, t));
+    }
+    // All prompts prefilled in one batch, then decoded together.
+    init(m.as_mut(), per_seq * prompts.len());
+    let out = m
+        .forward(&ForwardBatch {
+            seqs: prompts
+                .iter()
+                .zip(&tables)
+                .map(|(p, t)| SeqInput {
+                    tokens: p.clone(),
+                    num_cached: 0,
+                    block_table: t.clone(),
+                    want_logits: true,
+                })
+                .collect(),
+        })
+        .unwrap();
+    let mut cached: Vec<usize> = prompts.iter().map(Vec::len).collect();
+    let mut toks: Vec<Vec<u32>> = out.iter().map(|l| vec![argmax(l.as_ref().unwrap())]).collect();
+    for (i, l) in out.iter().enumerate() {
+        let d = l.as_ref().unwrap().iter().zip(&alone[i].0).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(d < 1e-4, "sequence {i}: batched prefill logits differ by {d}");
+    }
+    for _ in 1..steps {
+        let out = m
+            .forward(&ForwardBatch {
+                seqs: (0..prompts.len())
+                    .map(|i| SeqInput {
+                        tokens: vec![*toks[i].last().unwrap()],
+                        num_cached: cached[i],
+                        block_table: tables[i].clone(),
+                        want_logits: true,
+                    })
+                    .collect(),
+            })
+            .unwrap();
+        for (i, l) in out.iter().enumerate() {
+            toks[i].push(argmax(l.as_ref().unwrap()));
+            cached[i] += 1;
+        }
+    }
+    for (i, t) in toks.iter().enumerate() {
+        assert_eq!(t, &alone[i].1, "sequence {i}");
+    }
+}
+
+#[test]
+fn forward_rejects_bad_batches() {
+    let mut m = model();
+    let seq = |tokens: Vec<u32>, table: Vec<u32>| ForwardBatch {
+        seqs: vec![SeqInput { tokens, num_cached: 0, block_table: table, want_logits: true }],
+    };
+    let e = m.forward(&seq(vec![1], vec![0])).unwrap_err();
+    assert_eq!(e.kind(), "cache");
+    init(m.as_mut(), 4);
+    let cases = [
+        (seq(vec![], vec![0]), "no tokens"),
+        (seq(vec![5000], vec![0]), "vocab_size"),
+        (seq(vec![1; 17], vec![0]), "block_table"),
+        (seq(vec![1], vec![9]), "block id 9"),
+    ];
+    for (b, needle) in cases {
+        let e = m.forward(&b).unwrap_err();
+        assert_eq!(e.kind(), "invalid_batch");
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+    // A batch that wants no logits still runs and returns None.
+    let out = m
+        .forward(&ForwardBatch {
+            seqs: vec![SeqInput { tokens: vec![1, 2], num_cached: 0, block_table: vec![0], want_logits: false }],
+        })
+        .unwrap();
+    assert_eq!(out, vec![None]);
+}
