@@ -183,9 +183,14 @@ pub fn check_object(doc: &Value) -> Result<ObjectId, ManifestError> {
         }
         ("argoproj.io/v1alpha1", "Application") => round_trip::<ArgoApplication>(&object, doc)?,
         (av, "GlmDeployment") if av == glm_api_version() => {
+            // The schema first: its messages name the field, serde's do not.
+            crate::validate::validate_glm_deployment(doc).map_err(|message| {
+                ManifestError::Schema {
+                    object: object.clone(),
+                    message,
+                }
+            })?;
             round_trip::<glm_crds::GlmDeployment>(&object, doc)?;
-            crate::validate::validate_glm_deployment(doc)
-                .map_err(|message| ManifestError::Schema { object, message })?;
         }
         (av, k) => {
             return Err(ManifestError::UnknownKind {

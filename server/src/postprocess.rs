@@ -19,7 +19,7 @@ use serde_json::Value;
 pub use self::choice::{resolve_tool_choice, ToolChoice, ToolDef, ToolServerConfig};
 pub use glm_parsers::{ReasoningParserKind, ToolParserKind};
 
-use self::stages::{ReasoningStage, ToolEvent, ToolStage};
+use glm_parsers::{OutputEvent, OutputStream};
 
 /// Errors of request-level tool/reasoning settings: all client errors (400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,8 +169,7 @@ pub fn new_tool_call_id() -> String {
 #[derive(Debug)]
 pub struct ChatPostProcessor {
     config: PostProcessConfig,
-    reasoning: Option<ReasoningStage>,
-    tools: Option<ToolStage>,
+    stream: OutputStream,
     /// Parser call index -> our index, `None` for calls a named tool_choice drops.
     call_map: Vec<Option<usize>>,
     calls_emitted: usize,
@@ -184,20 +183,10 @@ pub struct ChatPostProcessor {
 
 impl ChatPostProcessor {
     pub fn new(config: PostProcessConfig) -> Self {
-        let reasoning = config
-            .reasoning_parser
-            .filter(|_| config.starts_in_reasoning)
-            .map(ReasoningStage::new);
-        let tools = match (config.parses_tools(), config.tool_parser) {
-            (true, Some(kind)) => {
-                Some(ToolStage::new(kind, config.tools.as_deref().unwrap_or(&[])))
-            }
-            _ => None,
-        };
+        let stream = stages::output_parser(&config).stream();
         ChatPostProcessor {
             config,
-            reasoning,
-            tools,
+            stream,
             call_map: Vec::new(),
             calls_emitted: 0,
             leading_space: String::new(),
@@ -220,11 +209,9 @@ impl ChatPostProcessor {
         if text.is_empty() {
             return out;
         }
-        let (reasoning, content) = match self.reasoning.as_mut() {
-            Some(stage) => stage.push(text),
-            None => (String::new(), text.to_string()),
-        };
-        self.route(reasoning, content, false, &mut out);
+        for event in self.stream.feed(text) {
+            self.route(event, &mut out);
+        }
         out
     }
 
@@ -233,49 +220,20 @@ impl ChatPostProcessor {
     /// A turn cut by `length` stays `length`, so clients see that a call may be incomplete.
     pub fn finish(&mut self, reason: ChatFinishReason) -> (Vec<ChatDelta>, ChatFinishReason) {
         let mut out = Vec::new();
-        let (reasoning, content) = match self.reasoning.as_mut() {
-            Some(stage) => stage.finish(),
-            None => (String::new(), String::new()),
-        };
-        self.route(reasoning, content, true, &mut out);
-        (out, self.final_reason(reason))
+        for event in self.stream.finish() {
+            self.route(event, &mut out);
+        }
+        (out, final_reason(reason, self.calls_emitted))
     }
 
-    fn final_reason(&self, reason: ChatFinishReason) -> ChatFinishReason {
-        if reason == ChatFinishReason::Stop && self.calls_emitted > 0 {
-            ChatFinishReason::ToolCalls
-        } else {
-            reason
-        }
-    }
-
-    fn route(&mut self, reasoning: String, content: String, last: bool, out: &mut Vec<ChatDelta>) {
-        if !reasoning.is_empty() && self.config.include_reasoning {
-            out.push(ChatDelta::Reasoning(reasoning));
-        }
-        let events = match self.tools.as_mut() {
-            Some(stage) => {
-                let mut events = if content.is_empty() {
-                    Vec::new()
-                } else {
-                    stage.push(&content)
-                };
-                if last {
-                    events.extend(stage.finish());
-                }
-                events
-            }
-            None if content.is_empty() => Vec::new(),
-            None => vec![ToolEvent::Content(content)],
-        };
-        for event in events {
-            self.route_tool_event(event, out);
-        }
-    }
-
-    fn route_tool_event(&mut self, event: ToolEvent, out: &mut Vec<ChatDelta>) {
+    fn route(&mut self, event: OutputEvent, out: &mut Vec<ChatDelta>) {
         match event {
-            ToolEvent::Content(text) => {
+            OutputEvent::Reasoning(text) => {
+                if self.config.include_reasoning && !text.is_empty() {
+                    out.push(ChatDelta::Reasoning(text));
+                }
+            }
+            OutputEvent::Content(text) => {
                 if self.content_started {
                     if !text.is_empty() {
                         out.push(ChatDelta::Content(text));
@@ -288,27 +246,27 @@ impl ChatPostProcessor {
                     }
                 }
             }
-            ToolEvent::Start { index, name } => {
+            OutputEvent::ToolCallStart { index, id, name } => {
                 // Whitespace between or after calls is dropped the same way.
                 self.leading_space.clear();
                 self.content_started = false;
                 if self.call_map.len() <= index {
                     self.call_map.resize(index + 1, None);
                 }
-                if self.keeps(&name) {
+                if keeps(&self.config, &name) {
                     let ours = self.calls_emitted;
                     self.calls_emitted += 1;
                     self.call_map[index] = Some(ours);
                     out.push(ChatDelta::ToolCallStart {
                         index: ours,
-                        id: new_tool_call_id(),
+                        id,
                         name,
                     });
                 } else {
                     tracing::warn!(tool = %name, "dropping a call to a tool other than the named tool_choice");
                 }
             }
-            ToolEvent::Args { index, fragment } => {
+            OutputEvent::ToolArgumentsDelta { index, fragment } => {
                 if let Some(Some(ours)) = self.call_map.get(index) {
                     if !fragment.is_empty() {
                         out.push(ChatDelta::ToolCallArgs {
@@ -321,60 +279,47 @@ impl ChatPostProcessor {
         }
     }
 
-    fn keeps(&self, name: &str) -> bool {
-        match &self.config.tool_choice {
-            Some(ToolChoice::Named(wanted)) => wanted == name,
-            _ => true,
-        }
-    }
-
-    /// Non-streaming: the whole output at once, with the parsers' final (non-streaming)
-    /// functions, as vLLM does for `stream: false`.
+    /// Non-streaming: the whole output at once, with the same rules as streaming.
     pub fn process_full(
         config: PostProcessConfig,
         text: &str,
         reason: ChatFinishReason,
     ) -> ChatOutput {
-        let (reasoning, content) = match config
-            .reasoning_parser
-            .filter(|_| config.starts_in_reasoning)
-        {
-            Some(kind) => stages::split_reasoning_full(kind, text),
-            None => (None, Some(text.to_string())),
-        };
-        let reasoning = reasoning.filter(|r| !r.is_empty());
-        let content = content.filter(|c| !c.trim().is_empty());
-        let reasoning = reasoning.filter(|_| config.include_reasoning);
-        let (content, calls) = match (config.parses_tools(), config.tool_parser, content) {
-            (true, Some(kind), Some(content)) => {
-                stages::parse_tools_full(kind, config.tools.as_deref().unwrap_or(&[]), &content)
-            }
-            (_, _, content) => (content, Vec::new()),
-        };
-        let content = content.filter(|c| !c.trim().is_empty());
-        let tool_calls: Vec<ToolCall> = calls
+        let parsed = stages::output_parser(&config).parse(text);
+        let tool_calls: Vec<ToolCall> = parsed
+            .tool_calls
             .into_iter()
-            .filter(|(name, _)| match &config.tool_choice {
-                Some(ToolChoice::Named(wanted)) => wanted == name,
-                _ => true,
-            })
-            .map(|(name, arguments)| ToolCall {
-                id: new_tool_call_id(),
-                name,
-                arguments,
+            .filter(|c| keeps(&config, &c.name))
+            .map(|c| ToolCall {
+                id: c.id,
+                name: c.name,
+                arguments: c.arguments,
             })
             .collect();
-        let finish_reason = if reason == ChatFinishReason::Stop && !tool_calls.is_empty() {
-            ChatFinishReason::ToolCalls
-        } else {
-            reason
-        };
         ChatOutput {
-            reasoning,
-            content,
+            reasoning: parsed
+                .reasoning
+                .filter(|r| config.include_reasoning && !r.is_empty()),
+            content: parsed.content.filter(|c| !c.trim().is_empty()),
+            finish_reason: final_reason(reason, tool_calls.len()),
             tool_calls,
-            finish_reason,
         }
+    }
+}
+
+/// A named tool_choice keeps only that function's calls.
+fn keeps(config: &PostProcessConfig, name: &str) -> bool {
+    match &config.tool_choice {
+        Some(ToolChoice::Named(wanted)) => wanted == name,
+        _ => true,
+    }
+}
+
+fn final_reason(reason: ChatFinishReason, calls: usize) -> ChatFinishReason {
+    if reason == ChatFinishReason::Stop && calls > 0 {
+        ChatFinishReason::ToolCalls
+    } else {
+        reason
     }
 }
 

@@ -10,14 +10,14 @@ use tokio::process::{Child, Command};
 
 use super::E2eError;
 
-/// The glm-operator command-line flags the harness passes (see operator/src/main.rs and the
-/// chart's templates/deployment.yaml, which pass the same ones).
+/// The glm-operator command-line flags the harness passes (operator/src/config.rs; the
+/// chart's templates/deployment.yaml passes the same ones).
 pub mod flags {
-    pub const WATCH_NAMESPACES: &str = "--watch-namespaces";
-    pub const DEFAULT_SERVER_IMAGE: &str = "--default-server-image";
+    pub const NAMESPACE: &str = "--namespace";
+    pub const DEFAULT_IMAGE: &str = "--default-image";
     pub const LOG_FORMAT: &str = "--log-format";
-    pub const LOG_LEVEL: &str = "--log-level";
-    pub const ADMIN_ADDR: &str = "--admin-addr";
+    pub const ADMIN_PORT: &str = "--admin-port";
+    pub const LEADER_ELECTION: &str = "--leader-election";
 }
 
 /// A running glm-operator; killed when dropped.
@@ -44,16 +44,17 @@ impl OperatorProcess {
         let port = free_port()?;
         let admin_addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(&bin);
-        cmd.arg(format!("{}={namespace}", flags::WATCH_NAMESPACES))
+        // One operator per test namespace: no Lease needed.
+        cmd.arg(format!("{}={namespace}", flags::NAMESPACE))
             .arg(format!("{}=text", flags::LOG_FORMAT))
-            .arg(format!(
-                "{}={}",
-                flags::LOG_LEVEL,
-                std::env::var("GLM_E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into())
-            ))
-            .arg(format!("{}={admin_addr}", flags::ADMIN_ADDR));
+            .arg(format!("{}={port}", flags::ADMIN_PORT))
+            .arg(format!("{}=false", flags::LEADER_ELECTION))
+            .env(
+                "RUST_LOG",
+                std::env::var("GLM_E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
+            );
         if let Ok(image) = std::env::var("GLM_E2E_SERVER_IMAGE") {
-            cmd.arg(format!("{}={image}", flags::DEFAULT_SERVER_IMAGE));
+            cmd.arg(format!("{}={image}", flags::DEFAULT_IMAGE));
         }
         let child = cmd
             .stdin(Stdio::null())

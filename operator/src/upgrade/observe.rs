@@ -16,12 +16,14 @@ const K8S_REVISION: &str = "deployment.kubernetes.io/revision";
 /// revision annotation itself). Same template, same revision, across operator restarts.
 pub fn template_revision(template: &PodTemplateSpec) -> String {
     let mut template = template.clone();
-    if let Some(annotations) = template
-        .metadata
-        .as_mut()
-        .and_then(|m| m.annotations.as_mut())
-    {
-        annotations.remove(TEMPLATE_REVISION_ANNOTATION);
+    if let Some(meta) = template.metadata.as_mut() {
+        if let Some(annotations) = meta.annotations.as_mut() {
+            annotations.remove(TEMPLATE_REVISION_ANNOTATION);
+            // An emptied map must hash like an absent one.
+            if annotations.is_empty() {
+                meta.annotations = None;
+            }
+        }
     }
     // Serializing a k8s-openapi struct cannot fail (no maps with non-string keys); an
     // empty input on the impossible error still yields a valid, if shared, name.

@@ -8,6 +8,43 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// `"text"` or `[block, ...]`, deserialised by hand rather than `#[serde(untagged)]` so a
+/// bad block is reported with its path and reason (`messages[0].content[1].type: unknown
+/// variant ...`) instead of "did not match any variant".
+macro_rules! text_or_blocks {
+    ($name:ident) => {
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a string or a list of content blocks")
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$name, E> {
+                        Ok($name::Text(v.to_string()))
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                        self,
+                        mut seq: A,
+                    ) -> Result<$name, A::Error> {
+                        let mut blocks = Vec::new();
+                        while let Some(b) = seq.next_element::<ContentBlock>()? {
+                            blocks.push(b);
+                        }
+                        Ok($name::Blocks(blocks))
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+    };
+}
+
+text_or_blocks!(SystemPrompt);
+text_or_blocks!(MessageContent);
+text_or_blocks!(ToolResultContent);
+
 /// Body of `POST /v1/messages`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MessagesRequest {
@@ -85,8 +122,7 @@ pub struct CountTokensResponse {
     pub input_tokens: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum SystemPrompt {
     Text(String),
     Blocks(Vec<ContentBlock>),
@@ -105,8 +141,7 @@ pub struct InputMessage {
     pub content: MessageContent,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum MessageContent {
     Text(String),
     Blocks(Vec<ContentBlock>),
@@ -152,8 +187,7 @@ pub enum ContentBlock {
     },
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum ToolResultContent {
     Text(String),
     Blocks(Vec<ContentBlock>),

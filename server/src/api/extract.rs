@@ -6,7 +6,7 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::{error::ApiError, types::CommonParams};
 
 /// Like `axum::Json`, but malformed bodies become [`ApiError::InvalidRequest`] with `param`
 /// set to the path of the bad field (`messages[0].role`, `temperature`, ...).
@@ -29,20 +29,32 @@ where
 }
 
 pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidRequest {
+        param: None,
+        message: format!("malformed JSON: {e}"),
+    })?;
+    serde_path_to_error::deserialize(&value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let param = if path != "." && !path.is_empty() {
             Some(path)
         } else {
-            missing_field(&inner.to_string())
+            missing_field(&inner.to_string()).or_else(|| common_field_at_fault(&value))
         };
         ApiError::InvalidRequest {
             param,
             message: format!("invalid request body: {inner}"),
         }
     })
+}
+
+/// Requests flatten [`CommonParams`], and serde loses the field path inside flattened
+/// structs; deserializing those fields alone finds the culprit again.
+fn common_field_at_fault(value: &serde_json::Value) -> Option<String> {
+    match serde_path_to_error::deserialize::<_, CommonParams>(value) {
+        Err(e) => Some(e.path().to_string()).filter(|p| p != "." && !p.is_empty()),
+        Ok(_) => None,
+    }
 }
 
 /// serde reports a missing field at the parent's path; pull the name out of its message.

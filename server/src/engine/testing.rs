@@ -21,6 +21,8 @@ pub struct ToyModel {
     pub max_batch: usize,
     /// Makes every forward fail (fault-injection tests).
     pub fail: bool,
+    /// Makes the engine thread die on the first forward (dead-engine tests).
+    pub die: bool,
 }
 
 impl ToyModel {
@@ -42,6 +44,7 @@ impl ToyModel {
             steps: 0,
             max_batch: 0,
             fail: false,
+            die: false,
         }
     }
 
@@ -81,6 +84,10 @@ impl CausalLm for ToyModel {
     fn forward(&mut self, batch: &ForwardBatch) -> Result<Vec<Option<Vec<f32>>>, ModelError> {
         if self.fail {
             return Err(ModelError::Compute("injected failure".into()));
+        }
+        if self.die {
+            // Simulates a crashed engine thread; the server must answer 503, not hang.
+            std::panic::resume_unwind(Box::new("injected engine crash"));
         }
         self.steps += 1;
         self.max_batch = self.max_batch.max(batch.seqs.len());

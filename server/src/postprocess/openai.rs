@@ -30,24 +30,18 @@ impl From<PostProcessError> for ApiError {
 /// `--reasoning-parser`); names were checked at start-up, an unknown one parses nothing.
 pub fn server_parsers(cfg: &ApiConfig) -> (Option<ToolParserKind>, Option<ReasoningParserKind>) {
     let tool = cfg.tool_call_parser.as_deref().and_then(|name| {
-        let kind = name.parse::<ToolParserKind>().ok();
-        if kind.is_none() {
-            tracing::warn!(
-                parser = name,
-                "unknown tool-call parser; tool calls stay content"
-            );
+        let kind = name.parse::<ToolParserKind>();
+        if let Err(e) = &kind {
+            tracing::warn!(error = %e, "tool calls stay content");
         }
-        kind
+        kind.ok().filter(|k| k.is_enabled())
     });
     let reasoning = cfg.reasoning_parser.as_deref().and_then(|name| {
-        let kind = name.parse::<ReasoningParserKind>().ok();
-        if kind.is_none() {
-            tracing::warn!(
-                parser = name,
-                "unknown reasoning parser; reasoning stays content"
-            );
+        let kind = name.parse::<ReasoningParserKind>();
+        if let Err(e) = &kind {
+            tracing::warn!(error = %e, "reasoning stays content");
         }
-        kind
+        kind.ok().filter(|k| k.is_enabled())
     });
     (tool, reasoning)
 }

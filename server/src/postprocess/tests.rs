@@ -132,10 +132,10 @@ fn cases() -> Vec<Case> {
         Case {
             name: "glm47_starts_inside_reasoning",
             config: config(g47, auto.clone()),
-            output: "The prompt ended in <think>, so I start thinking.</think>Hi there.",
+            output: "The prompt ended in a think tag, so I start thinking.</think>Hi there.",
             engine_finish: ChatFinishReason::Stop,
             expect: Expect {
-                reasoning: Some("The prompt ended in <think>, so I start thinking."),
+                reasoning: Some("The prompt ended in a think tag, so I start thinking."),
                 content: Some("Hi there."),
                 calls: vec![],
                 finish: ChatFinishReason::Stop,

@@ -301,6 +301,41 @@ fn parse_content_range(h: &HeaderMap) -> Option<(Option<u64>, Option<u64>)> {
 
 type Attempt = (PartFile, Result<(), Failure>);
 
+/// Received bytes not yet handed to the writer. If the run is cancelled (SIGTERM, a
+/// timeout around `download`), `Drop` still hands them over so they reach the part file and
+/// are never fetched again.
+struct PendingBatch {
+    tx: Option<tokio::sync::mpsc::Sender<Vec<Bytes>>>,
+    batch: Vec<Bytes>,
+    len: usize,
+}
+
+impl PendingBatch {
+    /// False when the writer is gone.
+    async fn send(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        self.len = 0;
+        let batch = std::mem::take(&mut self.batch);
+        match &self.tx {
+            Some(tx) => tx.send(batch).await.is_ok(),
+            None => false,
+        }
+    }
+}
+
+impl Drop for PendingBatch {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            if !self.batch.is_empty() {
+                // Only reached on cancellation; with a full queue the bytes are simply refetched.
+                let _ = tx.try_send(std::mem::take(&mut self.batch));
+            }
+        }
+    }
+}
+
 /// One request: status handling, then the body streamed into the part file.
 async fn attempt_once(
     shared: &Arc<Shared>,
@@ -414,8 +449,11 @@ async fn stream_body(
     });
     let stall = shared.config.stall_timeout;
     let mut stream = resp.bytes_stream();
-    let mut batch = Vec::new();
-    let mut batch_len = 0usize;
+    let mut pending = PendingBatch {
+        tx: Some(tx),
+        batch: Vec::new(),
+        len: 0,
+    };
     let net = loop {
         match tokio::time::timeout(stall, stream.next()).await {
             Err(_) => break Err(Failure::transient(format!("connection stalled: no data for {stall:?}"))),
@@ -423,22 +461,17 @@ async fn stream_body(
             Ok(Some(Err(e))) => break Err(retry::classify_reqwest(&e, "connection dropped")),
             Ok(Some(Ok(chunk))) => {
                 shared.counters.transferred.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                batch_len += chunk.len();
-                batch.push(chunk);
-                if batch_len >= BATCH_BYTES {
-                    batch_len = 0;
-                    if tx.send(std::mem::take(&mut batch)).await.is_err() {
-                        break Ok(()); // the writer failed; its error is reported below
-                    }
+                pending.len += chunk.len();
+                pending.batch.push(chunk);
+                if pending.len >= BATCH_BYTES && !pending.send().await {
+                    break Ok(()); // the writer failed; its error is reported below
                 }
             }
         }
     };
-    if !batch.is_empty() {
-        // Bytes received before a failure are kept: the next attempt resumes after them.
-        let _ = tx.send(batch).await;
-    }
-    drop(tx);
+    // Bytes received before a failure are kept: the next attempt resumes after them.
+    pending.send().await;
+    drop(pending);
     drop(stream);
     let (part, write_err) = writer
         .await

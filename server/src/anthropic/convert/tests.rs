@@ -206,6 +206,15 @@ fn invalid_requests_name_the_problem() {
             json!({"model": "m", "max_tokens": 1, "messages": [{"role": "system", "content": "x"}]}),
             "messages[0].role",
         ),
+        (
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "ok"}, {"type": "video", "url": "x"}]}]}),
+            "messages[0].content[1].type: unknown variant `video`",
+        ),
+        (
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": 5}]}),
+            "a string or a list of content blocks",
+        ),
     ];
     for (body, needle) in table {
         let message = convert_err(body.clone());

@@ -1,0 +1,254 @@
+//! Black-box end-to-end tests against the cluster in KUBECONFIG (see e2e/README.md).
+//!
+//! Off unless `GLM_E2E=1`; without a reachable cluster each test prints a SKIP line saying how
+//! to run it and passes. Each test gets its own namespace and operator process, and deletes
+//! them at the end (`GLM_E2E_KEEP=1` keeps them for debugging).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glm_e2e::cluster::{example, E2e, E2eError};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+/// Time allowed for a deployment to become Ready (image pull + model load); the
+/// `GLM_E2E_TIMEOUT_SECS` override is for slow clusters.
+fn ready_timeout() -> Duration {
+    Duration::from_secs(
+        std::env::var("GLM_E2E_TIMEOUT_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(300),
+    )
+}
+
+/// Runs `body` in a fresh environment and always cleans up, then fails on the body's error.
+async fn with_env<F, Fut>(test: &str, body: F)
+where
+    F: FnOnce(Arc<E2e>) -> Fut,
+    Fut: Future<Output = Result<(), E2eError>>,
+{
+    let Some(env) = E2e::start(test).await.unwrap() else {
+        return;
+    };
+    let env = Arc::new(env);
+    let result = body(Arc::clone(&env)).await;
+    let namespace = env.namespace.clone();
+    match Arc::try_unwrap(env) {
+        Ok(env) => {
+            if let Err(e) = env.finish().await {
+                eprintln!("{test}: cleanup of {namespace} failed: {e}");
+            }
+        }
+        Err(_) => eprintln!("{test}: environment still shared; namespace {namespace} left behind"),
+    }
+    if let Err(e) = result {
+        panic!("{test} [{}]: {e}", e.kind());
+    }
+}
+
+fn demo() -> Value {
+    example("cpu-demo.yaml").unwrap()
+}
+
+fn check(cond: bool, what: impl Into<String>) -> Result<(), E2eError> {
+    if cond {
+        Ok(())
+    } else {
+        Err(E2eError::Check(what.into()))
+    }
+}
+
+#[tokio::test]
+async fn demo_becomes_ready_and_serves_chat_completions() {
+    with_env("demo_serves", |env| async move {
+        env.apply(&demo(), "demo").await?;
+        let g = env.wait_ready("demo", ready_timeout()).await?;
+        let status = g.status.clone().unwrap_or_default();
+        check(status.ready_replicas >= 1, format!("readyReplicas {}", status.ready_replicas))?;
+        check(status.endpoint.is_some(), "status.endpoint is set")?;
+        check(status.selector.is_some(), "status.selector is set (scale subresource)")?;
+        let children = env.children("demo").await?;
+        check(children.deployments.len() == 1, format!("one server Deployment: {children:?}"))?;
+        check(children.services.len() == 1, format!("one Service: {children:?}"))?;
+
+        let svc = E2e::service_of(&g);
+        let model = E2e::model_name_of(&g);
+        env.get_text(&svc, "/ready").await?;
+        let metrics = env.get_text(&svc, "/metrics").await?;
+        check(
+            metrics.contains("glm_num_requests_waiting") && metrics.contains("glm_num_requests_running"),
+            "the server exports the gauges the autoscaler reads",
+        )?;
+
+        let a = env.chat(&svc, &model, "Hello, who are you?", 16, false).await?;
+        let b = env.chat(&svc, &model, "Hello, who are you?", 16, false).await?;
+        check(a.finish_reason.is_some(), format!("finish_reason set: {a:?}"))?;
+        check(a.content == b.content, "greedy decoding is deterministic across pods")?;
+        let s = env.chat(&svc, &model, "Hello, who are you?", 16, true).await?;
+        check(s.chunks >= 1 && s.finish_reason.is_some(), format!("streamed: {s:?}"))?;
+        check(s.content == a.content, "streaming and non-streaming agree")?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn replicas_follow_the_load() {
+    with_env("autoscaling", |env| async move {
+        let mut doc = demo();
+        doc["spec"]["autoscaling"] = json!({
+            "enabled": true,
+            "minReplicas": 1,
+            "maxReplicas": 3,
+            "targetQueueDepthPerReplica": 1,
+            "scrapeIntervalSeconds": 2,
+            "scaleDownStabilizationSeconds": 20
+        });
+        env.apply(&doc, "scaled").await?;
+        let g = env.wait_ready("scaled", ready_timeout()).await?;
+        let (svc, model) = (E2e::service_of(&g), E2e::model_name_of(&g));
+
+        // Push load: 6 clients with long generations keep the queue deep.
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let loader = {
+            let env = Arc::clone(&env);
+            tokio::spawn(async move { env.load(&svc, &model, 6, 512, stop_rx).await })
+        };
+        let up = env
+            .wait_until("the server Deployment scales above 1 replica", Duration::from_secs(180), || {
+                let env = Arc::clone(&env);
+                async move {
+                    let r = env.server_replicas("scaled").await?;
+                    Ok((r.unwrap_or(0) <= 1).then(|| format!("replicas {r:?}")))
+                }
+            })
+            .await;
+        let desired = env
+            .glmds()
+            .get("scaled")
+            .await?
+            .status
+            .and_then(|s| s.autoscaling)
+            .and_then(|a| a.desired_replicas);
+        let _ = stop_tx.send(true);
+        let report = loader.await.map_err(|e| E2eError::Check(e.to_string()))?;
+        up?;
+        check(desired.unwrap_or(0) > 1, format!("status.autoscaling.desiredReplicas {desired:?}"))?;
+        check(report.failed.is_empty(), format!("failed requests while scaling up: {:?}", report.failed))?;
+        check(report.ok > 0, "requests completed")?;
+
+        // Load gone: back to minReplicas after the scale-down window.
+        env.wait_until("the server Deployment scales back to 1", Duration::from_secs(180), || {
+            let env = Arc::clone(&env);
+            async move {
+                let r = env.server_replicas("scaled").await?;
+                Ok((r != Some(1)).then(|| format!("replicas {r:?}")))
+            }
+        })
+        .await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_rollout_drops_no_request() {
+    with_env("rollout", |env| async move {
+        let mut doc = demo();
+        doc["spec"]["replicas"] = json!(2);
+        env.apply(&doc, "rolling").await?;
+        let g = env.wait_ready("rolling", ready_timeout()).await?;
+        let before = g.metadata.generation;
+        let (svc, model) = (E2e::service_of(&g), E2e::model_name_of(&g));
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let loader = {
+            let env = Arc::clone(&env);
+            tokio::spawn(async move { env.load(&svc, &model, 4, 32, stop_rx).await })
+        };
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // A pod-template change: the server's configuration moves to a new "revision" (the
+        // demo model has no hub revisions, so the change is to the server's environment).
+        env.patch_spec(
+            "rolling",
+            json!({"server": {"env": [{"name": "GLM_E2E_REVISION", "value": "2"}]}}),
+        )
+        .await?;
+        let rolled = env
+            .wait_glmd("rolling", "rollout complete at the new generation", ready_timeout(), |g| {
+                let s = g.status.as_ref()?;
+                let ready = s.is_true(glm_crds::conditions::READY);
+                let done = s.observed_generation == g.metadata.generation
+                    && g.metadata.generation > before
+                    && s.updated_replicas == 2
+                    && s.ready_replicas == 2
+                    && s.replicas == 2;
+                (ready && done).then_some(())
+            })
+            .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let _ = stop_tx.send(true);
+        let report = loader.await.map_err(|e| E2eError::Check(e.to_string()))?;
+        rolled?;
+        check(report.ok >= 4, format!("only {} requests completed", report.ok))?;
+        check(
+            report.failed.is_empty(),
+            format!("{} of {} requests failed during the rollout: {:?}", report.failed.len(), report.ok + report.failed.len(), report.failed),
+        )
+    })
+    .await;
+}
+
+/// A GlmDeployment with a real download (one small file) so a cache PVC and a Job exist.
+fn with_cache(retain: bool) -> Value {
+    json!({
+        "apiVersion": "serving.glm.dev/v1alpha1",
+        "kind": "GlmDeployment",
+        "metadata": {},
+        "spec": {
+            "model": {"repo": "zai-org/GLM-4.7-Flash", "include": ["config.json"]},
+            "resources": {"gpus": 0, "cpu": "500m", "memory": "512Mi"},
+            "cache": {"size": "1Gi", "retainOnDelete": retain},
+            "replicas": 1
+        }
+    })
+}
+
+#[tokio::test]
+async fn delete_collects_children_and_honours_the_cache_policy() {
+    with_env("delete", |env| async move {
+        for (name, retain) in [("keep", true), ("drop", false)] {
+            env.apply(&with_cache(retain), name).await?;
+            env.wait_until(&format!("{name}: cache claim and download Job"), Duration::from_secs(120), || {
+                let env = Arc::clone(&env);
+                async move {
+                    let c = env.children(name).await?;
+                    Ok((c.claims.is_empty() || (c.jobs.is_empty() && c.deployments.is_empty()))
+                        .then(|| format!("{c:?}")))
+                }
+            })
+            .await?;
+            env.delete(name).await?;
+            env.wait_until(&format!("{name}: children garbage-collected"), Duration::from_secs(120), || {
+                let env = Arc::clone(&env);
+                async move {
+                    let c = env.children(name).await?;
+                    let gone = c.deployments.is_empty() && c.services.is_empty() && c.jobs.is_empty();
+                    let cache_ok = retain || c.claims.is_empty();
+                    Ok((!(gone && cache_ok)).then(|| format!("{c:?}")))
+                }
+            })
+            .await?;
+            if retain {
+                // Give the garbage collector time to act wrongly before asserting it did not.
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let c = env.children(name).await?;
+                check(c.claims.len() == 1, format!("{name}: retained cache claim kept: {c:?}"))?;
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
