@@ -234,17 +234,14 @@ impl E2e {
             ListParams::default().labels(&format!("{}={name}", glm_crds::labels::DEPLOYMENT));
         let c = self.client.clone();
         let ns = &self.namespace;
-        let names = |v: Vec<String>| v;
         Ok(Children {
-            deployments: names(
-                Api::<Deployment>::namespaced(c.clone(), ns)
-                    .list(&lp)
-                    .await?
-                    .items
-                    .iter()
-                    .map(ResourceExt::name_any)
-                    .collect(),
-            ),
+            deployments: Api::<Deployment>::namespaced(c.clone(), ns)
+                .list(&lp)
+                .await?
+                .items
+                .iter()
+                .map(ResourceExt::name_any)
+                .collect(),
             services: Api::<Service>::namespaced(c.clone(), ns)
                 .list(&lp)
                 .await?

@@ -84,7 +84,18 @@ impl ApiServerVerifier {
 
     /// Expects a server-side apply PATCH of `path`; answers with the applied object.
     pub async fn apply(&mut self, path: &str) -> Value {
-        let seen = self.next(|s| (StatusCode::OK, s.body.clone())).await;
+        let seen = self
+            .next(|s| {
+                // A status apply answers with the whole object, as the apiserver does.
+                if s.path.ends_with("/status") {
+                    let mut obj = serde_json::to_value(glmd()).unwrap();
+                    obj["status"] = s.body["status"].clone();
+                    (StatusCode::OK, obj)
+                } else {
+                    (StatusCode::OK, s.body.clone())
+                }
+            })
+            .await;
         assert_eq!((seen.method.as_str(), seen.path.as_str()), ("PATCH", path));
         assert!(seen.query.contains("fieldManager=glm-operator"), "{}", seen.query);
         assert!(seen.query.contains("force=true"), "{}", seen.query);

@@ -145,7 +145,9 @@ pub enum WeightsState {
     /// Downloaded and verified (or the revision's model did not change).
     Ready,
     Pending,
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 /// The Deployment as observed (see [`observe::observe_deployment`]).
@@ -240,13 +242,19 @@ pub struct RolloutInput<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Weights of the revision are not ready: leave the Deployment's template alone.
-    WaitForWeights { revision: String },
+    WaitForWeights {
+        revision: String,
+    },
     /// Put the spec's template (this revision) into the Deployment.
-    ApplyTemplate { revision: String },
+    ApplyTemplate {
+        revision: String,
+    },
     /// A rollout is under way; nothing to change.
     Wait,
     /// Switch the strategy to maxSurge 0 / maxUnavailable 1 (see module docs).
-    FallbackNoSurge { reason: String },
+    FallbackNoSurge {
+        reason: String,
+    },
     /// Restore the template of `replica_set`, which runs `to_revision`.
     Rollback {
         to_revision: String,

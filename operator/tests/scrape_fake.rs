@@ -1,12 +1,15 @@
 //! The scraper over real HTTP against fake /metrics servers on 127.0.0.N: every failure mode
 //! becomes unknown load with a stable kind, never zero, and pods are read concurrently.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use glm_operator::autoscale::{decide, AutoscaleInput, AutoscalePolicy, Reason, RecommendationHistory};
+use glm_operator::autoscale::{
+    decide, AutoscaleInput, AutoscalePolicy, Reason, RecommendationHistory,
+};
 use glm_operator::scrape::fake::{FakeMetricsServer, FakeMode};
 use glm_operator::scrape::{PodTarget, ScrapeConfig, Scraper};
 
@@ -40,9 +43,15 @@ async fn every_failure_is_unknown_with_a_stable_kind() {
     };
     let ok = FakeMetricsServer::start(ip(61), 0, serve).await.unwrap();
     let port = ok.addr().port();
-    let _e500 = FakeMetricsServer::start(ip(62), port, FakeMode::Status(503)).await.unwrap();
-    let _missing = FakeMetricsServer::start(ip(63), port, FakeMode::MissingMetric).await.unwrap();
-    let _hang = FakeMetricsServer::start(ip(64), port, FakeMode::Hang).await.unwrap();
+    let _e500 = FakeMetricsServer::start(ip(62), port, FakeMode::Status(503))
+        .await
+        .unwrap();
+    let _missing = FakeMetricsServer::start(ip(63), port, FakeMode::MissingMetric)
+        .await
+        .unwrap();
+    let _hang = FakeMetricsServer::start(ip(64), port, FakeMode::Hang)
+        .await
+        .unwrap();
     // 127.0.0.65: nothing listens -> connection refused.
     let targets = [
         target("ok", 61),
@@ -90,9 +99,13 @@ async fn decision_follows_a_flipped_queue_and_a_pod_going_dark() {
         waiting: w,
         running: 1.0,
     };
-    let a = FakeMetricsServer::start(ip(81), 0, fake(0.0)).await.unwrap();
+    let a = FakeMetricsServer::start(ip(81), 0, fake(0.0))
+        .await
+        .unwrap();
     let port = a.addr().port();
-    let b = FakeMetricsServer::start(ip(82), port, fake(0.0)).await.unwrap();
+    let b = FakeMetricsServer::start(ip(82), port, fake(0.0))
+        .await
+        .unwrap();
     let targets = [target("a", 81), target("b", 82)];
     let scraper = scraper(port, 300);
     let policy = AutoscalePolicy {

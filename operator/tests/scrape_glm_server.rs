@@ -5,13 +5,16 @@
 //! `cargo build -p glm-server`). It is not built from here: a nested cargo would wait on the
 //! lock the running `cargo test` holds. Without a binary, or when it does not start with
 //! `serve --model demo --host 127.0.0.N --port P`, the test prints why and skips.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use glm_operator::autoscale::{decide, AutoscaleInput, AutoscalePolicy, Reason, RecommendationHistory};
+use glm_operator::autoscale::{
+    decide, AutoscaleInput, AutoscalePolicy, Reason, RecommendationHistory,
+};
 use glm_operator::scrape::{PodTarget, ScrapeConfig, Scraper};
 
 struct Server {
@@ -48,7 +51,15 @@ fn free_port(ip: IpAddr) -> u16 {
 /// Starts the server and waits for /ready; Err(reason) means skip.
 async fn start(bin: &PathBuf, ip: IpAddr, port: u16) -> Result<Server, String> {
     let child = Command::new(bin)
-        .args(["serve", "--model", "demo", "--host", &ip.to_string(), "--port", &port.to_string()])
+        .args([
+            "serve",
+            "--model",
+            "demo",
+            "--host",
+            &ip.to_string(),
+            "--port",
+            &port.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -58,7 +69,10 @@ async fn start(bin: &PathBuf, ip: IpAddr, port: u16) -> Result<Server, String> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = server.child.try_wait() {
-            return Err(format!("`{} serve --model demo` exited with {status}", bin.display()));
+            return Err(format!(
+                "`{} serve --model demo` exited with {status}",
+                bin.display()
+            ));
         }
         let ready = client
             .get(format!("http://{ip}:{port}/ready"))
@@ -71,7 +85,10 @@ async fn start(bin: &PathBuf, ip: IpAddr, port: u16) -> Result<Server, String> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let _ = server.child.kill();
-    Err(format!("{} never became ready on {ip}:{port}", bin.display()))
+    Err(format!(
+        "{} never became ready on {ip}:{port}",
+        bin.display()
+    ))
 }
 
 async fn model_id(ip: IpAddr, port: u16) -> String {
@@ -114,7 +131,8 @@ async fn scrape_follows_real_load_on_two_servers() {
         );
         return;
     };
-    let (ip_a, ip_b): (IpAddr, IpAddr) = ("127.0.0.91".parse().unwrap(), "127.0.0.92".parse().unwrap());
+    let (ip_a, ip_b): (IpAddr, IpAddr) =
+        ("127.0.0.91".parse().unwrap(), "127.0.0.92".parse().unwrap());
     let port = free_port(ip_a);
     let (a, b) = match tokio::join!(start(&bin, ip_a, port), start(&bin, ip_b, port)) {
         (Ok(a), Ok(b)) => (a, b),
@@ -150,7 +168,10 @@ async fn scrape_follows_real_load_on_two_servers() {
     // Idle: both answer, load 0, the decision goes to the minimum.
     let idle = scraper.scrape_all(&targets).await;
     assert!(idle.iter().all(|s| s.load.is_some()), "{idle:?}");
-    assert_eq!(idle.iter().map(|s| s.load.unwrap().total()).sum::<f64>(), 0.0);
+    assert_eq!(
+        idle.iter().map(|s| s.load.unwrap().total()).sum::<f64>(),
+        0.0
+    );
 
     // Load server a with 16 concurrent streams; scrape every 100 ms (the interval).
     let interval = Duration::from_millis(100);
@@ -177,7 +198,8 @@ async fn scrape_follows_real_load_on_two_servers() {
         peak = peak.max(d.metric.load());
         // Server b carries nothing: all load is on a.
         assert_eq!(samples[1].load.unwrap().total(), 0.0);
-        if first_scale_up.is_none() && matches!(d.reason, Reason::ScaleUp | Reason::ScaleUpLimited) {
+        if first_scale_up.is_none() && matches!(d.reason, Reason::ScaleUp | Reason::ScaleUpLimited)
+        {
             first_scale_up = Some(started.elapsed());
         }
         tokio::time::sleep(interval).await;
@@ -192,7 +214,10 @@ async fn scrape_follows_real_load_on_two_servers() {
         first_scale_up
     );
     assert!(peak >= 3.0, "16 streams never showed as load (peak {peak})");
-    assert!(first_scale_up.is_some(), "load {peak} never led to a scale-up");
+    assert!(
+        first_scale_up.is_some(),
+        "load {peak} never led to a scale-up"
+    );
     assert_eq!(remaining, 0.0);
     drop((a, b));
 }

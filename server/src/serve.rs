@@ -97,14 +97,6 @@ fn load_template(args: &ServeArgs, tok: &GlmTokenizer) -> Result<Option<ChatTemp
     }
 }
 
-// Until glm_model::demo lands (parallel work), `--model demo` reports it is unavailable.
-fn write_demo_model(dir: &Path) -> Result<(), glm_model::ModelError> {
-    Err(glm_model::ModelError::Config(format!(
-        "the demo model is not available in this build (wanted {})",
-        dir.display()
-    )))
-}
-
 /// Everything built from the flags, before the listener opens.
 pub struct Prepared {
     pub state: AppState,
@@ -118,7 +110,7 @@ pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
     let (dir, default_name) = if args.model == "demo" {
         let dir = demo_dir();
         let d = dir.clone();
-        tokio::task::spawn_blocking(move || write_demo_model(&d))
+        tokio::task::spawn_blocking(move || glm_model::demo::write_demo_model(&d))
             .await
             .map_err(|e| io("demo model task")(std::io::Error::other(e)))??;
         (dir, "demo".to_string())

@@ -277,3 +277,60 @@ async fn openai_python_sdk() {
     let srv = server::start(true).await;
     run_sdk_script(python, "openai_tools.py", &srv).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glm47_layout_starts_inside_reasoning() {
+    let srv = server::start_layout(true, server::Layout::Glm47).await;
+    let (status, body) = post(
+        &srv,
+        "/v1/chat/completions",
+        &chat("SCRIPT g47-call", false),
+        bearer(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let msg = &v["choices"][0]["message"];
+    assert_eq!(msg["reasoning"], "The user wants the time.", "{body}");
+    assert_eq!(msg["content"], "Let me check.");
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    let calls: Vec<(&str, &str)> = msg["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["function"]["name"].as_str().unwrap(),
+                c["function"]["arguments"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(calls, [("get_time", r#"{"tz": "UTC"}"#), ("now", "{}")]);
+    let (_, sbody) = post(
+        &srv,
+        "/v1/chat/completions",
+        &chat("SCRIPT g47-call", true),
+        bearer(),
+    )
+    .await;
+    let (reasoning, content, scalls, finish) = fold_stream(&sbody);
+    assert_eq!(
+        (reasoning.as_str(), content.as_str(), finish.as_str()),
+        ("The user wants the time.", "Let me check.", "tool_calls")
+    );
+    let scalls: Vec<(&str, &str)> = scalls
+        .iter()
+        .map(|c| (c.1.as_str(), c.2.as_str()))
+        .collect();
+    assert_eq!(scalls, calls);
+
+    let mut req = chat("SCRIPT g47-hello", false);
+    req["chat_template_kwargs"] = json!({"enable_thinking": true});
+    let (_, body) = post(&srv, "/v1/chat/completions", &req, bearer()).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["reasoning"], "A greeting.",
+        "{body}"
+    );
+    assert_eq!(v["choices"][0]["message"]["content"], "Hi!");
+}

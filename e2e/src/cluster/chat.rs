@@ -145,7 +145,7 @@ impl E2e {
                 let mut n = 0usize;
                 while !*stop.borrow() {
                     let prompt = format!("worker {worker} request {n}: tell me a story");
-                    match me.chat(&service, &model, &prompt, max_tokens, n % 2 == 0).await {
+                    match me.chat(&service, &model, &prompt, max_tokens, n.is_multiple_of(2)).await {
                         Ok(o) if o.finish_reason.is_some() => report.ok += 1,
                         Ok(o) => report.failed.push(format!(
                             "{:.1}s worker {worker}: no finish_reason ({o:?})",

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 /// Recommendations of past rounds of one GlmDeployment, oldest first.
 ///
 /// Keeps what the longest window needs plus one older entry that proves the window is
-/// covered. A gap longer than the scale-down window (loop stopped, leader changed) resets
+/// covered. A gap longer than the longest window (loop stopped, leader changed) resets
 /// it: nothing was observed in that gap, so it must not count as a calm period.
 #[derive(Debug, Clone, Default)]
 pub struct RecommendationHistory {
@@ -34,7 +34,7 @@ impl RecommendationHistory {
     }
 
     /// Records `recommendation` at `now` and drops entries no window can use any more.
-    /// `retention` is the longest window in use (the scale-down window).
+    /// `retention` is the longest window in use (usually the scale-down window).
     pub fn record(&mut self, now: Instant, recommendation: u32, retention: Duration) {
         if let Some(&(last, _)) = self.entries.back() {
             // A clock that went backwards (tests, or a caller mixing clocks) also resets:

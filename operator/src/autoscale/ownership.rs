@@ -60,7 +60,12 @@ pub fn foreign_replicas_manager(deployment: &Deployment) -> Option<String> {
                 .and_then(|spec| spec.get("f:replicas"))
                 .is_some()
         })
-        .map(|entry| entry.manager.clone().unwrap_or_else(|| "unknown".to_string()))
+        .map(|entry| {
+            entry
+                .manager
+                .clone()
+                .unwrap_or_else(|| "unknown".to_string())
+        })
 }
 
 #[cfg(test)]
@@ -123,7 +128,10 @@ mod tests {
                 json!({"f:status": {"f:replicas": {}}}),
             ),
         ]);
-        assert_eq!(replicas_for_apply(false, 3, Some(&ours)), ReplicasPlan::Set(3));
+        assert_eq!(
+            replicas_for_apply(false, 3, Some(&ours)),
+            ReplicasPlan::Set(3)
+        );
         assert_eq!(replicas_for_apply(false, 2, None), ReplicasPlan::Set(2));
     }
 

@@ -16,7 +16,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::{decide, AutoscaleInput, AutoscalePolicy, Decision, PolicyError, RecommendationHistory};
+use super::{
+    decide, AutoscaleInput, AutoscalePolicy, Decision, PolicyError, RecommendationHistory,
+};
 use crate::scrape::{PodTarget, Scraper};
 
 mod kube_backend;

@@ -86,8 +86,8 @@ fn run(name: &str, policy: &AutoscalePolicy, rounds: &[Round]) {
     }
 }
 
-use P::{Dark, Starting, Up};
 use Reason::*;
+use P::{Dark, Starting, Up};
 
 #[test]
 fn spike_scales_up_at_once_but_at_most_double_per_round() {
@@ -101,7 +101,13 @@ fn spike_scales_up_at_once_but_at_most_double_per_round() {
             r(5, 1, &[Up(38.0, 2.0)], 2, ScaleUpLimited),
             // The new pod is starting: it is capacity coming, but 40 still needs 10.
             r(10, 2, &[Up(38.0, 2.0), Starting], 4, ScaleUpLimited),
-            r(15, 4, &[Up(20.0, 2.0), Up(16.0, 2.0), Starting, Starting], 8, ScaleUpLimited),
+            r(
+                15,
+                4,
+                &[Up(20.0, 2.0), Up(16.0, 2.0), Starting, Starting],
+                8,
+                ScaleUpLimited,
+            ),
             r(20, 8, &[Up(40.0, 0.0)], 10, ScaleUp),
             // Capped by max.
             r(25, 10, &[Up(400.0, 0.0)], 10, Steady),
@@ -175,9 +181,27 @@ fn a_pod_that_stops_answering_never_causes_scale_down() {
         &[
             r(0, 3, &[Up(4.0, 4.0), Up(2.0, 2.0), Up(0.0, 0.0)], 3, Steady),
             // The third pod stops answering; known load 4 would say 1 replica: hold.
-            r(10, 3, &[Up(0.0, 2.0), Up(0.0, 2.0), Dark], 3, MetricsUnknown),
-            r(40, 3, &[Up(0.0, 2.0), Up(0.0, 2.0), Dark], 3, MetricsUnknown),
-            r(80, 3, &[Up(0.0, 2.0), Up(0.0, 2.0), Dark], 3, MetricsUnknown),
+            r(
+                10,
+                3,
+                &[Up(0.0, 2.0), Up(0.0, 2.0), Dark],
+                3,
+                MetricsUnknown,
+            ),
+            r(
+                40,
+                3,
+                &[Up(0.0, 2.0), Up(0.0, 2.0), Dark],
+                3,
+                MetricsUnknown,
+            ),
+            r(
+                80,
+                3,
+                &[Up(0.0, 2.0), Up(0.0, 2.0), Dark],
+                3,
+                MetricsUnknown,
+            ),
             // Known load alone already needs more: scale up from it.
             r(85, 3, &[Up(12.0, 4.0), Up(0.0, 4.0), Dark], 5, ScaleUp),
             // Everyone answers again; the window still holds the 5 of t=85.
@@ -233,7 +257,13 @@ fn scale_up_window_takes_the_minimum_recommendation() {
             // Window [10, 40]: 8, 6, 6 -> min 6, step cap 4.
             r(40, 2, &[Up(3.0, 0.0); 2], 4, ScaleUpLimited),
             // Window [20, 50]: 6, 6, 6 -> 6.
-            r(50, 4, &[Up(3.0, 0.0), Up(3.0, 0.0), Starting, Starting], 6, ScaleUp),
+            r(
+                50,
+                4,
+                &[Up(3.0, 0.0), Up(3.0, 0.0), Starting, Starting],
+                6,
+                ScaleUp,
+            ),
         ],
     );
 }
@@ -271,11 +301,7 @@ fn a_gap_longer_than_the_window_restarts_observation() {
 fn scale_up_step_adds_pods_from_one_replica_and_zero() {
     let mut p = policy(0, 10, 1.0, 0, 60);
     p.max_scale_up_pods = 3;
-    run(
-        "step",
-        &p,
-        &[r(0, 1, &[Up(10.0, 0.0)], 4, ScaleUpLimited)],
-    );
+    run("step", &p, &[r(0, 1, &[Up(10.0, 0.0)], 4, ScaleUpLimited)]);
     let input = AutoscaleInput {
         current_replicas: 0,
         pods: vec![],

@@ -50,10 +50,14 @@ struct Api {
 type Shared = Arc<Mutex<Api>>;
 
 fn lock(api: &Shared) -> std::sync::MutexGuard<'_, Api> {
-    api.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    api.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-async fn get_deployment(State(api): State<Shared>, Path((ns, name)): Path<(String, String)>) -> Json<Value> {
+async fn get_deployment(
+    State(api): State<Shared>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Json<Value> {
     let replicas = lock(&api).replicas;
     Json(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -84,7 +88,9 @@ async fn list_pods(State(api): State<Shared>, Path(ns): Path<String>) -> Json<Va
             })
         })
         .collect();
-    Json(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": items}))
+    Json(
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": items}),
+    )
 }
 
 async fn patch_scale(
@@ -93,7 +99,9 @@ async fn patch_scale(
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, StatusCode> {
     let at = Timestamp::now();
-    let replicas = body["spec"]["replicas"].as_i64().ok_or(StatusCode::BAD_REQUEST)?;
+    let replicas = body["spec"]["replicas"]
+        .as_i64()
+        .ok_or(StatusCode::BAD_REQUEST)?;
     let mut api = lock(&api);
     api.replicas = replicas;
     api.patches.push((at, replicas));
@@ -131,17 +139,29 @@ fn millis_between(a: Timestamp, b: Timestamp) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(args.pods >= 1 && args.spikes >= 1, "need at least one pod and one spike");
+    anyhow::ensure!(
+        args.pods >= 1 && args.spikes >= 1,
+        "need at least one pod and one spike"
+    );
     let interval = Duration::from_millis(args.interval_ms.max(100));
 
     // Fake pods share one port on 127.0.0.101.. like real pods share 8000.
-    let idle = FakeMode::Serve { waiting: 0.0, running: 1.0 };
+    let idle = FakeMode::Serve {
+        waiting: 0.0,
+        running: 1.0,
+    };
     let first_ip = IpAddr::from([127, 0, 0, 101]);
-    let mut pods = vec![FakeMetricsServer::start(first_ip, 0, idle).await.context("fake pod")?];
+    let mut pods = vec![FakeMetricsServer::start(first_ip, 0, idle)
+        .await
+        .context("fake pod")?];
     let port = pods[0].addr().port();
     for i in 1..args.pods {
         let ip = IpAddr::from([127, 0, 0, 101 + i]);
-        pods.push(FakeMetricsServer::start(ip, port, idle).await.context("fake pod")?);
+        pods.push(
+            FakeMetricsServer::start(ip, port, idle)
+                .await
+                .context("fake pod")?,
+        );
     }
 
     let api: Shared = Arc::new(Mutex::new(Api {
@@ -150,10 +170,19 @@ async fn main() -> anyhow::Result<()> {
         pod_ips: pods.iter().map(|p| p.addr().ip()).collect(),
     }));
     let app = Router::new()
-        .route("/apis/apps/v1/namespaces/{ns}/deployments/{name}", get(get_deployment))
-        .route("/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale", patch(patch_scale))
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+            get(get_deployment),
+        )
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
+            patch(patch_scale),
+        )
         .route("/api/v1/namespaces/{ns}/pods", get(list_pods))
-        .route("/apis/events.k8s.io/v1/namespaces/{ns}/events", post(post_event))
+        .route(
+            "/apis/events.k8s.io/v1/namespaces/{ns}/events",
+            post(post_event),
+        )
         .with_state(Arc::clone(&api));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let api_url = format!("http://{}", listener.local_addr()?);

@@ -159,7 +159,10 @@ glm_kv_cache_usage_ratio 0.5
         assert_eq!(g.waiting, None);
         assert_eq!(g.dropped, 3);
         assert_eq!(g.load(), Err(ParseError::MetricMissing(WAITING)));
-        assert_eq!(parse_gauges("").load(), Err(ParseError::MetricMissing(WAITING)));
+        assert_eq!(
+            parse_gauges("").load(),
+            Err(ParseError::MetricMissing(WAITING))
+        );
     }
 
     #[test]

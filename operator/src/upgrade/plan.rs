@@ -7,8 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::reasons::*;
 use super::{
     Action, Budget, ConditionUpdate, EventNote, ObservedDeployment, ObservedPod,
-    ObservedReplicaSet, Phase, RolloutInput, RolloutPlan, Strategy, TemplateSource,
-    WeightsState,
+    ObservedReplicaSet, Phase, RolloutInput, RolloutPlan, Strategy, TemplateSource, WeightsState,
 };
 
 const PROGRESSING: &str = glm_crds::conditions::PROGRESSING;
@@ -61,7 +60,12 @@ pub fn plan(input: &RolloutInput<'_>) -> RolloutPlan {
         None => start(input, desired, &mut memory),
         Some(d) if d.template_revision.as_deref() != Some(target) => {
             if held {
-                rollback(input, target, desired, "the Deployment runs another revision")
+                rollback(
+                    input,
+                    target,
+                    desired,
+                    "the Deployment runs another revision",
+                )
             } else {
                 start(input, desired, &mut memory)
             }
@@ -100,8 +104,8 @@ pub fn plan(input: &RolloutInput<'_>) -> RolloutPlan {
         }
     };
     // Events mark transitions; reconciles repeat, Events must not.
-    let transition = previous.phase != Some(step.phase)
-        || previous.update_revision != memory.update_revision;
+    let transition =
+        previous.phase != Some(step.phase) || previous.update_revision != memory.update_revision;
     memory.phase = Some(step.phase);
     RolloutPlan {
         action: step.action,
@@ -148,7 +152,9 @@ fn start(input: &RolloutInput<'_>, desired: &str, memory: &mut super::RolloutMem
             progressing: (
                 true,
                 WAITING_FOR_MODEL,
-                format!("downloading and verifying the weights of {desired}; {serving} keeps serving"),
+                format!(
+                    "downloading and verifying the weights of {desired}; {serving} keeps serving"
+                ),
             ),
             degraded: None,
             event: None,
@@ -157,7 +163,11 @@ fn start(input: &RolloutInput<'_>, desired: &str, memory: &mut super::RolloutMem
             action: Action::Wait,
             phase: Phase::Failed,
             template: TemplateSource::Current,
-            progressing: (false, DOWNLOAD_FAILED, format!("weights of {desired}: {message}")),
+            progressing: (
+                false,
+                DOWNLOAD_FAILED,
+                format!("weights of {desired}: {message}"),
+            ),
             degraded: Some((
                 DOWNLOAD_FAILED,
                 format!("weights of {desired} failed: {message}; {serving} keeps serving"),
@@ -253,7 +263,10 @@ fn progress(
     if complete(d) {
         memory.current_revision = Some(target.to_string());
         memory.last_ready_revision = Some(target.to_string());
-        let message = format!("{target}: {}/{} replicas ready", d.ready_replicas, d.replicas);
+        let message = format!(
+            "{target}: {}/{} replicas ready",
+            d.ready_replicas, d.replicas
+        );
         return Step {
             action: Action::Done,
             phase: Phase::Complete,
@@ -282,7 +295,13 @@ fn progress(
     let overdue = new_pods
         .iter()
         .find(|p| !p.ready && elapsed(now, p.created) > deadline)
-        .map(|p| format!("pod {} of {target} not ready after {}s", p.name, deadline.as_secs()))
+        .map(|p| {
+            format!(
+                "pod {} of {target} not ready after {}s",
+                p.name,
+                deadline.as_secs()
+            )
+        })
         .or_else(|| {
             d.deadline_exceeded
                 .then(|| format!("the Deployment reports ProgressDeadlineExceeded for {target}"))
@@ -290,7 +309,13 @@ fn progress(
         .or_else(|| {
             new_rs
                 .filter(|rs| new_pods.is_empty() && elapsed(now, rs.created) > deadline)
-                .map(|rs| format!("ReplicaSet {} created no pod in {}s", rs.name, deadline.as_secs()))
+                .map(|rs| {
+                    format!(
+                        "ReplicaSet {} created no pod in {}s",
+                        rs.name,
+                        deadline.as_secs()
+                    )
+                })
         });
     if let Some(why) = overdue {
         let last_ready = input.memory.last_ready_revision.as_deref();

@@ -121,11 +121,19 @@ fn first_deployment_waits_for_weights_then_applies() {
             revision: "r1".into()
         }
     );
-    assert_eq!((p.template, p.phase), (TemplateSource::Current, Phase::WaitingForWeights));
+    assert_eq!(
+        (p.template, p.phase),
+        (TemplateSource::Current, Phase::WaitingForWeights)
+    );
     assert_eq!(p.progressing.reason, reasons::WAITING_FOR_MODEL);
     world.weights = WeightsState::Ready;
     let p = step(&world, &p.memory);
-    assert_eq!(p.action, Action::ApplyTemplate { revision: "r1".into() });
+    assert_eq!(
+        p.action,
+        Action::ApplyTemplate {
+            revision: "r1".into()
+        }
+    );
     assert_eq!(p.template, TemplateSource::Spec);
     assert_eq!(p.memory.update_revision.as_deref(), Some("r1"));
     assert_eq!(p.memory.current_revision, None);
@@ -139,14 +147,29 @@ fn new_revision_downloads_while_old_pods_serve_then_rolls_and_completes() {
     assert!(matches!(p.action, Action::WaitForWeights { .. }));
     assert_eq!(p.template, TemplateSource::Current, "old template stays");
     assert!(p.progressing.status && !p.degraded.status);
-    assert!(p.progressing.message.contains("r1 keeps serving"), "{}", p.progressing.message);
+    assert!(
+        p.progressing.message.contains("r1 keeps serving"),
+        "{}",
+        p.progressing.message
+    );
 
     world.weights = WeightsState::Ready;
     let p = step(&world, &p.memory);
-    assert_eq!(p.action, Action::ApplyTemplate { revision: "r2".into() });
-    assert_eq!(p.event.as_ref().map(|e| e.reason), Some(reasons::ROLLOUT_STARTED));
     assert_eq!(
-        (p.memory.current_revision.as_deref(), p.memory.update_revision.as_deref()),
+        p.action,
+        Action::ApplyTemplate {
+            revision: "r2".into()
+        }
+    );
+    assert_eq!(
+        p.event.as_ref().map(|e| e.reason),
+        Some(reasons::ROLLOUT_STARTED)
+    );
+    assert_eq!(
+        (
+            p.memory.current_revision.as_deref(),
+            p.memory.update_revision.as_deref()
+        ),
         (Some("r1"), Some("r2"))
     );
 
@@ -161,7 +184,10 @@ fn new_revision_downloads_while_old_pods_serve_then_rolls_and_completes() {
     assert_eq!(p.progressing.reason, reasons::ROLLING_OUT);
 
     world.deployment = Some(deploy("r2", 2, 2, 2, 2));
-    world.pods = vec![pod("new-a", "r2", true, 1000), pod("new-b", "r2", true, 1150)];
+    world.pods = vec![
+        pod("new-a", "r2", true, 1000),
+        pod("new-b", "r2", true, 1150),
+    ];
     world.now_s = 1200;
     let p = step(&world, &p.memory);
     assert_eq!((p.action.clone(), p.phase), (Action::Done, Phase::Complete));
@@ -180,7 +206,9 @@ fn pending_unschedulable_surge_pod_falls_back_to_one_at_a_time() {
     world.weights = WeightsState::Ready;
     world.deployment = Some(deploy("r2", 2, 3, 1, 2));
     world.sets.push(rs("r2", 2, 1000));
-    world.pods.push(unschedulable(pod("new-a", "r2", false, 1000), 1001));
+    world
+        .pods
+        .push(unschedulable(pod("new-a", "r2", false, 1000), 1001));
 
     // 30 s Unschedulable: give a cluster autoscaler its chance.
     world.now_s = 1031;
@@ -210,15 +238,25 @@ fn pending_unschedulable_surge_pod_falls_back_to_one_at_a_time() {
     world.pods = vec![pod("old-b", "r1", true, 0), pod("new-a", "r2", false, 1000)];
     world.now_s = 1100;
     let p = step(&world, &p.memory);
-    assert_eq!((p.action.clone(), p.phase), (Action::Wait, Phase::OneAtATime));
+    assert_eq!(
+        (p.action.clone(), p.phase),
+        (Action::Wait, Phase::OneAtATime)
+    );
     assert_eq!(p.strategy.max_surge, Budget::Count(0));
     assert_eq!(p.event, None);
 
     world.deployment = Some(deploy("r2", 2, 2, 2, 2));
-    world.pods = vec![pod("new-a", "r2", true, 1000), pod("new-b", "r2", true, 1100)];
+    world.pods = vec![
+        pod("new-a", "r2", true, 1000),
+        pod("new-b", "r2", true, 1100),
+    ];
     let p = step(&world, &p.memory);
     assert_eq!(p.action, Action::Done);
-    assert_eq!(p.strategy.max_surge, Budget::Count(1), "fallback ends with the rollout");
+    assert_eq!(
+        p.strategy.max_surge,
+        Budget::Count(1),
+        "fallback ends with the rollout"
+    );
 }
 
 #[test]
@@ -278,13 +316,19 @@ fn deadline_rolls_back_to_last_ready_and_holds_until_the_spec_changes() {
     assert!(p.degraded.status);
     assert_eq!(p.degraded.reason, reasons::PROGRESS_DEADLINE_EXCEEDED);
     let event = p.event.clone().unwrap();
-    assert!(event.warning && event.message.contains("new-a"), "{event:?}");
+    assert!(
+        event.warning && event.message.contains("new-a"),
+        "{event:?}"
+    );
 
     // The controller restored r1's template; the spec still says r2: no retry.
     world.deployment = Some(deploy("r1", 2, 3, 2, 2));
     world.now_s = 1620;
     let p = step(&world, &p.memory);
-    assert_eq!((p.action.clone(), p.phase), (Action::Wait, Phase::RollingBack));
+    assert_eq!(
+        (p.action.clone(), p.phase),
+        (Action::Wait, Phase::RollingBack)
+    );
     assert_eq!(p.template, TemplateSource::Current);
     assert_eq!(p.degraded.reason, reasons::ROLLED_BACK);
     assert_eq!(p.event, None);
@@ -294,7 +338,10 @@ fn deadline_rolls_back_to_last_ready_and_holds_until_the_spec_changes() {
     let p = step(&world, &p.memory);
     assert_eq!((p.action.clone(), p.phase), (Action::Done, Phase::Complete));
     assert_eq!(p.template, TemplateSource::Current);
-    assert!(p.degraded.status, "still Degraded: the spec asks for a failed revision");
+    assert!(
+        p.degraded.status,
+        "still Degraded: the spec asks for a failed revision"
+    );
     assert_eq!(p.memory.current_revision.as_deref(), Some("r1"));
     // Further reconciles stay put.
     let p = step(&world, &p.memory);
@@ -303,7 +350,12 @@ fn deadline_rolls_back_to_last_ready_and_holds_until_the_spec_changes() {
     // The user fixes the spec: a new revision rolls out and Degraded clears.
     world.desired = "r3";
     let p = step(&world, &p.memory);
-    assert_eq!(p.action, Action::ApplyTemplate { revision: "r3".into() });
+    assert_eq!(
+        p.action,
+        Action::ApplyTemplate {
+            revision: "r3".into()
+        }
+    );
     assert_eq!(p.memory.failed_revision, None);
     assert!(!p.degraded.status);
 }
@@ -320,7 +372,11 @@ fn deployment_progress_deadline_condition_also_triggers_rollback() {
     world.sets.push(rs("r2", 2, 1000));
     world.now_s = 1010;
     let p = step(&world, &memory);
-    assert!(matches!(p.action, Action::Rollback { .. }), "{:?}", p.action);
+    assert!(
+        matches!(p.action, Action::Rollback { .. }),
+        "{:?}",
+        p.action
+    );
     assert!(p.degraded.message.contains("ProgressDeadlineExceeded"));
 }
 
@@ -331,7 +387,10 @@ fn failed_download_keeps_old_pods_and_degrades() {
         message: "integrity: sha256 mismatch".into(),
     };
     let p = step(&world, &memory);
-    assert_eq!((p.action.clone(), p.template.clone()), (Action::Wait, TemplateSource::Current));
+    assert_eq!(
+        (p.action.clone(), p.template.clone()),
+        (Action::Wait, TemplateSource::Current)
+    );
     assert!(p.degraded.status);
     assert_eq!(p.degraded.reason, reasons::DOWNLOAD_FAILED);
     assert!(p.degraded.message.contains("sha256 mismatch"));
@@ -348,12 +407,18 @@ fn budgets_parse_like_kubernetes_and_reject_both_zero() {
         Budget::from_int_or_string(&I::String("25%".into())),
         Ok(Budget::Percent(25))
     );
-    assert_eq!(Budget::from_int_or_string(&I::String("3".into())), Ok(Budget::Count(3)));
+    assert_eq!(
+        Budget::from_int_or_string(&I::String("3".into())),
+        Ok(Budget::Count(3))
+    );
     assert_eq!(
         Budget::from_int_or_string(&I::Int(-1)).unwrap_err().kind(),
         "invalid_budget"
     );
-    assert_eq!(Budget::Percent(10).to_int_or_string(), I::String("10%".into()));
+    assert_eq!(
+        Budget::Percent(10).to_int_or_string(),
+        I::String("10%".into())
+    );
     let spec = glm_crds::RolloutSpec {
         max_surge: I::String("0%".into()),
         max_unavailable: I::Int(0),

@@ -219,6 +219,9 @@ fn clamp_max_tokens(requested: u64, prompt_len: usize, max_model_len: usize) -> 
     i64::try_from(requested.min(room)).unwrap_or(i64::MAX)
 }
 
+/// A `ping` event is sent when no other event went out for this long.
+const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// How the generation ended, in the terms the Anthropic response needs.
 struct Ending {
     reason: ChatFinishReason,
@@ -303,7 +306,13 @@ fn stream_events(
             yield ev;
         }
         let mut pieces = std::pin::pin!(merged(vec![gen]));
-        while let Some((_, piece)) = pieces.next().await {
+        loop {
+            // Pings keep idle connections (a long prefill) from being timed out.
+            let Ok(next) = tokio::time::timeout(PING_INTERVAL, pieces.next()).await else {
+                yield StreamEvent::Ping;
+                continue;
+            };
+            let Some((_, piece)) = next else { break };
             let piece = match piece {
                 Ok(p) => p,
                 Err(e) => {

@@ -209,6 +209,20 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            // The parser closes a call cut off mid-way with the arguments complete so far;
+            // the finish reason stays `length` so the client knows it was cut.
+            name: "cut_by_length_inside_a_call",
+            config: config(g45, auto.clone()),
+            output: "<think>t</think>\n<tool_call>get_weather\n<arg_key>days</arg_key>\n<arg_value>2</arg_value>\n<arg_key>city</arg_key>\n<arg_value>Par",
+            engine_finish: ChatFinishReason::Length,
+            expect: Expect {
+                reasoning: Some("t"),
+                content: None,
+                calls: vec![("get_weather", json!({"days": 2}))],
+                finish: ChatFinishReason::Length,
+            },
+        },
+        Case {
             name: "cut_by_length_in_reasoning",
             config: config(g45, auto),
             output: "<think>I was thinking about",

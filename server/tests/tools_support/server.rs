@@ -30,7 +30,20 @@ pub const SCRIPTS: &[(&str, &str)] = &[
     ("SCRIPT nothink", "Plain answer without thinking."),
     ("SCRIPT stopseq", "<think>r</think>\nalpha beta END gamma"),
     ("SCRIPT sunny-result", "<think>The tool says sunny.</think>\nIt is sunny in Paris."),
+    // GLM-4.7 layout: the prompt ends in `<think>`, so the output starts inside it.
+    (
+        "SCRIPT g47-call",
+        "The user wants the time.</think>Let me check.<tool_call>get_time<arg_key>tz</arg_key><arg_value>UTC</arg_value></tool_call><tool_call>now</tool_call>",
+    ),
+    ("SCRIPT g47-hello", "A greeting.</think>Hi!"),
 ];
+
+/// The chat layout (template + tool parser) a test server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Glm45,
+    Glm47,
+}
 
 pub struct TestServer {
     pub base: String,
@@ -41,8 +54,8 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-/// A model directory: the fixture tokenizer and the GLM-4.5 layout chat template.
-fn model_dir() -> tempfile::TempDir {
+/// A model directory: the fixture tokenizer and the layout's chat template.
+fn model_dir(layout: Layout) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let tiny = fixtures().join("glm4moe-tiny");
     for f in [
@@ -54,16 +67,24 @@ fn model_dir() -> tempfile::TempDir {
         std::fs::copy(tiny.join(f), dir.path().join(f)).unwrap();
     }
     std::fs::copy(
-        fixtures().join("chat-templates/glm45.jinja"),
+        fixtures().join(match layout {
+            Layout::Glm45 => "chat-templates/glm45.jinja",
+            Layout::Glm47 => "chat-templates/glm47.jinja",
+        }),
         dir.path().join("chat_template.jinja"),
     )
     .unwrap();
     dir
 }
 
-/// Starts the app. `auto_tools`: `--enable-auto-tool-choice`.
+/// Starts the app in the GLM-4.5 layout. `auto_tools`: `--enable-auto-tool-choice`.
 pub async fn start(auto_tools: bool) -> TestServer {
-    let dir = model_dir();
+    start_layout(auto_tools, Layout::Glm45).await
+}
+
+/// Starts the app with the layout's template and `--tool-call-parser`.
+pub async fn start_layout(auto_tools: bool, layout: Layout) -> TestServer {
+    let dir = model_dir(layout);
     let tokenizer = GlmTokenizer::from_dir(dir.path()).unwrap();
     let template = tokenizer.chat_template().unwrap();
     let model = ScriptedModel::new(tokenizer.clone(), SCRIPTS);
@@ -93,7 +114,13 @@ pub async fn start(auto_tools: bool) -> TestServer {
             served_model_name: MODEL.into(),
             limits: Limits::default(),
             api_key: Some(API_KEY.into()),
-            tool_call_parser: Some("glm45".into()),
+            tool_call_parser: Some(
+                match layout {
+                    Layout::Glm45 => "glm45",
+                    Layout::Glm47 => "glm47",
+                }
+                .into(),
+            ),
             reasoning_parser: Some("glm45".into()),
             enable_auto_tool_choice: auto_tools,
             seed: None,

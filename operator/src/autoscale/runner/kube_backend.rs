@@ -51,8 +51,8 @@ impl ScaleBackend for KubeBackend {
         let lp = ListParams::default().labels(&config.pod_selector);
         let (deployment, pods) =
             futures::future::join(deployments.get_opt(&config.deployment), pods.list(&lp)).await;
-        let deployment =
-            deployment?.ok_or_else(|| RunnerError::DeploymentNotFound(config.deployment.clone()))?;
+        let deployment = deployment?
+            .ok_or_else(|| RunnerError::DeploymentNotFound(config.deployment.clone()))?;
         let current = deployment
             .spec
             .as_ref()
@@ -95,8 +95,15 @@ impl ScaleBackend for KubeBackend {
             action: "Scale".to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &glmd_reference(key, config.object_uid.clone())).await {
+        if let Err(e) = self
+            .recorder
+            .publish(&event, &glmd_reference(key, config.object_uid.clone()))
+            .await
+        {
             warn!(%key, error = %e, "publishing the scale Event failed");
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

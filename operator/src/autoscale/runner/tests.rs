@@ -46,7 +46,11 @@ impl ScaleBackend for FakeBackend {
         Ok(())
     }
     async fn record(&self, _: &ObjectKey, _: &ScaleLoopConfig, d: &Decision) {
-        self.0.events.lock().unwrap().push(d.reason.as_str().to_string());
+        self.0
+            .events
+            .lock()
+            .unwrap()
+            .push(d.reason.as_str().to_string());
     }
 }
 

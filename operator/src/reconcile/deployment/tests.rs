@@ -36,7 +36,7 @@ fn serve_args_follow_the_contract() {
     );
     // Defaults add no optional flags.
     let minimal = serve_args(&glmd(), &model());
-    assert_eq!(minimal.len(), 12, "{minimal:?}");
+    assert_eq!(minimal.len(), 11, "{minimal:?}");
 }
 
 #[test]

@@ -38,6 +38,9 @@ struct Args {
     /// Where downloads are written (a directory on the disk being measured).
     #[arg(long, default_value = "/tmp")]
     dir: PathBuf,
+    /// Skip the curl runs (for profiling glm-download alone).
+    #[arg(long)]
+    no_curl: bool,
 }
 
 fn generate(seed: u64, len: usize) -> Vec<u8> {
@@ -83,7 +86,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let client_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let hub = hub_rt.block_on(MockHub::start());
 
     let each = args.total_mb * (1 << 20) / args.files.max(1);
@@ -106,7 +112,9 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    let work = args.dir.join(format!("glm-download-bench-{}", std::process::id()));
+    let work = args
+        .dir
+        .join(format!("glm-download-bench-{}", std::process::id()));
     let curl_dir = work.join("curl");
     let ours_dir = work.join("ours");
     let urls: Vec<(String, PathBuf)> = names
@@ -114,16 +122,20 @@ fn main() {
         .map(|n| (hub.resolve_url(REPO, &sha, n), curl_dir.join(n)))
         .collect();
 
-    let (mut best_seq, mut best_par, mut best_ours) = (None::<Duration>, None::<Duration>, None::<Duration>);
+    let (mut best_seq, mut best_par, mut best_ours) =
+        (None::<Duration>, None::<Duration>, None::<Duration>);
     let min = |a: Option<Duration>, b: Duration| Some(a.map_or(b, |a| a.min(b)));
     for round in 1..=args.rounds {
         clean(&curl_dir);
-        match curl(&urls, None) {
+        match (!args.no_curl).then(|| curl(&urls, None)).flatten() {
             Some(d) => best_seq = min(best_seq, d),
             None => println!("curl (sequential) failed or is not installed"),
         }
         clean(&curl_dir);
-        if let Some(d) = curl(&urls, Some(args.parallel)) {
+        if let Some(d) = (!args.no_curl)
+            .then(|| curl(&urls, Some(args.parallel)))
+            .flatten()
+        {
             best_par = min(best_par, d);
         }
         clean(&curl_dir);
@@ -134,7 +146,9 @@ fn main() {
         cfg.parallel = args.parallel;
         cfg.progress_interval = Duration::from_secs(3600);
         let start = Instant::now();
-        let out = client_rt.block_on(download(&cfg, &())).expect("download failed");
+        let out = client_rt
+            .block_on(download(&cfg, &()))
+            .expect("download failed");
         let took = start.elapsed();
         assert_eq!(out.bytes, total);
         best_ours = min(best_ours, took);
@@ -149,18 +163,35 @@ fn main() {
     let _ = std::fs::remove_dir_all(&work);
 
     let ours = gbps(total, best_ours.expect("at least one round"));
-    println!("glm-download (parallel {}, sha256 + fsync + manifest): {ours:.2} GB/s", args.parallel);
+    println!(
+        "glm-download (parallel {}, sha256 + fsync + manifest): {ours:.2} GB/s",
+        args.parallel
+    );
     let mut curls = Vec::new();
     if let Some(d) = best_seq {
-        println!("curl -s -L -o, sequential:                      {:.2} GB/s", gbps(total, d));
+        println!(
+            "curl -s -L -o, sequential:                      {:.2} GB/s",
+            gbps(total, d)
+        );
         curls.push(gbps(total, d));
     }
     if let Some(d) = best_par {
-        println!("curl -s -L -o --parallel-max {}:                 {:.2} GB/s", args.parallel, gbps(total, d));
+        println!(
+            "curl -s -L -o --parallel-max {}:                 {:.2} GB/s",
+            args.parallel,
+            gbps(total, d)
+        );
         curls.push(gbps(total, d));
     }
-    match curls.iter().cloned().fold(None::<f64>, |a, b| Some(a.map_or(b, |a| a.max(b)))) {
-        Some(best) => println!("ratio vs the faster curl: {:.0}% (target >= 90%)", 100.0 * ours / best),
+    match curls
+        .iter()
+        .cloned()
+        .fold(None::<f64>, |a, b| Some(a.map_or(b, |a| a.max(b))))
+    {
+        Some(best) => println!(
+            "ratio vs the faster curl: {:.0}% (target >= 90%)",
+            100.0 * ours / best
+        ),
         None => println!("curl unavailable: no ratio"),
     }
 }

@@ -220,8 +220,11 @@ impl TerminalSink {
 impl ProgressSink for TerminalSink {
     fn resolved(&self, info: &ResolvedInfo) {
         self.bar.set_length(info.bytes_total);
-        self.bar
-            .set_message(format!("{} files of {}", info.files, &info.commit[..info.commit.len().min(12)]));
+        self.bar.set_message(format!(
+            "{} files of {}",
+            info.files,
+            &info.commit[..info.commit.len().min(12)]
+        ));
     }
 
     fn progress(&self, s: &ProgressSnapshot) {
@@ -233,7 +236,11 @@ impl ProgressSink for TerminalSink {
         self.bar.finish_and_clear();
         println!(
             "{} {} ({} bytes, {} files) in {}",
-            if o.already_complete { "already complete:" } else { "downloaded" },
+            if o.already_complete {
+                "already complete:"
+            } else {
+                "downloaded"
+            },
             o.commit,
             o.bytes,
             o.files.len(),
@@ -256,8 +263,17 @@ mod tests {
     #[test]
     fn flags_parse_with_defaults() {
         let cli = Cli::try_parse_from([
-            "x", "--repo", "zai-org/GLM-4.5-Air", "--dir", "/models/zai-org--GLM-4.5-Air",
-            "--include", "*.json", "--include", "*.safetensors", "--hub-endpoint", "http://127.0.0.1:1",
+            "x",
+            "--repo",
+            "zai-org/GLM-4.5-Air",
+            "--dir",
+            "/models/zai-org--GLM-4.5-Air",
+            "--include",
+            "*.json",
+            "--include",
+            "*.safetensors",
+            "--hub-endpoint",
+            "http://127.0.0.1:1",
         ])
         .unwrap();
         assert_eq!(cli.args.revision, "main");
@@ -273,9 +289,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");
         std::fs::write(&token, "hf_abc\n").unwrap();
-        let mut cli = Cli::try_parse_from(["x", "--repo", "o/m", "--dir", "/d", "--token-file"].into_iter().chain([token.to_str().unwrap()]))
-            .unwrap();
-        assert_eq!(cli.args.to_config().unwrap().token.as_deref(), Some("hf_abc"));
+        let mut cli = Cli::try_parse_from(
+            ["x", "--repo", "o/m", "--dir", "/d", "--token-file"]
+                .into_iter()
+                .chain([token.to_str().unwrap()]),
+        )
+        .unwrap();
+        assert_eq!(
+            cli.args.to_config().unwrap().token.as_deref(),
+            Some("hf_abc")
+        );
         cli.args.token_file = Some(dir.path().join("missing"));
         let e = cli.args.to_config().unwrap_err();
         assert_eq!(e.kind(), "invalid_argument");

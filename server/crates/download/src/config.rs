@@ -71,7 +71,9 @@ impl DownloadConfig {
             )));
         }
         if self.dir.as_os_str().is_empty() {
-            return Err(DownloadError::InvalidArgument("--dir must not be empty".into()));
+            return Err(DownloadError::InvalidArgument(
+                "--dir must not be empty".into(),
+            ));
         }
         if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
             return Err(DownloadError::InvalidArgument(format!(
@@ -80,7 +82,9 @@ impl DownloadConfig {
             )));
         }
         if self.parallel == 0 {
-            return Err(DownloadError::InvalidArgument("--parallel must be at least 1".into()));
+            return Err(DownloadError::InvalidArgument(
+                "--parallel must be at least 1".into(),
+            ));
         }
         if self.stall_timeout.is_zero() {
             return Err(DownloadError::InvalidArgument(
@@ -89,7 +93,9 @@ impl DownloadConfig {
         }
         for glob in &self.include {
             glob::Pattern::new(glob).map_err(|e| {
-                DownloadError::InvalidArgument(format!("--include {glob:?} is not a valid glob: {e}"))
+                DownloadError::InvalidArgument(format!(
+                    "--include {glob:?} is not a valid glob: {e}"
+                ))
             })?;
         }
         Ok(())
@@ -147,7 +153,11 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("--include"));
         c.include.clear();
         c.endpoint = "ftp://x".into();
-        assert!(c.validate().unwrap_err().to_string().contains("--hub-endpoint"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--hub-endpoint"));
         c.endpoint = DEFAULT_ENDPOINT.into();
         c.parallel = 0;
         assert!(c.validate().unwrap_err().to_string().contains("--parallel"));

@@ -85,9 +85,10 @@ async fn run(
     }
 
     let counters = Arc::new(Counters::default());
-    counters
-        .total
-        .store(files.iter().filter_map(|f| f.remote.size).sum(), Ordering::Relaxed);
+    counters.total.store(
+        files.iter().filter_map(|f| f.remote.size).sum(),
+        Ordering::Relaxed,
+    );
     preflight_space(&commit_dir, &files)?;
     sink.resolved(&ResolvedInfo {
         commit: listing.sha.clone(),
@@ -110,14 +111,25 @@ async fn run(
     // Files verified by an earlier run with other globs stay listed: they are still present.
     let mut include = config.include.clone();
     if let Some(old) = existing {
-        let have: std::collections::HashSet<String> = verified.iter().map(|f| f.path.clone()).collect();
-        let old_files: Vec<&ManifestFile> = old.files.iter().filter(|f| !have.contains(&f.path)).collect();
+        let have: std::collections::HashSet<String> =
+            verified.iter().map(|f| f.path.clone()).collect();
+        let old_files: Vec<&ManifestFile> = old
+            .files
+            .iter()
+            .filter(|f| !have.contains(&f.path))
+            .collect();
         if manifest::size_mismatches(&commit_dir, &old_files).is_empty() {
             verified.extend(old_files.into_iter().cloned());
             include = merge_include(&old.include, &config.include);
         }
     }
-    let m = Manifest::new(&config.repo, &config.revision, &listing.sha, include, verified);
+    let m = Manifest::new(
+        &config.repo,
+        &config.revision,
+        &listing.sha,
+        include,
+        verified,
+    );
     manifest::write_atomic(&commit_dir, &m)?;
     drop(shared);
     let outcome = DownloadOutcome {
@@ -128,7 +140,11 @@ async fn run(
         bytes_transferred: counters.transferred.load(Ordering::Relaxed),
         already_complete: false,
     };
-    tracing::info!(bytes = outcome.bytes, transferred = outcome.bytes_transferred, "download complete");
+    tracing::info!(
+        bytes = outcome.bytes,
+        transferred = outcome.bytes_transferred,
+        "download complete"
+    );
     sink.complete(&outcome);
     Ok(outcome)
 }
@@ -169,7 +185,10 @@ fn complete_for(
 }
 
 /// Offline check for a pinned sha: the manifest must cover the requested globs by itself.
-fn offline_complete(config: &DownloadConfig, commit: &str) -> Result<Option<DownloadOutcome>, DownloadError> {
+fn offline_complete(
+    config: &DownloadConfig,
+    commit: &str,
+) -> Result<Option<DownloadOutcome>, DownloadError> {
     let commit_dir = config.dir.join(commit);
     let Some(m) = manifest::read_manifest(&commit_dir)? else {
         return Ok(None);
@@ -178,7 +197,11 @@ fn offline_complete(config: &DownloadConfig, commit: &str) -> Result<Option<Down
         return Ok(None);
     }
     let globs = plan::compile_globs(&config.include)?;
-    let wanted: Vec<&ManifestFile> = m.files.iter().filter(|f| plan::matches(&globs, &f.path)).collect();
+    let wanted: Vec<&ManifestFile> = m
+        .files
+        .iter()
+        .filter(|f| plan::matches(&globs, &f.path))
+        .collect();
     Ok(sizes_ok(&m, &commit_dir, &wanted))
 }
 
@@ -223,7 +246,11 @@ fn http_client(config: &DownloadConfig) -> Result<reqwest::Client, DownloadError
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(config.stall_timeout)
         .tcp_nodelay(true)
-        .user_agent(concat!("glm-download/", env!("CARGO_PKG_VERSION"), "; hf-hub-compatible"))
+        .user_agent(concat!(
+            "glm-download/",
+            env!("CARGO_PKG_VERSION"),
+            "; hf-hub-compatible"
+        ))
         .build()
         .map_err(|e| DownloadError::InvalidArgument(format!("cannot build the HTTP client: {e}")))
 }

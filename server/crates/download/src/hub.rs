@@ -96,7 +96,11 @@ fn hf_cache() -> Option<Cache> {
 #[tracing::instrument(skip_all, fields(repo = %config.repo, revision = %config.revision))]
 pub(crate) async fn resolve(config: &DownloadConfig) -> Result<CommitListing, DownloadError> {
     let api = build_api(config)?;
-    let repo = Repo::with_revision(config.repo.clone(), RepoType::Model, config.revision.clone());
+    let repo = Repo::with_revision(
+        config.repo.clone(),
+        RepoType::Model,
+        config.revision.clone(),
+    );
     let ctx = ErrorContext::new(config);
     let backoff = Backoff {
         base: config.retry_base_delay,
@@ -152,7 +156,10 @@ async fn info_once(
     timeout: Duration,
     ctx: &ErrorContext,
 ) -> Result<CommitListing, Failure> {
-    let request = api.repo(repo.clone()).info_request().query(&[("blobs", "true")]);
+    let request = api
+        .repo(repo.clone())
+        .info_request()
+        .query(&[("blobs", "true")]);
     let fetch = async {
         let response = request
             .send()
@@ -166,9 +173,9 @@ async fn info_once(
             .map_err(|e| retry::classify_reqwest(&e, "reading model info"))?;
         Ok::<_, Failure>((status, headers, body))
     };
-    let (status, headers, body) = tokio::time::timeout(timeout, fetch)
-        .await
-        .map_err(|_| Failure::transient(format!("model info request got no answer in {timeout:?}")))??;
+    let (status, headers, body) = tokio::time::timeout(timeout, fetch).await.map_err(|_| {
+        Failure::transient(format!("model info request got no answer in {timeout:?}"))
+    })??;
     if !status.is_success() {
         return Err(status_failure(status, &headers, &body, ctx, None));
     }
@@ -198,7 +205,9 @@ async fn info_once(
                 blob_sha1: if is_lfs {
                     None
                 } else {
-                    s.blob_id.filter(|b| is_hex(b, 40)).map(|h| h.to_ascii_lowercase())
+                    s.blob_id
+                        .filter(|b| is_hex(b, 40))
+                        .map(|h| h.to_ascii_lowercase())
                 },
             }
         })
@@ -311,23 +320,47 @@ mod tests {
     #[test]
     fn statuses_map_to_kinds_with_advice() {
         let h = HeaderMap::new();
-        let e = fatal(status_failure(StatusCode::UNAUTHORIZED, &h, b"", &ctx(true), None));
+        let e = fatal(status_failure(
+            StatusCode::UNAUTHORIZED,
+            &h,
+            b"",
+            &ctx(true),
+            None,
+        ));
         assert_eq!(e.kind(), "unauthorized");
         assert!(e.to_string().contains("token"));
 
         let mut gated = HeaderMap::new();
         gated.insert("x-error-code", HeaderValue::from_static("GatedRepo"));
-        let e = fatal(status_failure(StatusCode::FORBIDDEN, &gated, b"", &ctx(true), None));
+        let e = fatal(status_failure(
+            StatusCode::FORBIDDEN,
+            &gated,
+            b"",
+            &ctx(true),
+            None,
+        ));
         assert_eq!(e.kind(), "gated");
         assert!(e.to_string().contains("http://hub/o/m"));
 
         let mut rev = HeaderMap::new();
         rev.insert("x-error-code", HeaderValue::from_static("RevisionNotFound"));
-        let e = fatal(status_failure(StatusCode::NOT_FOUND, &rev, b"", &ctx(false), None));
+        let e = fatal(status_failure(
+            StatusCode::NOT_FOUND,
+            &rev,
+            b"",
+            &ctx(false),
+            None,
+        ));
         assert_eq!(e.kind(), "not_found");
         assert!(e.to_string().contains("\"v1\""));
 
-        let e = fatal(status_failure(StatusCode::NOT_FOUND, &h, b"", &ctx(false), Some("a.bin")));
+        let e = fatal(status_failure(
+            StatusCode::NOT_FOUND,
+            &h,
+            b"",
+            &ctx(false),
+            Some("a.bin"),
+        ));
         assert!(e.to_string().contains("a.bin"));
     }
 

@@ -122,7 +122,10 @@ pub(crate) fn remove(commit_dir: &Path) -> Result<(), DownloadError> {
 }
 
 /// Writes the manifest durably: temp file, fsync, rename over the final name, fsync the dir.
-pub(crate) fn write_atomic(commit_dir: &Path, manifest: &Manifest) -> Result<PathBuf, DownloadError> {
+pub(crate) fn write_atomic(
+    commit_dir: &Path,
+    manifest: &Manifest,
+) -> Result<PathBuf, DownloadError> {
     let path = commit_dir.join(MANIFEST_FILE);
     let tmp = commit_dir.join(format!("{MANIFEST_FILE}.tmp"));
     let json = serde_json::to_vec_pretty(manifest).map_err(|e| DownloadError::Io {
@@ -153,7 +156,10 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), DownloadError> {
 
 /// RFC 3339 in UTC with second precision, without pulling in a date crate.
 pub(crate) fn rfc3339_utc(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     // Howard Hinnant's days-to-civil algorithm.
@@ -202,7 +208,10 @@ mod tests {
         assert_eq!(back.bytes, 3);
         assert!(size_mismatches(dir.path(), &back.files.iter().collect::<Vec<_>>()).is_empty());
         std::fs::write(dir.path().join("a.bin"), b"ab").unwrap();
-        assert_eq!(size_mismatches(dir.path(), &back.files.iter().collect::<Vec<_>>()), ["a.bin"]);
+        assert_eq!(
+            size_mismatches(dir.path(), &back.files.iter().collect::<Vec<_>>()),
+            ["a.bin"]
+        );
         std::fs::write(dir.path().join(MANIFEST_FILE), b"{not json").unwrap();
         assert!(read_manifest(dir.path()).unwrap().is_none());
     }

@@ -112,10 +112,23 @@ mod tests {
 
     #[test]
     fn globs_filter_like_fnmatch_and_order_by_size() {
-        let files = [rf("config.json", 10), rf("a/model.safetensors", 100), rf("b.safetensors", 200), rf("README.md", 1)];
-        let p = plan(&files, &["*.safetensors".into(), "config.json".into()], Path::new("/d")).unwrap();
+        let files = [
+            rf("config.json", 10),
+            rf("a/model.safetensors", 100),
+            rf("b.safetensors", 200),
+            rf("README.md", 1),
+        ];
+        let p = plan(
+            &files,
+            &["*.safetensors".into(), "config.json".into()],
+            Path::new("/d"),
+        )
+        .unwrap();
         let names: Vec<_> = p.iter().map(|f| f.remote.path.as_str()).collect();
-        assert_eq!(names, ["b.safetensors", "a/model.safetensors", "config.json"]);
+        assert_eq!(
+            names,
+            ["b.safetensors", "a/model.safetensors", "config.json"]
+        );
         assert_eq!(p[1].final_path, Path::new("/d/a/model.safetensors"));
         assert_eq!(p[1].part_path, Path::new("/d/a/model.safetensors.part"));
         assert_eq!(plan(&files, &[], Path::new("/d")).unwrap().len(), 4);
@@ -123,7 +136,15 @@ mod tests {
 
     #[test]
     fn hostile_paths_are_refused() {
-        for bad in ["../x", "/etc/passwd", "a//b", "a/./b", ".glm-download.json", "x.part", ""] {
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "a//b",
+            "a/./b",
+            ".glm-download.json",
+            "x.part",
+            "",
+        ] {
             let e = safe_relative_path(bad).unwrap_err();
             assert_eq!(e.kind(), "integrity", "{bad}");
         }

@@ -136,8 +136,14 @@ mod tests {
             base: Duration::from_millis(10),
             max: Duration::from_secs(5),
         };
-        assert_eq!(b.delay(1, Some(Duration::from_secs(2))), Duration::from_secs(2));
-        assert_eq!(b.delay(1, Some(Duration::from_secs(3600))), Duration::from_secs(5));
+        assert_eq!(
+            b.delay(1, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            b.delay(1, Some(Duration::from_secs(3600))),
+            Duration::from_secs(5)
+        );
     }
 
     #[test]
@@ -145,7 +151,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);

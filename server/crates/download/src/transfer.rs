@@ -71,7 +71,11 @@ impl HubHeaders {
             // x-linked-etag is the LFS sha256; a plain etag on the hub's own answer is the git blob id.
             self.hub_etag = get("x-linked-etag")
                 .or_else(|| get(ETAG.as_str()))
-                .map(|e| e.trim_start_matches("W/").trim_matches('"').to_ascii_lowercase());
+                .map(|e| {
+                    e.trim_start_matches("W/")
+                        .trim_matches('"')
+                        .to_ascii_lowercase()
+                });
         }
         if self.linked_size.is_none() {
             self.linked_size = get("x-linked-size").and_then(|s| s.parse().ok());
@@ -95,8 +99,9 @@ fn resolve_url(shared: &Shared, path: &str) -> Result<Url, DownloadError> {
         shared.commit,
         utf8_percent_encode(path, PATH)
     );
-    Url::parse(&raw)
-        .map_err(|e| DownloadError::InvalidArgument(format!("cannot build the file URL {raw:?}: {e}")))
+    Url::parse(&raw).map_err(|e| {
+        DownloadError::InvalidArgument(format!("cannot build the file URL {raw:?}: {e}"))
+    })
 }
 
 async fn blocking<T: Send + 'static>(
@@ -186,8 +191,13 @@ async fn existing_final(
         let digests = blocking(move || part::hash_file(&path, &exp))
             .await
             .map_err(|e| DownloadError::io(&file.final_path, e, 0))?;
-        if expected.check(&digests).is_ok() && (expected.sha256.is_some() || expected.blob_sha1.is_some()) {
-            shared.counters.done.fetch_add(digests.size, Ordering::Relaxed);
+        if expected.check(&digests).is_ok()
+            && (expected.sha256.is_some() || expected.blob_sha1.is_some())
+        {
+            shared
+                .counters
+                .done
+                .fetch_add(digests.size, Ordering::Relaxed);
             return Ok(Some(ManifestFile {
                 path: file.remote.path.clone(),
                 size: digests.size,
@@ -196,7 +206,8 @@ async fn existing_final(
         }
     }
     tracing::warn!(path = %file.final_path.display(), "existing file does not verify; fetching it again");
-    std::fs::remove_file(&file.final_path).map_err(|e| DownloadError::io(&file.final_path, e, 0))?;
+    std::fs::remove_file(&file.final_path)
+        .map_err(|e| DownloadError::io(&file.final_path, e, 0))?;
     Ok(None)
 }
 
@@ -266,12 +277,22 @@ async fn send(
         if start > 0 {
             req = req.header(RANGE, format!("bytes={start}-"));
         }
-        if let Some(token) = shared.config.token.as_deref().filter(|_| url.origin() == hub_origin) {
+        if let Some(token) = shared
+            .config
+            .token
+            .as_deref()
+            .filter(|_| url.origin() == hub_origin)
+        {
             req = req.bearer_auth(token);
         }
         let resp = tokio::time::timeout(stall, req.send())
             .await
-            .map_err(|_| Failure::transient(format!("no response from {} in {stall:?}", url.origin().ascii_serialization())))?
+            .map_err(|_| {
+                Failure::transient(format!(
+                    "no response from {} in {stall:?}",
+                    url.origin().ascii_serialization()
+                ))
+            })?
             .map_err(|e| retry::classify_reqwest(&e, "request failed"))?;
         headers.absorb(resp.headers());
         if !resp.status().is_redirection() {
@@ -281,7 +302,9 @@ async fn send(
             .headers()
             .get(LOCATION)
             .and_then(|l| l.to_str().ok())
-            .ok_or_else(|| Failure::transient(format!("HTTP {} without a Location header", resp.status())))?;
+            .ok_or_else(|| {
+                Failure::transient(format!("HTTP {} without a Location header", resp.status()))
+            })?;
         url = url
             .join(location)
             .map_err(|e| Failure::transient(format!("bad redirect Location {location:?}: {e}")))?;
@@ -293,9 +316,16 @@ async fn send(
 
 /// `bytes START-END/TOTAL` or `bytes */TOTAL`.
 fn parse_content_range(h: &HeaderMap) -> Option<(Option<u64>, Option<u64>)> {
-    let v = h.get(CONTENT_RANGE)?.to_str().ok()?.trim().strip_prefix("bytes ")?;
+    let v = h
+        .get(CONTENT_RANGE)?
+        .to_str()
+        .ok()?
+        .trim()
+        .strip_prefix("bytes ")?;
     let (range, total) = v.split_once('/')?;
-    let start = range.split_once('-').and_then(|(s, _)| s.trim().parse().ok());
+    let start = range
+        .split_once('-')
+        .and_then(|(s, _)| s.trim().parse().ok());
     Some((start, total.trim().parse().ok()))
 }
 
@@ -305,10 +335,13 @@ type Attempt = (PartFile, Result<(), Failure>);
 /// timeout around `download`), `Drop` still hands them over so they reach the part file and
 /// are never fetched again.
 struct PendingBatch {
-    tx: Option<tokio::sync::mpsc::Sender<Vec<Bytes>>>,
+    /// To the writer and to the hasher.
+    tx: Option<(BatchSender, BatchSender)>,
     batch: Vec<Bytes>,
     len: usize,
 }
+
+type BatchSender = tokio::sync::mpsc::Sender<Arc<Vec<Bytes>>>;
 
 impl PendingBatch {
     /// False when the writer is gone.
@@ -317,9 +350,11 @@ impl PendingBatch {
             return true;
         }
         self.len = 0;
-        let batch = std::mem::take(&mut self.batch);
+        let batch = Arc::new(std::mem::take(&mut self.batch));
         match &self.tx {
-            Some(tx) => tx.send(batch).await.is_ok(),
+            // The hasher must see exactly what the writer wrote, so a batch goes to both or,
+            // when the writer is gone, the attempt ends (its write error is reported).
+            Some((w, h)) => w.send(batch.clone()).await.is_ok() && h.send(batch).await.is_ok(),
             None => false,
         }
     }
@@ -327,10 +362,15 @@ impl PendingBatch {
 
 impl Drop for PendingBatch {
     fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
+        if let Some((w, h)) = self.tx.take() {
             if !self.batch.is_empty() {
-                // Only reached on cancellation; with a full queue the bytes are simply refetched.
-                let _ = tx.try_send(std::mem::take(&mut self.batch));
+                // Only reached on cancellation; with a full queue the bytes are simply
+                // refetched. Reserve both slots first so writer and hasher stay in step.
+                if let (Ok(wp), Ok(hp)) = (w.try_reserve(), h.try_reserve()) {
+                    let batch = Arc::new(std::mem::take(&mut self.batch));
+                    wp.send(batch.clone());
+                    hp.send(batch);
+                }
             }
         }
     }
@@ -363,7 +403,10 @@ async fn attempt_once(
         StatusCode::PARTIAL_CONTENT => {
             if range.and_then(|r| r.0) != Some(start) {
                 part.reset().map_err(|e| io_err(&part, e))?;
-                return Ok((part, Err(Failure::transient("server answered a different byte range"))));
+                return Ok((
+                    part,
+                    Err(Failure::transient("server answered a different byte range")),
+                ));
             }
             range.and_then(|r| r.1)
         }
@@ -372,7 +415,9 @@ async fn attempt_once(
                 tracing::info!("server ignored the range request; fetching from the start");
                 part.reset().map_err(|e| io_err(&part, e))?;
             }
-            resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok())
+            resp.headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
         }
         StatusCode::RANGE_NOT_SATISFIABLE => {
             let total = range.and_then(|r| r.1).or(expected.size);
@@ -380,7 +425,12 @@ async fn attempt_once(
                 return Ok((part, Ok(())));
             }
             part.reset().map_err(|e| io_err(&part, e))?;
-            return Ok((part, Err(Failure::transient("range not satisfiable; restarting the file"))));
+            return Ok((
+                part,
+                Err(Failure::transient(
+                    "range not satisfiable; restarting the file",
+                )),
+            ));
         }
         _ => {
             let headers = resp.headers().clone();
@@ -389,7 +439,13 @@ async fn attempt_once(
                 .ok()
                 .and_then(Result::ok)
                 .unwrap_or_default();
-            let failure = status_failure(status, &headers, &body, &shared.ctx, Some(&file.remote.path));
+            let failure = status_failure(
+                status,
+                &headers,
+                &body,
+                &shared.ctx,
+                Some(&file.remote.path),
+            );
             return Ok((part, Err(failure)));
         }
     };
@@ -411,7 +467,9 @@ fn learn_from_headers(expected: &mut Expected, hub: &HubHeaders, part: &mut Part
     if expected.sha256.is_none() && expected.blob_sha1.is_none() {
         match hub.hub_etag.as_deref() {
             Some(e) if is_hex(e, 64) => expected.sha256 = Some(e.to_string()),
-            Some(e) if is_hex(e, 40) && hub.linked_size.is_none() => expected.blob_sha1 = Some(e.to_string()),
+            Some(e) if is_hex(e, 40) && hub.linked_size.is_none() => {
+                expected.blob_sha1 = Some(e.to_string())
+            }
             _ => {}
         }
     }
@@ -428,39 +486,53 @@ async fn stream_body(
     part: PartFile,
     size: Option<u64>,
 ) -> Result<Attempt, DownloadError> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(8);
+    // Three stages run in parallel: this task reads the socket, one thread writes to disk,
+    // one hashes. Batches are shared `Bytes`, so the fan-out copies nothing.
+    let mut part = part;
+    let mut hashers = part.take_hashers();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<Bytes>>>(8);
+    let (htx, mut hrx) = tokio::sync::mpsc::channel::<Arc<Vec<Bytes>>>(8);
+    let hasher = tokio::task::spawn_blocking(move || {
+        while let Some(batch) = hrx.blocking_recv() {
+            for chunk in batch.iter() {
+                hashers.update(chunk);
+            }
+        }
+        hashers
+    });
     let lock = shared.lock.clone();
     let writer = tokio::task::spawn_blocking(move || {
         let _lock = lock;
-        let mut part = part;
         let mut err = None;
-        'recv: while let Some(batch) = rx.blocking_recv() {
-            for chunk in batch {
-                if let Err(e) = part.append(&chunk) {
-                    err = Some(e);
-                    break 'recv;
-                }
+        while let Some(batch) = rx.blocking_recv() {
+            if let Err(e) = part.write_batch(&batch) {
+                err = Some(e);
+                break;
             }
-        }
-        if err.is_none() {
-            err = part.flush().err();
         }
         (part, err)
     });
     let stall = shared.config.stall_timeout;
     let mut stream = resp.bytes_stream();
     let mut pending = PendingBatch {
-        tx: Some(tx),
+        tx: Some((tx, htx)),
         batch: Vec::new(),
         len: 0,
     };
     let net = loop {
         match tokio::time::timeout(stall, stream.next()).await {
-            Err(_) => break Err(Failure::transient(format!("connection stalled: no data for {stall:?}"))),
+            Err(_) => {
+                break Err(Failure::transient(format!(
+                    "connection stalled: no data for {stall:?}"
+                )))
+            }
             Ok(None) => break Ok(()),
             Ok(Some(Err(e))) => break Err(retry::classify_reqwest(&e, "connection dropped")),
             Ok(Some(Ok(chunk))) => {
-                shared.counters.transferred.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                shared
+                    .counters
+                    .transferred
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 pending.len += chunk.len();
                 pending.batch.push(chunk);
                 if pending.len >= BATCH_BYTES && !pending.send().await {
@@ -473,12 +545,18 @@ async fn stream_body(
     pending.send().await;
     drop(pending);
     drop(stream);
-    let (part, write_err) = writer
-        .await
-        .map_err(|e| DownloadError::Io { path: "<writer>".into(), source: std::io::Error::other(e.to_string()) })?;
+    let worker_failed = |e: tokio::task::JoinError| DownloadError::Io {
+        path: "<file worker>".into(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let (mut part, write_err) = writer.await.map_err(worker_failed)?;
+    part.restore_hashers(hasher.await.map_err(worker_failed)?);
     if let Some(e) = write_err {
         let c = &shared.counters;
-        let needed = c.total.load(Ordering::Relaxed).saturating_sub(c.done.load(Ordering::Relaxed));
+        let needed = c
+            .total
+            .load(Ordering::Relaxed)
+            .saturating_sub(c.done.load(Ordering::Relaxed));
         return Err(DownloadError::io(part.path(), e, needed));
     }
     let result = match (net, size) {
@@ -500,7 +578,10 @@ mod tests {
     #[test]
     fn content_range_parsing() {
         let mut h = HeaderMap::new();
-        h.insert(CONTENT_RANGE, HeaderValue::from_static("bytes 100-199/1000"));
+        h.insert(
+            CONTENT_RANGE,
+            HeaderValue::from_static("bytes 100-199/1000"),
+        );
         assert_eq!(parse_content_range(&h), Some((Some(100), Some(1000))));
         h.insert(CONTENT_RANGE, HeaderValue::from_static("bytes */1000"));
         assert_eq!(parse_content_range(&h), Some((None, Some(1000))));

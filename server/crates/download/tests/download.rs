@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use glm_download::{download, read_manifest, DownloadConfig, ProgressSink, ProgressSnapshot, MANIFEST_FILE};
+use glm_download::{
+    download, read_manifest, DownloadConfig, ProgressSink, ProgressSnapshot, MANIFEST_FILE,
+};
 use hub::{Fault, HubFile, MockHub};
 
 const REPO: &str = "zai-org/GLM-Test";
@@ -30,9 +32,18 @@ fn bytes(seed: u64, len: usize) -> Vec<u8> {
 
 fn files(seed: u64) -> Vec<(&'static str, HubFile)> {
     vec![
-        ("config.json", HubFile::new(format!("{{\"seed\": {seed}}}").into_bytes(), false)),
-        ("tokenizer.json", HubFile::new(bytes(seed + 1, 70_000), false)),
-        ("sub/README.md", HubFile::new(b"# test model\n".to_vec(), false)),
+        (
+            "config.json",
+            HubFile::new(format!("{{\"seed\": {seed}}}").into_bytes(), false),
+        ),
+        (
+            "tokenizer.json",
+            HubFile::new(bytes(seed + 1, 70_000), false),
+        ),
+        (
+            "sub/README.md",
+            HubFile::new(b"# test model\n".to_vec(), false),
+        ),
         (BIG, HubFile::new(bytes(seed + 2, 3_000_000), true)),
         (SMALL_LFS, HubFile::new(bytes(seed + 3, 1_200_000), true)),
     ]
@@ -56,7 +67,10 @@ fn assert_tree(commit_dir: &Path, files: &[(&str, HubFile)]) {
     for (p, f) in files {
         let got = std::fs::read(commit_dir.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
         assert!(got == f.content, "{p} differs from the served file");
-        assert!(!commit_dir.join(format!("{p}.part")).exists(), "{p}.part left behind");
+        assert!(
+            !commit_dir.join(format!("{p}.part")).exists(),
+            "{p}.part left behind"
+        );
     }
 }
 
@@ -86,17 +100,34 @@ async fn fresh_download_matches_served_files_and_writes_manifest() {
     assert_tree(&out.path, &fs);
 
     let m = read_manifest(&out.path).unwrap().expect("manifest written");
-    assert_eq!((m.commit.as_str(), m.repo.as_str(), m.revision.as_str()), (sha.as_str(), REPO, "main"));
+    assert_eq!(
+        (m.commit.as_str(), m.repo.as_str(), m.revision.as_str()),
+        (sha.as_str(), REPO, "main")
+    );
     assert_eq!(m.files.len(), fs.len());
     for (p, f) in &fs {
         let e = m.files.iter().find(|e| e.path == *p).unwrap();
-        assert_eq!((e.size, e.sha256.as_str()), (f.content.len() as u64, f.sha256.as_str()), "{p}");
+        assert_eq!(
+            (e.size, e.sha256.as_str()),
+            (f.content.len() as u64, f.sha256.as_str()),
+            "{p}"
+        );
     }
-    assert!(m.completed_at.ends_with('Z') && m.completed_at.len() == 20, "{}", m.completed_at);
+    assert!(
+        m.completed_at.ends_with('Z') && m.completed_at.len() == 20,
+        "{}",
+        m.completed_at
+    );
     // LFS files came through the CDN redirect without our token; all files were asked for by commit sha.
-    assert!(hub.requests(BIG).iter().all(|r| r.status == 200 && r.range_start.is_none()));
+    assert!(hub
+        .requests(BIG)
+        .iter()
+        .all(|r| r.status == 200 && r.range_start.is_none()));
     let last = *rec.0.lock().unwrap().last().expect("progress reported");
-    assert_eq!((last.bytes_done, last.bytes_total), (total(&fs), total(&fs)));
+    assert_eq!(
+        (last.bytes_done, last.bytes_total),
+        (total(&fs), total(&fs))
+    );
     assert_eq!(last.eta_seconds, Some(0.0));
 }
 
@@ -115,8 +146,13 @@ async fn dropped_connection_resumes_with_a_range_and_no_byte_twice() {
     let reqs = hub.requests(BIG);
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     assert_eq!(reqs[0].range_start, None);
-    let resumed_at = reqs[1].range_start.expect("second request must be a range request");
-    assert_eq!(resumed_at, CUT, "resume starts right after the bytes received");
+    let resumed_at = reqs[1]
+        .range_start
+        .expect("second request must be a range request");
+    assert_eq!(
+        resumed_at, CUT,
+        "resume starts right after the bytes received"
+    );
     assert_eq!(reqs[1].status, 206);
     assert_eq!(hub.served(BIG), size, "no byte of {BIG} was served twice");
 }
@@ -137,7 +173,10 @@ async fn killed_run_leaves_a_part_file_that_the_next_run_resumes() {
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while hub.served(BIG) < STALL || hub.served(SMALL_LFS) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "transfer never reached the stall point");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "transfer never reached the stall point"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -148,8 +187,15 @@ async fn killed_run_leaves_a_part_file_that_the_next_run_resumes() {
     assert_tree(&out.path, &fs);
     let reqs = hub.requests(BIG);
     assert_eq!(reqs.last().unwrap().range_start, Some(STALL), "{reqs:?}");
-    assert_eq!(hub.total_served(), total(&fs), "every byte was served exactly once across both runs");
-    assert!(out.bytes_transferred < total(&fs), "the second run fetched only what was missing");
+    assert_eq!(
+        hub.total_served(),
+        total(&fs),
+        "every byte was served exactly once across both runs"
+    );
+    assert!(
+        out.bytes_transferred < total(&fs),
+        "the second run fetched only what was missing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,8 +208,15 @@ async fn corrupted_files_are_detected_deleted_and_fetched_again() {
     let dir = tempfile::tempdir().unwrap();
     let out = download(&config(&hub, dir.path()), &()).await.unwrap();
     assert_tree(&out.path, &fs);
-    for (p, f) in fs.iter().filter(|(p, _)| *p == BIG || *p == "tokenizer.json") {
-        assert_eq!(hub.requests(p).len(), 2, "{p} fetched again after the mismatch");
+    for (p, f) in fs
+        .iter()
+        .filter(|(p, _)| *p == BIG || *p == "tokenizer.json")
+    {
+        assert_eq!(
+            hub.requests(p).len(),
+            2,
+            "{p} fetched again after the mismatch"
+        );
         assert_eq!(hub.served(p), 2 * f.content.len() as u64);
     }
 }
@@ -180,7 +233,10 @@ async fn corruption_that_persists_fails_with_integrity_and_no_manifest() {
     assert_eq!(err.kind(), "integrity", "{err}");
     assert!(err.to_string().contains(SMALL_LFS), "{err}");
     assert!(!dir.path().join(&sha).join(MANIFEST_FILE).exists());
-    assert!(!dir.path().join(&sha).join(SMALL_LFS).exists(), "an unverified file never gets its real name");
+    assert!(
+        !dir.path().join(&sha).join(SMALL_LFS).exists(),
+        "an unverified file never gets its real name"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +257,11 @@ async fn moved_branch_downloads_the_new_commit_beside_the_old_one() {
     assert_eq!(second.path, dir.path().join(&new));
     assert_tree(&second.path, &new_files);
     assert_tree(&first.path, &old_files);
-    assert_eq!(read_manifest(&first.path).unwrap().unwrap(), old_manifest, "old commit untouched");
+    assert_eq!(
+        read_manifest(&first.path).unwrap().unwrap(),
+        old_manifest,
+        "old commit untouched"
+    );
 
     // A tag still pointing at the old commit resolves there and is already complete.
     hub.tag(REPO, "v1", &old);
@@ -245,14 +305,24 @@ async fn unknown_repo_or_revision_is_not_found_and_names_it() {
     cfg.repo = "nobody/nothing".into();
     let err = download(&cfg, &()).await.unwrap_err();
     assert_eq!(err.kind(), "not_found");
-    assert!(err.to_string().contains("nobody/nothing") && err.to_string().contains("--repo"), "{err}");
+    assert!(
+        err.to_string().contains("nobody/nothing") && err.to_string().contains("--repo"),
+        "{err}"
+    );
 
     let mut cfg = config(&hub, dir.path());
     cfg.revision = "v9-missing".into();
     let err = download(&cfg, &()).await.unwrap_err();
     assert_eq!(err.kind(), "not_found");
-    assert!(err.to_string().contains("v9-missing") && err.to_string().contains("--revision"), "{err}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written on failure");
+    assert!(
+        err.to_string().contains("v9-missing") && err.to_string().contains("--revision"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written on failure"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,7 +334,10 @@ async fn gated_repo_says_to_accept_the_license() {
     let err = download(&config(&hub, dir.path()), &()).await.unwrap_err();
     assert_eq!(err.kind(), "gated");
     assert!(err.to_string().contains("accept the license"), "{err}");
-    assert!(err.to_string().contains(&format!("{}/{REPO}", hub.url)), "{err}");
+    assert!(
+        err.to_string().contains(&format!("{}/{REPO}", hub.url)),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,8 +351,15 @@ async fn two_concurrent_runs_on_one_dir_download_once() {
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.commit, b.commit);
     assert_tree(&a.path, &fs);
-    assert_eq!(hub.total_served(), total(&fs), "the second run waited and reused the first's work");
-    assert!(a.already_complete ^ b.already_complete, "exactly one run did the work");
+    assert_eq!(
+        hub.total_served(),
+        total(&fs),
+        "the second run waited and reused the first's work"
+    );
+    assert!(
+        a.already_complete ^ b.already_complete,
+        "exactly one run did the work"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +381,12 @@ async fn rerun_is_a_noop_that_rechecks_sizes_and_repairs() {
     // A truncated file is noticed by the size re-check and only that file is fetched again.
     let victim = first.path.join(SMALL_LFS);
     let size = std::fs::metadata(&victim).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&victim).unwrap().set_len(10).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .unwrap()
+        .set_len(10)
+        .unwrap();
     let repaired = download(&cfg, &()).await.unwrap();
     assert!(!repaired.already_complete);
     assert_tree(&repaired.path, &fs);
@@ -335,7 +420,11 @@ async fn include_globs_select_files_and_a_wider_run_completes_the_rest() {
 
     cfg.include = vec!["*.safetensors".into(), "sub/*".into()];
     let out = download(&cfg, &()).await.unwrap();
-    assert_eq!(out.files.len(), 5, "manifest keeps the earlier verified files");
+    assert_eq!(
+        out.files.len(),
+        5,
+        "manifest keeps the earlier verified files"
+    );
     assert_tree(&out.path, &fs);
     assert_eq!(hub.total_served(), total(&fs));
 
@@ -360,7 +449,11 @@ async fn throttling_and_server_errors_are_retried() {
     let statuses: Vec<u16> = hub.requests(BIG).iter().map(|r| r.status).collect();
     assert_eq!(statuses, [500, 429, 503, 200]);
     // Retry-After: 1 was honoured over the 10 ms backoff.
-    assert!(started.elapsed() >= Duration::from_millis(190), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(190),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,5 +498,7 @@ async fn a_server_that_keeps_failing_gives_up_with_network() {
 fn dir_paths_are_per_commit() {
     // Guard the contract's layout: <dir>/<sha>/ and the manifest name.
     assert_eq!(MANIFEST_FILE, ".glm-download.json");
-    let _: PathBuf = PathBuf::from("/models/OWNER--NAME").join("0".repeat(40)).join(MANIFEST_FILE);
+    let _: PathBuf = PathBuf::from("/models/OWNER--NAME")
+        .join("0".repeat(40))
+        .join(MANIFEST_FILE);
 }

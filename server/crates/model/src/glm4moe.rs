@@ -53,12 +53,18 @@ impl Attention {
     }
 
     /// `h`: normed hidden rows. Writes the rows' K/V into the cache, returns `o_proj(attn)`.
-    fn forward(&self, h: &[f32], step: &Step<'_>, cache: &mut PagedKvCache, layer: usize) -> Vec<f32> {
+    fn forward(
+        &self,
+        h: &[f32],
+        step: &Step<'_>,
+        cache: &mut PagedKvCache,
+        layer: usize,
+    ) -> Result<Vec<f32>, ModelError> {
         let n = step.rows.len();
         let hd = self.head_dim;
-        let mut q = self.q.forward(h, n);
-        let mut k = self.k.forward(h, n);
-        let v = self.v.forward(h, n);
+        let mut q = self.q.forward(h, n)?;
+        let mut k = self.k.forward(h, n)?;
+        let v = self.v.forward(h, n)?;
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             qn.apply(&mut q);
             kn.apply(&mut k);
@@ -86,7 +92,7 @@ pub enum FeedForward {
 }
 
 impl FeedForward {
-    fn forward(&self, h: &[f32], rows: usize) -> Vec<f32> {
+    fn forward(&self, h: &[f32], rows: usize) -> Result<Vec<f32>, ModelError> {
         match self {
             FeedForward::Dense(m) => m.forward(h, rows),
             FeedForward::Moe(m) => m.forward(h, rows),
@@ -127,16 +133,23 @@ impl DecoderLayer {
         })
     }
 
-    fn forward(&self, x: &mut [f32], step: &Step<'_>, cache: &mut PagedKvCache, layer: usize) {
+    fn forward(
+        &self,
+        x: &mut [f32],
+        step: &Step<'_>,
+        cache: &mut PagedKvCache,
+        layer: usize,
+    ) -> Result<(), ModelError> {
         let n = step.rows.len();
         let mut h = x.to_vec();
         self.input_norm.apply(&mut h);
-        let a = self.attn.forward(&h, step, cache, layer);
+        let a = self.attn.forward(&h, step, cache, layer)?;
         x.iter_mut().zip(&a).for_each(|(x, a)| *x += a);
         h.copy_from_slice(x);
         self.post_norm.apply(&mut h);
-        let m = self.ffn.forward(&h, n);
+        let m = self.ffn.forward(&h, n)?;
         x.iter_mut().zip(&m).for_each(|(x, m)| *x += m);
+        Ok(())
     }
 
     /// Weight bytes one decoded token reads in this layer.
@@ -237,12 +250,7 @@ impl Glm4Moe {
             .collect::<Result<Vec<_>, _>>()?;
         let norm = RmsNorm::load(&ck, "model.norm.weight", h, c.rms_norm_eps)?;
         let lm_head = if c.tie_word_embeddings && !ck.contains("lm_head.weight") {
-            Linear {
-                weight: embed.clone(),
-                bias: None,
-                in_dim: h,
-                out_dim: v,
-            }
+            Linear::new(embed.clone(), None, h, v)?
         } else {
             Linear::load(&ck, "lm_head", h, v, false)?
         };
@@ -344,7 +352,7 @@ impl CausalLm for Glm4Moe {
             .as_mut()
             .ok_or_else(|| ModelError::Cache("init_cache was not called".into()))?;
         for (li, layer) in self.layers.iter().enumerate() {
-            layer.forward(&mut x, &step, cache, li);
+            layer.forward(&mut x, &step, cache, li)?;
         }
         // Only the last row of sequences that want logits goes through norm + lm_head.
         let mut want = Vec::new();
@@ -358,7 +366,7 @@ impl CausalLm for Glm4Moe {
             }
         }
         self.norm.apply(&mut last);
-        let logits = self.lm_head.forward(&last, want.len());
+        let logits = self.lm_head.forward(&last, want.len())?;
         let v = self.info.vocab_size;
         let mut out: Vec<Option<Vec<f32>>> = vec![None; batch.seqs.len()];
         for (k, si) in want.into_iter().enumerate() {

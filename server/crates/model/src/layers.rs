@@ -1,20 +1,44 @@
 //! Building blocks shared by the GLM architectures: linear layers, RMSNorm, the SwiGLU MLP
 //! and NeoX-style (half rotation) RoPE over the leading `rotary_dim` dims of each head.
 
+use candle_core::{Device, Storage, Tensor};
+
 use crate::batch::ModelError;
 use crate::kernels;
 use crate::weights::Checkpoint;
 
-/// `y = x W^T (+ b)` with `W` stored `[out, in]` in f32.
+/// Below this many rows the streaming matrix-vector kernel wins (memory bound); from here
+/// on candle's gemm (runtime AVX2/FMA/AVX-512 dispatch) wins (compute bound).
+pub const GEMM_MIN_ROWS: usize = 4;
+
+/// `y = x W^T (+ b)` with `W` stored `[out, in]` in f32 on the CPU.
 #[derive(Debug)]
 pub struct Linear {
-    pub weight: Vec<f32>,
+    weight: Tensor,
     pub bias: Option<Vec<f32>>,
     pub in_dim: usize,
     pub out_dim: usize,
 }
 
 impl Linear {
+    pub fn new(
+        weight: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        in_dim: usize,
+        out_dim: usize,
+    ) -> Result<Self, ModelError> {
+        let weight = Tensor::from_vec(weight, (out_dim, in_dim), &Device::Cpu)?;
+        if bias.as_ref().is_some_and(|b| b.len() != out_dim) {
+            return Err(ModelError::Compute(format!("bias length differs from {out_dim}")));
+        }
+        Ok(Self {
+            weight,
+            bias,
+            in_dim,
+            out_dim,
+        })
+    }
+
     /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`).
     pub fn load(
         ck: &Checkpoint,
@@ -29,35 +53,40 @@ impl Linear {
         } else {
             None
         };
-        Ok(Self {
-            weight,
-            bias,
-            in_dim,
-            out_dim,
-        })
+        Self::new(weight, bias, in_dim, out_dim)
     }
 
     /// `x` holds `rows` rows of `in_dim`; returns `rows` rows of `out_dim`.
-    pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+    pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, ModelError> {
+        if x.len() != rows * self.in_dim {
+            return Err(ModelError::Compute(format!(
+                "linear input has {} values, expected {rows} x {}",
+                x.len(),
+                self.in_dim
+            )));
+        }
+        if rows >= GEMM_MIN_ROWS {
+            let xt = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
+            let mut y = xt.matmul(&self.weight.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+            if let Some(b) = &self.bias {
+                for row in y.chunks_exact_mut(self.out_dim) {
+                    row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+                }
+            }
+            return Ok(y);
+        }
         let mut y = vec![0f32; rows * self.out_dim];
-        self.forward_into(x, rows, &mut y);
-        y
-    }
-
-    pub fn forward_into(&self, x: &[f32], rows: usize, y: &mut [f32]) {
-        kernels::matmul_t(
-            x,
-            rows,
-            &self.weight,
-            self.in_dim,
-            self.out_dim,
-            self.bias.as_deref(),
-            y,
-        );
+        let (storage, layout) = self.weight.storage_and_layout();
+        let w = match (&*storage, layout.contiguous_offsets()) {
+            (Storage::Cpu(cpu), Some((a, b))) => &cpu.as_slice::<f32>()?[a..b],
+            _ => return Err(ModelError::Compute("linear weight is not contiguous CPU f32".into())),
+        };
+        kernels::matmul_t(x, rows, w, self.in_dim, self.out_dim, self.bias.as_deref(), &mut y);
+        Ok(y)
     }
 
     pub fn bytes(&self) -> u64 {
-        4 * (self.weight.len() + self.bias.as_ref().map_or(0, Vec::len)) as u64
+        4 * (self.in_dim * self.out_dim + self.bias.as_ref().map_or(0, Vec::len)) as u64
     }
 }
 
@@ -108,9 +137,9 @@ impl Mlp {
         })
     }
 
-    pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut g = self.gate.forward(x, rows);
-        let u = self.up.forward(x, rows);
+    pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, ModelError> {
+        let mut g = self.gate.forward(x, rows)?;
+        let u = self.up.forward(x, rows)?;
         kernels::swiglu_in_place(&mut g, &u);
         self.down.forward(&g, rows)
     }

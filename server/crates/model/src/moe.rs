@@ -46,8 +46,8 @@ impl Router {
     }
 
     /// Per row: chosen expert ids and their weights (`top_k` each, flattened).
-    pub fn route(&self, h: &[f32], rows: usize) -> (Vec<usize>, Vec<f32>) {
-        let logits = self.gate.forward(h, rows);
+    pub fn route(&self, h: &[f32], rows: usize) -> Result<(Vec<usize>, Vec<f32>), ModelError> {
+        let logits = self.gate.forward(h, rows)?;
         let k = self.cfg.top_k;
         let mut ids = Vec::with_capacity(rows * k);
         let mut weights = Vec::with_capacity(rows * k);
@@ -56,7 +56,7 @@ impl Router {
             ids.extend(i);
             weights.extend(w);
         }
-        (ids, weights)
+        Ok((ids, weights))
     }
 
     /// Mirrors transformers' `Glm4MoeTopkRouter` / `get_topk_indices` for one token.
@@ -145,10 +145,10 @@ impl Moe {
     }
 
     /// `h`: `rows` rows of hidden; returns routed + shared output.
-    pub fn forward(&self, h: &[f32], rows: usize) -> Vec<f32> {
+    pub fn forward(&self, h: &[f32], rows: usize) -> Result<Vec<f32>, ModelError> {
         let hidden = self.router.gate.in_dim;
         let k = self.router.cfg.top_k;
-        let (ids, weights) = self.router.route(h, rows);
+        let (ids, weights) = self.router.route(h, rows)?;
         // Group (row, weight) by expert so each chosen expert reads its weights once.
         let mut per_expert: Vec<Vec<(usize, f32)>> = vec![Vec::new(); self.experts.len()];
         for r in 0..rows {
@@ -166,7 +166,7 @@ impl Moe {
             for &(r, _) in assigned {
                 gathered.extend_from_slice(&h[r * hidden..(r + 1) * hidden]);
             }
-            let y = expert.forward(&gathered, assigned.len());
+            let y = expert.forward(&gathered, assigned.len())?;
             for (i, &(r, w)) in assigned.iter().enumerate() {
                 kernels::axpy(
                     &mut out[r * hidden..(r + 1) * hidden],
@@ -176,10 +176,10 @@ impl Moe {
             }
         }
         if let Some(shared) = &self.shared {
-            let s = shared.forward(h, rows);
+            let s = shared.forward(h, rows)?;
             out.iter_mut().zip(&s).for_each(|(o, v)| *o += v);
         }
-        out
+        Ok(out)
     }
 
     /// Weight bytes one token reads: router, `top_k` experts and the shared experts.

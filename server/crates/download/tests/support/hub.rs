@@ -130,7 +130,10 @@ impl MockHub {
         let state = inner.repos.entry(repo.to_string()).or_default();
         state.commits.insert(
             sha.clone(),
-            files.iter().map(|(p, f)| (p.to_string(), f.clone())).collect(),
+            files
+                .iter()
+                .map(|(p, f)| (p.to_string(), f.clone()))
+                .collect(),
         );
         state.refs.insert(branch.to_string(), sha.clone());
         sha
@@ -138,7 +141,12 @@ impl MockHub {
 
     pub fn tag(&self, repo: &str, tag: &str, sha: &str) {
         let mut inner = self.inner.lock().unwrap();
-        inner.repos.get_mut(repo).unwrap().refs.insert(tag.into(), sha.into());
+        inner
+            .repos
+            .get_mut(repo)
+            .unwrap()
+            .refs
+            .insert(tag.into(), sha.into());
     }
 
     pub fn require_token(&self, token: &str) {
@@ -146,28 +154,50 @@ impl MockHub {
     }
 
     pub fn set_gated(&self, repo: &str) {
-        self.inner.lock().unwrap().repos.get_mut(repo).unwrap().gated = true;
+        self.inner
+            .lock()
+            .unwrap()
+            .repos
+            .get_mut(repo)
+            .unwrap()
+            .gated = true;
     }
 
     pub fn inject(&self, path: &str, fault: Fault) {
         let mut inner = self.inner.lock().unwrap();
-        inner.faults.entry(path.to_string()).or_default().push_back(fault);
+        inner
+            .faults
+            .entry(path.to_string())
+            .or_default()
+            .push_back(fault);
     }
 
     /// Body bytes handed to the network for `path` so far (all requests).
     pub fn served(&self, path: &str) -> u64 {
         let inner = self.inner.lock().unwrap();
-        inner.served.get(path).map_or(0, |c| c.load(Ordering::Relaxed))
+        inner
+            .served
+            .get(path)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     pub fn total_served(&self) -> u64 {
         let inner = self.inner.lock().unwrap();
-        inner.served.values().map(|c| c.load(Ordering::Relaxed)).sum()
+        inner
+            .served
+            .values()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 
     pub fn requests(&self, path: &str) -> Vec<FileRequest> {
         let inner = self.inner.lock().unwrap();
-        inner.requests.iter().filter(|r| r.path == path).cloned().collect()
+        inner
+            .requests
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
     }
 
     pub fn info_requests(&self) -> u64 {
@@ -183,13 +213,16 @@ impl MockHub {
 fn error(status: StatusCode, code: &str, msg: &str) -> Response {
     let mut r = (status, axum::Json(serde_json::json!({"error": msg}))).into_response();
     if !code.is_empty() {
-        r.headers_mut().insert("x-error-code", HeaderValue::from_str(code).unwrap());
+        r.headers_mut()
+            .insert("x-error-code", HeaderValue::from_str(code).unwrap());
     }
     r
 }
 
 fn decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 async fn handle(State(inner): State<Shared>, req: Request) -> Response {
@@ -198,18 +231,30 @@ async fn handle(State(inner): State<Shared>, req: Request) -> Response {
     let headers = req.headers().clone();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segs.as_slice() {
-        ["api", "models", owner, name, "revision", rev @ ..] if !rev.is_empty() => {
-            info(&inner, &format!("{owner}/{name}"), &decode(&rev.join("/")), query.contains("blobs=true"), &headers)
-        }
-        [owner, name, "resolve", rev, file @ ..] if !file.is_empty() => {
-            resolve(&inner, &format!("{owner}/{name}"), &decode(rev), &decode(&file.join("/")), &headers)
-        }
+        ["api", "models", owner, name, "revision", rev @ ..] if !rev.is_empty() => info(
+            &inner,
+            &format!("{owner}/{name}"),
+            &decode(&rev.join("/")),
+            query.contains("blobs=true"),
+            &headers,
+        ),
+        [owner, name, "resolve", rev, file @ ..] if !file.is_empty() => resolve(
+            &inner,
+            &format!("{owner}/{name}"),
+            &decode(rev),
+            &decode(&file.join("/")),
+            &headers,
+        ),
         ["cdn", owner, name, commit, file @ ..] if !file.is_empty() => {
             let repo = format!("{owner}/{name}");
             let file = decode(&file.join("/"));
             let found = {
                 let g = inner.lock().unwrap();
-                g.repos.get(&repo).and_then(|r| r.commits.get(*commit)).and_then(|c| c.get(&file)).cloned()
+                g.repos
+                    .get(&repo)
+                    .and_then(|r| r.commits.get(*commit))
+                    .and_then(|c| c.get(&file))
+                    .cloned()
             };
             match found {
                 Some(f) => serve_body(&inner, &file, &f, &headers, HeaderMap::new()),
@@ -229,11 +274,19 @@ fn check_access(inner: &Shared, repo: &str, headers: &HeaderMap) -> Result<(), R
         .and_then(|v| v.strip_prefix("Bearer "));
     if let Some(want) = &g.token {
         if sent != Some(want.as_str()) {
-            return Err(error(StatusCode::UNAUTHORIZED, "", "Invalid credentials in Authorization header"));
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "",
+                "Invalid credentials in Authorization header",
+            ));
         }
     }
     let Some(r) = g.repos.get(repo) else {
-        return Err(error(StatusCode::NOT_FOUND, "RepoNotFound", "Repository not found"));
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "RepoNotFound",
+            "Repository not found",
+        ));
     };
     if r.gated {
         return Err(error(
@@ -258,7 +311,11 @@ fn info(inner: &Shared, repo: &str, rev: &str, blobs: bool, headers: &HeaderMap)
         return r;
     }
     let Some((sha, files)) = lookup(inner, repo, rev) else {
-        return error(StatusCode::NOT_FOUND, "RevisionNotFound", &format!("Invalid rev id: {rev}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            "RevisionNotFound",
+            &format!("Invalid rev id: {rev}"),
+        );
     };
     let siblings: Vec<_> = files
         .iter()
@@ -285,10 +342,18 @@ fn resolve(inner: &Shared, repo: &str, rev: &str, file: &str, headers: &HeaderMa
         return r;
     }
     let Some((sha, files)) = lookup(inner, repo, rev) else {
-        return error(StatusCode::NOT_FOUND, "RevisionNotFound", &format!("Invalid rev id: {rev}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            "RevisionNotFound",
+            &format!("Invalid rev id: {rev}"),
+        );
     };
     let Some(f) = files.get(file) else {
-        return error(StatusCode::NOT_FOUND, "EntryNotFound", &format!("{file} does not exist on {rev}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            "EntryNotFound",
+            &format!("{file} does not exist on {rev}"),
+        );
     };
     let mut hub = HeaderMap::new();
     hub.insert("x-repo-commit", HeaderValue::from_str(&sha).unwrap());
@@ -297,22 +362,42 @@ fn resolve(inner: &Shared, repo: &str, rev: &str, file: &str, headers: &HeaderMa
         hub.insert(header::ETAG, quoted.clone());
         hub.insert("x-linked-etag", quoted);
         hub.insert("x-linked-size", HeaderValue::from(f.content.len()));
-        hub.insert(header::LOCATION, HeaderValue::from_str(&format!("/cdn/{repo}/{sha}/{file}")).unwrap());
+        hub.insert(
+            header::LOCATION,
+            HeaderValue::from_str(&format!("/cdn/{repo}/{sha}/{file}")).unwrap(),
+        );
         return (StatusCode::FOUND, hub).into_response();
     }
-    hub.insert(header::ETAG, HeaderValue::from_str(&format!("\"{}\"", f.blob_sha1)).unwrap());
+    hub.insert(
+        header::ETAG,
+        HeaderValue::from_str(&format!("\"{}\"", f.blob_sha1)).unwrap(),
+    );
     serve_body(inner, file, f, headers, hub)
 }
 
 fn parse_range(headers: &HeaderMap, len: u64) -> Option<(u64, u64)> {
-    let v = headers.get(header::RANGE)?.to_str().ok()?.strip_prefix("bytes=")?;
+    let v = headers
+        .get(header::RANGE)?
+        .to_str()
+        .ok()?
+        .strip_prefix("bytes=")?;
     let (s, e) = v.split_once('-')?;
     let start: u64 = s.parse().ok()?;
-    let end = if e.is_empty() { len.saturating_sub(1) } else { e.parse::<u64>().ok()?.min(len.saturating_sub(1)) };
+    let end = if e.is_empty() {
+        len.saturating_sub(1)
+    } else {
+        e.parse::<u64>().ok()?.min(len.saturating_sub(1))
+    };
     Some((start, end))
 }
 
-fn serve_body(inner: &Shared, path: &str, f: &HubFile, headers: &HeaderMap, mut out: HeaderMap) -> Response {
+fn serve_body(
+    inner: &Shared,
+    path: &str,
+    f: &HubFile,
+    headers: &HeaderMap,
+    mut out: HeaderMap,
+) -> Response {
     let len = f.content.len() as u64;
     let range = parse_range(headers, len);
     let (fault, counter) = {
@@ -338,7 +423,8 @@ fn serve_body(inner: &Shared, path: &str, f: &HubFile, headers: &HeaderMap, mut 
         Some(Fault::RateLimit(secs)) => {
             log(StatusCode::TOO_MANY_REQUESTS);
             let mut r = error(StatusCode::TOO_MANY_REQUESTS, "", "slow down");
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             return r;
         }
         _ => {}
@@ -347,11 +433,17 @@ fn serve_body(inner: &Shared, path: &str, f: &HubFile, headers: &HeaderMap, mut 
     let (status, start, end) = match range {
         Some((s, _)) if s >= len => {
             log(StatusCode::RANGE_NOT_SATISFIABLE);
-            out.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{len}")).unwrap());
+            out.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{len}")).unwrap(),
+            );
             return (StatusCode::RANGE_NOT_SATISFIABLE, out).into_response();
         }
         Some((s, e)) => {
-            out.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes {s}-{e}/{len}")).unwrap());
+            out.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes {s}-{e}/{len}")).unwrap(),
+            );
             (StatusCode::PARTIAL_CONTENT, s, e + 1)
         }
         None => (StatusCode::OK, 0, len),
@@ -387,7 +479,10 @@ fn serve_body(inner: &Shared, path: &str, f: &HubFile, headers: &HeaderMap, mut 
                     }
                     // Let the bytes already sent reach the client before the cut.
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    return Some((Err(std::io::Error::other("injected cut")), (Bytes::new(), sent)));
+                    return Some((
+                        Err(std::io::Error::other("injected cut")),
+                        (Bytes::new(), sent),
+                    ));
                 }
             }
             if rest.is_empty() {
@@ -399,7 +494,10 @@ fn serve_body(inner: &Shared, path: &str, f: &HubFile, headers: &HeaderMap, mut 
             }
             let chunk = rest.slice(..take);
             counter.fetch_add(take as u64, Ordering::Relaxed);
-            Some((Ok::<_, std::io::Error>(chunk), (rest.slice(take..), sent + take as u64)))
+            Some((
+                Ok::<_, std::io::Error>(chunk),
+                (rest.slice(take..), sent + take as u64),
+            ))
         }
     });
     (status, out, Body::from_stream(stream)).into_response()

@@ -1,5 +1,5 @@
 use super::*;
-use crate::batch::{CacheConfig, CausalLm, ForwardBatch, SeqInput};
+use crate::batch::{CacheConfig, ForwardBatch, SeqInput};
 
 /// Greedy tokens from a freshly loaded demo model.
 fn generate(dir: &Path, prompt: &[u32], steps: usize) -> Vec<u32> {

@@ -20,12 +20,7 @@ fn router(n_group: usize, topk_group: usize, top_k: usize, bias: Vec<f32>) -> Ro
             norm_topk_prob: true,
             routed_scaling_factor: 2.5,
         },
-        gate: Linear {
-            weight: w,
-            bias: None,
-            in_dim: n,
-            out_dim: n,
-        },
+        gate: Linear::new(w, None, n, n).unwrap(),
         correction_bias: bias,
     }
 }
@@ -75,13 +70,13 @@ fn moe_forward_equals_weighted_sum_of_chosen_experts_plus_shared() {
         shared: Some(mk(50.0)),
     };
     let h = vec![0.5, -0.2, 0.9, 0.1, -1.0, 0.3, 0.2, 0.8];
-    let out = moe.forward(&h, 2);
+    let out = moe.forward(&h, 2).unwrap();
     for r in 0..2 {
         let row = &h[r * hidden..(r + 1) * hidden];
         let (idx, w) = moe.router.route_one(row);
-        let mut want = moe.shared.as_ref().unwrap().forward(row, 1);
+        let mut want = moe.shared.as_ref().unwrap().forward(row, 1).unwrap();
         for (e, wt) in idx.iter().zip(&w) {
-            let y = moe.experts[*e].forward(row, 1);
+            let y = moe.experts[*e].forward(row, 1).unwrap();
             want.iter_mut().zip(&y).for_each(|(a, b)| *a += wt * b);
         }
         for (a, b) in out[r * hidden..(r + 1) * hidden].iter().zip(&want) {
@@ -91,10 +86,6 @@ fn moe_forward_equals_weighted_sum_of_chosen_experts_plus_shared() {
 }
 
 fn lin(i: usize, o: usize, seed: f32) -> Linear {
-    Linear {
-        weight: (0..i * o).map(|k| ((k as f32 + seed) * 0.37).sin()).collect(),
-        bias: None,
-        in_dim: i,
-        out_dim: o,
-    }
+    let w = (0..i * o).map(|k| ((k as f32 + seed) * 0.37).sin()).collect();
+    Linear::new(w, None, i, o).unwrap()
 }

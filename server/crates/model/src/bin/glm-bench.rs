@@ -1,0 +1,191 @@
+//! Prefill and decode throughput of a model directory against the memory-bandwidth bound.
+//!
+//! `cargo run --release -p glm-model --bin glm-bench -- --model DIR [--prompt-len 256]
+//!  [--decode-steps 64] [--batches 1,8,32]`
+//!
+//! Decode at batch 1 reads every active weight once per token, so its ceiling is
+//! `measured bandwidth / active weight bytes per token`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use glm_model::{load_model, CacheConfig, CausalLm, ForwardBatch, ModelError, SeqInput};
+use rayon::prelude::*;
+
+const BLOCK: usize = 16;
+
+struct Args {
+    model: PathBuf,
+    prompt_len: usize,
+    decode_steps: usize,
+    batches: Vec<usize>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut model = None;
+    let mut prompt_len = 256;
+    let mut decode_steps = 64;
+    let mut batches = vec![1, 8, 32];
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));
+        let num = |s: String| s.parse::<usize>().map_err(|e| format!("{s}: {e}"));
+        match a.as_str() {
+            "--model" => model = Some(PathBuf::from(val()?)),
+            "--prompt-len" => prompt_len = num(val()?)?,
+            "--decode-steps" => decode_steps = num(val()?)?,
+            "--batches" => {
+                batches = val()?
+                    .split(',')
+                    .map(|s| num(s.to_owned()))
+                    .collect::<Result<_, _>>()?
+            }
+            "-h" | "--help" => {
+                return Err("usage: glm-bench --model DIR [--prompt-len N] [--decode-steps N] \
+                            [--batches 1,8,32]"
+                    .into())
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(Args {
+        model: model.ok_or("--model DIR is required")?,
+        prompt_len: prompt_len.max(1),
+        decode_steps: decode_steps.max(1),
+        batches,
+    })
+}
+
+/// Best-of-3 parallel streaming read bandwidth over a buffer much larger than the caches.
+fn measure_bandwidth() -> f64 {
+    let n = 256 << 20; // 1 GiB of f32
+    let buf: Vec<f32> = (0..n).into_par_iter().map(|i| (i % 7) as f32).collect();
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let s: f32 = buf
+            .par_chunks(1 << 16)
+            .map(|c| glm_model::kernels::dot(c, c))
+            .sum();
+        let dt = t.elapsed().as_secs_f64();
+        std::hint::black_box(s);
+        // dot(c, c) reads c once (both operands are the same cache line).
+        best = best.max((n * 4) as f64 / dt);
+    }
+    best
+}
+
+fn prompt(len: usize, seed: usize, vocab: usize) -> Vec<u32> {
+    (0..len).map(|i| ((i * 131 + seed * 977 + 7) % vocab.min(2000)) as u32).collect()
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    glm_model::sampling::argmax(v)
+}
+
+/// Prefills `batch` sequences of `prompt_len` tokens, then decodes `steps` tokens for all.
+/// Returns (prefill seconds, decode seconds).
+fn run(
+    m: &mut dyn CausalLm,
+    batch: usize,
+    prompt_len: usize,
+    steps: usize,
+) -> Result<(f64, f64), ModelError> {
+    let per_seq = (prompt_len + steps).div_ceil(BLOCK);
+    m.init_cache(CacheConfig {
+        num_blocks: per_seq * batch,
+        block_size: BLOCK,
+    })?;
+    let vocab = m.info().vocab_size;
+    let tables: Vec<Vec<u32>> = (0..batch)
+        .map(|b| ((b * per_seq) as u32..((b + 1) * per_seq) as u32).collect())
+        .collect();
+    let t = Instant::now();
+    let out = m.forward(&ForwardBatch {
+        seqs: (0..batch)
+            .map(|b| SeqInput {
+                tokens: prompt(prompt_len, b, vocab),
+                num_cached: 0,
+                block_table: tables[b].clone(),
+                want_logits: true,
+            })
+            .collect(),
+    })?;
+    let prefill = t.elapsed().as_secs_f64();
+    let mut next: Vec<u32> = out.iter().map(|l| l.as_deref().map_or(0, argmax)).collect();
+    let t = Instant::now();
+    for s in 0..steps {
+        let out = m.forward(&ForwardBatch {
+            seqs: (0..batch)
+                .map(|b| SeqInput {
+                    tokens: vec![next[b]],
+                    num_cached: prompt_len + s,
+                    block_table: tables[b].clone(),
+                    want_logits: true,
+                })
+                .collect(),
+        })?;
+        next = out.iter().map(|l| l.as_deref().map_or(0, argmax)).collect();
+    }
+    Ok((prefill, t.elapsed().as_secs_f64()))
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = bench(&args) {
+        eprintln!("glm-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn bench(args: &Args) -> Result<(), ModelError> {
+    let t = Instant::now();
+    let mut m = load_model(&args.model, &candle_core::Device::Cpu)?;
+    let load_s = t.elapsed().as_secs_f64();
+    let info = m.info().clone();
+    println!("model            {}", args.model.display());
+    println!("architecture     {}", info.architecture);
+    println!("threads          {}", rayon::current_num_threads());
+    println!(
+        "weights          {:.1} MiB f32 in memory, loaded in {load_s:.2} s",
+        info.weight_bytes as f64 / (1 << 20) as f64
+    );
+    let bytes = info.active_weight_bytes_per_token as f64;
+    println!("bytes/token      {:.1} MiB of weights read per decoded token (batch 1)", bytes / (1 << 20) as f64);
+    let bw = measure_bandwidth();
+    let bound = bw / bytes;
+    println!("bandwidth        {:.2} GB/s measured (parallel streaming read, best of 3)", bw / 1e9);
+    println!("bound            {bound:.1} tokens/s = bandwidth / bytes per token");
+
+    // Warm up (page in weights, grow allocator pools).
+    run(m.as_mut(), 1, 16, 2)?;
+    let (prefill, decode) = run(m.as_mut(), 1, args.prompt_len, args.decode_steps)?;
+    println!(
+        "prefill          {:.1} tokens/s ({} tokens in {:.3} s)",
+        args.prompt_len as f64 / prefill,
+        args.prompt_len,
+        prefill
+    );
+    let tps = args.decode_steps as f64 / decode;
+    println!(
+        "decode batch 1   {tps:.1} tokens/s ({:.2} ms/token) = {:.0}% of the bandwidth bound",
+        1000.0 / tps,
+        100.0 * tps / bound
+    );
+    for &b in args.batches.iter().filter(|&&b| b > 1) {
+        let (_, decode) = run(m.as_mut(), b, 32, args.decode_steps.min(32))?;
+        let steps = args.decode_steps.min(32);
+        let tps = (b * steps) as f64 / decode;
+        println!(
+            "decode batch {b:<3} {tps:.1} tokens/s ({:.2} ms/step)",
+            1000.0 * decode / steps as f64
+        );
+    }
+    Ok(())
+}
