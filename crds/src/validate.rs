@@ -95,7 +95,10 @@ pub fn validate_object_with_crd(
     object: &Value,
 ) -> Result<Vec<String>, SchemaError> {
     let expected_group = &crd.spec.group;
-    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let mut errors = Vec::new();
     let version = match api_version.split_once('/') {
         Some((group, version)) if group == expected_group => version.to_string(),
@@ -106,11 +109,20 @@ pub fn validate_object_with_crd(
             return Ok(errors);
         }
     };
-    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if kind != crd.spec.names.kind {
-        errors.push(format!("kind: must be {}, got {kind:?}", crd.spec.names.kind));
+        errors.push(format!(
+            "kind: must be {}, got {kind:?}",
+            crd.spec.names.kind
+        ));
     }
-    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if name.is_empty() {
         errors.push("metadata.name: required".to_string());
     }

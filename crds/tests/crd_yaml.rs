@@ -1,4 +1,5 @@
 //! `crds/glmdeployment.yaml` must be exactly what `crdgen` prints.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
@@ -17,7 +18,10 @@ fn committed_crd_yaml_is_current() {
 #[test]
 fn crd_has_subresources_columns_and_short_name() {
     let crd: CustomResourceDefinition = serde_yaml::from_str(COMMITTED).unwrap();
-    assert_eq!(crd.metadata.name.as_deref(), Some("glmdeployments.serving.glm.dev"));
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some("glmdeployments.serving.glm.dev")
+    );
     assert_eq!(crd.spec.scope, "Namespaced");
     assert_eq!(crd.spec.names.short_names, Some(vec!["glmd".to_string()]));
     let v = &crd.spec.versions[0];
@@ -27,7 +31,10 @@ fn crd_has_subresources_columns_and_short_name() {
     let scale = sub.scale.as_ref().unwrap();
     assert_eq!(scale.spec_replicas_path, ".spec.replicas");
     assert_eq!(scale.status_replicas_path, ".status.replicas");
-    assert_eq!(scale.label_selector_path.as_deref(), Some(".status.selector"));
+    assert_eq!(
+        scale.label_selector_path.as_deref(),
+        Some(".status.selector")
+    );
     let cols: Vec<&str> = v
         .additional_printer_columns
         .as_ref()

@@ -230,8 +230,7 @@ impl E2e {
 
     /// Names of the children of `name` by kind, found by the operator's labels.
     pub async fn children(&self, name: &str) -> Result<Children, E2eError> {
-        let lp =
-            ListParams::default().labels(&format!("{}={name}", glm_crds::labels::DEPLOYMENT));
+        let lp = ListParams::default().labels(&format!("{}={name}", glm_crds::labels::DEPLOYMENT));
         let c = self.client.clone();
         let ns = &self.namespace;
         Ok(Children {
@@ -350,7 +349,8 @@ pub struct Children {
 /// Reads an example file's GlmDeployment document (the first one in the file).
 pub fn example(file: &str) -> Result<Value, E2eError> {
     let path = crate::workspace_root().join("examples").join(file);
-    let docs = crate::manifest::read_documents(&path).map_err(|e| E2eError::Object(e.to_string()))?;
+    let docs =
+        crate::manifest::read_documents(&path).map_err(|e| E2eError::Object(e.to_string()))?;
     docs.into_iter()
         .find(|d| d.get("kind").and_then(Value::as_str) == Some(glm_crds::KIND))
         .ok_or_else(|| E2eError::Object(format!("{} holds no GlmDeployment", path.display())))
@@ -372,7 +372,10 @@ fn apply_params() -> PatchParams {
 async fn connect() -> Result<Client, String> {
     let connect = async {
         let client = Client::try_default().await.map_err(|e| e.to_string())?;
-        client.apiserver_version().await.map_err(|e| e.to_string())?;
+        client
+            .apiserver_version()
+            .await
+            .map_err(|e| e.to_string())?;
         Ok::<_, String>(client)
     };
     tokio::time::timeout(Duration::from_secs(10), connect)

@@ -208,7 +208,10 @@ fn apply_patch_entry(
                 Some(t) => clone_target(t),
                 None => {
                     let id = manifest::ObjectId::of(&patch).ok_or_else(|| {
-                        patch_err("a merge patch without target needs apiVersion, kind and metadata.name".into())
+                        patch_err(
+                            "a merge patch without target needs apiVersion, kind and metadata.name"
+                                .into(),
+                        )
                     })?;
                     let (group, version) = split_api_version(&id.api_version);
                     Target {
@@ -262,8 +265,7 @@ fn matches(t: &Target, o: &Value) -> bool {
         && t.version.as_deref().is_none_or(|v| v == version)
         && t.kind.as_deref().is_none_or(|k| k == id.kind)
         && t.name.as_deref().is_none_or(|n| n == id.name)
-        && t
-            .namespace
+        && t.namespace
             .as_deref()
             .is_none_or(|ns| Some(ns) == id.namespace.as_deref())
 }

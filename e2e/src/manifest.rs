@@ -302,7 +302,11 @@ pub fn compare(original: &Value, round_trip: &Value, path: &str) -> Result<(), D
         (Value::Number(a), Value::Number(b)) if a.as_f64() == b.as_f64() => Ok(()),
         (a, b) if a == b => Ok(()),
         (a, b) => Err(Difference::Changed {
-            path: if path.is_empty() { ".".into() } else { path.into() },
+            path: if path.is_empty() {
+                ".".into()
+            } else {
+                path.into()
+            },
             original: a.to_string(),
             round_trip: b.to_string(),
         }),

@@ -20,7 +20,8 @@ fn chart() -> PathBuf {
 
 #[test]
 fn chart_crd_is_a_copy_of_the_generated_crd() {
-    let generated = std::fs::read(workspace_root().join("crds").join("glmdeployment.yaml")).unwrap();
+    let generated =
+        std::fs::read(workspace_root().join("crds").join("glmdeployment.yaml")).unwrap();
     let copy = std::fs::read(chart().join("crds").join("glmdeployment.yaml")).unwrap();
     assert!(
         generated == copy,
@@ -35,10 +36,12 @@ fn chart_crd_is_a_copy_of_the_generated_crd() {
 #[test]
 fn chart_defaults_match_the_code() {
     let values: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(chart().join("values.yaml")).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(chart().join("values.yaml")).unwrap())
+            .unwrap();
     assert_eq!(values["serverImage"], glm_crds::DEFAULT_SERVER_IMAGE);
     let meta: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(chart().join("Chart.yaml")).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(chart().join("Chart.yaml")).unwrap())
+            .unwrap();
     assert_eq!(meta["appVersion"], env!("CARGO_PKG_VERSION"));
     assert_eq!(meta["version"], env!("CARGO_PKG_VERSION"));
     // The operator image is the one image that holds both binaries.
@@ -76,7 +79,10 @@ fn helm_template(helm: &Path, args: &[&str]) -> Result<Vec<Value>, String> {
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    Ok(manifest::parse_documents("helm template", &String::from_utf8(out.stdout).unwrap()).unwrap())
+    Ok(
+        manifest::parse_documents("helm template", &String::from_utf8(out.stdout).unwrap())
+            .unwrap(),
+    )
 }
 
 fn render(helm: &Path, values: Option<&Path>) -> Vec<Value> {
@@ -89,7 +95,13 @@ fn render(helm: &Path, values: Option<&Path>) -> Vec<Value> {
 
 fn find<'a>(docs: &'a [Value], kind: &str, name_suffix: &str) -> Vec<&'a Value> {
     docs.iter()
-        .filter(|d| d["kind"] == kind && d["metadata"]["name"].as_str().unwrap().ends_with(name_suffix))
+        .filter(|d| {
+            d["kind"] == kind
+                && d["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(name_suffix)
+        })
         .collect()
 }
 
@@ -134,9 +146,21 @@ fn expand(spec: &[(&str, &[&str], &[&str])]) -> BTreeSet<(String, String, String
 fn workload_grants() -> BTreeSet<(String, String, String)> {
     const CRUD: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
     expand(&[
-        ("serving.glm.dev", &["glmdeployments"], &["get", "list", "watch", "patch"]),
-        ("serving.glm.dev", &["glmdeployments/status"], &["patch", "update"]),
-        ("serving.glm.dev", &["glmdeployments/finalizers"], &["update"]),
+        (
+            "serving.glm.dev",
+            &["glmdeployments"],
+            &["get", "list", "watch", "patch"],
+        ),
+        (
+            "serving.glm.dev",
+            &["glmdeployments/status"],
+            &["patch", "update"],
+        ),
+        (
+            "serving.glm.dev",
+            &["glmdeployments/finalizers"],
+            &["update"],
+        ),
         ("apps", &["deployments"], CRUD),
         ("", &["services", "persistentvolumeclaims"], CRUD),
         ("batch", &["jobs"], CRUD),
@@ -147,7 +171,11 @@ fn workload_grants() -> BTreeSet<(String, String, String)> {
 }
 
 fn lease_grants() -> BTreeSet<(String, String, String)> {
-    expand(&[("coordination.k8s.io", &["leases"], &["get", "create", "update", "patch"])])
+    expand(&[(
+        "coordination.k8s.io",
+        &["leases"],
+        &["get", "create", "update", "patch"],
+    )])
 }
 
 fn args_of(docs: &[Value]) -> Vec<String> {
@@ -162,7 +190,10 @@ fn args_of(docs: &[Value]) -> Vec<String> {
 
 #[test]
 fn every_values_file_renders_objects_of_their_kubernetes_types() {
-    let Some(helm) = tools::for_test(Tool::Helm, "every_values_file_renders_objects_of_their_kubernetes_types") else {
+    let Some(helm) = tools::for_test(
+        Tool::Helm,
+        "every_values_file_renders_objects_of_their_kubernetes_types",
+    ) else {
         return;
     };
     let mut cases: Vec<Option<PathBuf>> = vec![None];
@@ -171,13 +202,24 @@ fn every_values_file_renders_objects_of_their_kubernetes_types() {
     for values in cases {
         let docs = render(&helm, values.as_deref());
         let (ok, errors) = manifest::check_all(&docs);
-        let errors: Vec<_> = errors.iter().map(|e| format!("[{}] {e}", e.kind())).collect();
+        let errors: Vec<_> = errors
+            .iter()
+            .map(|e| format!("[{}] {e}", e.kind()))
+            .collect();
         assert!(errors.is_empty(), "{values:?}:\n{}", errors.join("\n"));
         let kinds: BTreeSet<_> = ok.iter().map(|id| id.kind.as_str()).collect();
-        for k in ["CustomResourceDefinition", "ServiceAccount", "Deployment", "Service"] {
+        for k in [
+            "CustomResourceDefinition",
+            "ServiceAccount",
+            "Deployment",
+            "Service",
+        ] {
             assert!(kinds.contains(k), "{values:?}: no {k} rendered ({kinds:?})");
         }
-        for id in ok.iter().filter(|id| id.kind != "CustomResourceDefinition" && !id.kind.starts_with("Cluster")) {
+        for id in ok
+            .iter()
+            .filter(|id| id.kind != "CustomResourceDefinition" && !id.kind.starts_with("Cluster"))
+        {
             assert!(id.namespace.is_some(), "{id} has no namespace");
         }
     }
@@ -185,11 +227,17 @@ fn every_values_file_renders_objects_of_their_kubernetes_types() {
 
 #[test]
 fn default_install_is_cluster_wide_single_replica_least_privilege() {
-    let Some(helm) = tools::for_test(Tool::Helm, "default_install_is_cluster_wide_single_replica_least_privilege") else {
+    let Some(helm) = tools::for_test(
+        Tool::Helm,
+        "default_install_is_cluster_wide_single_replica_least_privilege",
+    ) else {
         return;
     };
     let docs = render(&helm, None);
-    assert_eq!(grants(&one(&docs, "ClusterRole")["rules"]), workload_grants());
+    assert_eq!(
+        grants(&one(&docs, "ClusterRole")["rules"]),
+        workload_grants()
+    );
     let binding = one(&docs, "ClusterRoleBinding");
     assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
     assert_eq!(binding["subjects"][0]["namespace"], RELEASE_NS);
@@ -198,39 +246,73 @@ fn default_install_is_cluster_wide_single_replica_least_privilege() {
         one(&docs, "ServiceAccount")["metadata"]["name"]
     );
     // One replica: no leader election, so no Lease permissions and no PDB.
-    assert!(docs.iter().all(|d| d["kind"] != "Role" && d["kind"] != "PodDisruptionBudget"));
+    assert!(docs
+        .iter()
+        .all(|d| d["kind"] != "Role" && d["kind"] != "PodDisruptionBudget"));
     let args = args_of(&docs);
-    assert!(args.contains(&"--leader-election=false".to_owned()), "{args:?}");
-    assert!(args.contains(&format!("--default-image={}", glm_crds::DEFAULT_SERVER_IMAGE)), "{args:?}");
+    assert!(
+        args.contains(&"--leader-election=false".to_owned()),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&format!(
+            "--default-image={}",
+            glm_crds::DEFAULT_SERVER_IMAGE
+        )),
+        "{args:?}"
+    );
     assert!(args.contains(&"--log-format=json".to_owned()), "{args:?}");
-    assert!(!args.iter().any(|a| a.starts_with("--namespace")), "all namespaces: {args:?}");
+    assert!(
+        !args.iter().any(|a| a.starts_with("--namespace")),
+        "all namespaces: {args:?}"
+    );
 
     let d = one(&docs, "Deployment");
     let c = &d["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["image"], glm_crds::DEFAULT_SERVER_IMAGE);
     assert_eq!(c["command"][0], "glm-operator");
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
-    assert_eq!(d["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
+        true
+    );
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
-    let env: Vec<_> = c["env"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert!(env.contains(&"RUST_LOG") && env.contains(&"POD_NAME") && env.contains(&"POD_NAMESPACE"));
+    let env: Vec<_> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains(&"RUST_LOG") && env.contains(&"POD_NAME") && env.contains(&"POD_NAMESPACE")
+    );
 
     // The metrics Service selects the operator pods on the admin port.
     let svc = find(&docs, "Service", "-metrics")[0];
-    assert_eq!(svc["spec"]["selector"], d["spec"]["selector"]["matchLabels"]);
+    assert_eq!(
+        svc["spec"]["selector"],
+        d["spec"]["selector"]["matchLabels"]
+    );
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], c["ports"][0]["name"]);
 }
 
 #[test]
 fn namespaced_ha_install_uses_roles_and_leader_election() {
-    let Some(helm) = tools::for_test(Tool::Helm, "namespaced_ha_install_uses_roles_and_leader_election") else {
+    let Some(helm) = tools::for_test(
+        Tool::Helm,
+        "namespaced_ha_install_uses_roles_and_leader_election",
+    ) else {
         return;
     };
-    let docs = render(&helm, Some(&chart().join("ci").join("namespaced-ha-values.yaml")));
+    let docs = render(
+        &helm,
+        Some(&chart().join("ci").join("namespaced-ha-values.yaml")),
+    );
     assert!(
-        docs.iter().all(|d| !d["kind"].as_str().unwrap().starts_with("Cluster")
-            || d["kind"] == "CustomResourceDefinition"),
+        docs.iter()
+            .all(|d| !d["kind"].as_str().unwrap().starts_with("Cluster")
+                || d["kind"] == "CustomResourceDefinition"),
         "watchNamespaces set: no cluster-wide RBAC"
     );
     for ns in ["team-a", "team-b"] {
@@ -239,7 +321,9 @@ fn namespaced_ha_install_uses_roles_and_leader_election() {
             .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == ns)
             .unwrap_or_else(|| panic!("no Role in {ns}"));
         assert_eq!(grants(&role["rules"]), workload_grants(), "Role in {ns}");
-        assert!(docs.iter().any(|d| d["kind"] == "RoleBinding" && d["metadata"]["namespace"] == ns));
+        assert!(docs
+            .iter()
+            .any(|d| d["kind"] == "RoleBinding" && d["metadata"]["namespace"] == ns));
     }
     let lease_role = find(&docs, "Role", "-leader-election");
     assert_eq!(lease_role.len(), 1);
@@ -247,29 +331,50 @@ fn namespaced_ha_install_uses_roles_and_leader_election() {
     assert_eq!(grants(&lease_role[0]["rules"]), lease_grants());
 
     let args = args_of(&docs);
-    assert!(args.contains(&"--leader-election=true".to_owned()), "{args:?}");
-    assert!(args.contains(&"--namespace=team-a,team-b".to_owned()), "{args:?}");
-    assert!(args.iter().any(|a| a.starts_with("--lease-name=")), "{args:?}");
+    assert!(
+        args.contains(&"--leader-election=true".to_owned()),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--namespace=team-a,team-b".to_owned()),
+        "{args:?}"
+    );
+    assert!(
+        args.iter().any(|a| a.starts_with("--lease-name=")),
+        "{args:?}"
+    );
     assert_eq!(one(&docs, "Deployment")["spec"]["replicas"], 2);
     assert_eq!(one(&docs, "PodDisruptionBudget")["spec"]["minAvailable"], 1);
 }
 
 #[test]
 fn monitoring_values_render_service_monitor_and_network_policy() {
-    let Some(helm) = tools::for_test(Tool::Helm, "monitoring_values_render_service_monitor_and_network_policy") else {
+    let Some(helm) = tools::for_test(
+        Tool::Helm,
+        "monitoring_values_render_service_monitor_and_network_policy",
+    ) else {
         return;
     };
-    let docs = render(&helm, Some(&chart().join("ci").join("monitoring-values.yaml")));
+    let docs = render(
+        &helm,
+        Some(&chart().join("ci").join("monitoring-values.yaml")),
+    );
     let sm = one(&docs, "ServiceMonitor");
     let svc = find(&docs, "Service", "-metrics")[0];
     // The ServiceMonitor's selector matches the metrics Service's labels, on its port name.
     for (k, v) in sm["spec"]["selector"]["matchLabels"].as_object().unwrap() {
         assert_eq!(&svc["metadata"]["labels"][k], v, "label {k}");
     }
-    assert_eq!(sm["spec"]["endpoints"][0]["port"], svc["spec"]["ports"][0]["name"]);
+    assert_eq!(
+        sm["spec"]["endpoints"][0]["port"],
+        svc["spec"]["ports"][0]["name"]
+    );
     assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
     let np = one(&docs, "NetworkPolicy");
-    assert_eq!(np["spec"]["policyTypes"], serde_json::json!(["Ingress", "Egress"]));
+    assert_eq!(
+        np["spec"]["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
     let image = one(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()
         .unwrap()
@@ -282,8 +387,16 @@ fn impossible_values_are_refused() {
     let Some(helm) = tools::for_test(Tool::Helm, "impossible_values_are_refused") else {
         return;
     };
-    let err = helm_template(&helm, &["--set", "replicaCount=2", "--set", "leaderElection.enabled=false"])
-        .unwrap_err();
+    let err = helm_template(
+        &helm,
+        &[
+            "--set",
+            "replicaCount=2",
+            "--set",
+            "leaderElection.enabled=false",
+        ],
+    )
+    .unwrap_err();
     assert!(err.contains("leader election"), "{err}");
     let err = helm_template(&helm, &["--set", "logFormat=xml"]).unwrap_err();
     assert!(err.contains("logFormat"), "{err}");
@@ -291,4 +404,39 @@ fn impossible_values_are_refused() {
     let docs = helm_template(&helm, &["--set", "leaderElection.enabled=true"]).unwrap();
     assert!(args_of(&docs).contains(&"--leader-election=true".to_owned()));
     assert_eq!(find(&docs, "Role", "-leader-election").len(), 1);
+}
+
+/// `.ci/helm-check.sh` renders the chart (every values file) and the kustomize overlays into
+/// `$GLM_RENDERED_DIR`; every object there must parse as its Kubernetes type.
+#[test]
+fn rendered_files_from_helm_check_parse_as_their_types() {
+    let Some(dir) = std::env::var_os("GLM_RENDERED_DIR") else {
+        println!("SKIP rendered_files_from_helm_check_parse_as_their_types: GLM_RENDERED_DIR not set (bash .ci/helm-check.sh sets it)");
+        return;
+    };
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no rendered YAML in {dir:?}");
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for f in &files {
+        let docs = manifest::read_documents(f).unwrap();
+        assert!(!docs.is_empty(), "{} rendered nothing", f.display());
+        let (ok, errors) = manifest::check_all(&docs);
+        checked += ok.len();
+        failures.extend(
+            errors
+                .iter()
+                .map(|e| format!("{}: [{}] {e}", f.display(), e.kind())),
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    println!(
+        "{checked} rendered objects from {} files parse as their types",
+        files.len()
+    );
 }

@@ -67,28 +67,56 @@ async fn demo_becomes_ready_and_serves_chat_completions() {
         env.apply(&demo(), "demo").await?;
         let g = env.wait_ready("demo", ready_timeout()).await?;
         let status = g.status.clone().unwrap_or_default();
-        check(status.ready_replicas >= 1, format!("readyReplicas {}", status.ready_replicas))?;
+        check(
+            status.ready_replicas >= 1,
+            format!("readyReplicas {}", status.ready_replicas),
+        )?;
         check(status.endpoint.is_some(), "status.endpoint is set")?;
-        check(status.selector.is_some(), "status.selector is set (scale subresource)")?;
+        check(
+            status.selector.is_some(),
+            "status.selector is set (scale subresource)",
+        )?;
         let children = env.children("demo").await?;
-        check(children.deployments.len() == 1, format!("one server Deployment: {children:?}"))?;
-        check(children.services.len() == 1, format!("one Service: {children:?}"))?;
+        check(
+            children.deployments.len() == 1,
+            format!("one server Deployment: {children:?}"),
+        )?;
+        check(
+            children.services.len() == 1,
+            format!("one Service: {children:?}"),
+        )?;
 
         let svc = E2e::service_of(&g);
         let model = E2e::model_name_of(&g);
         env.get_text(&svc, "/ready").await?;
         let metrics = env.get_text(&svc, "/metrics").await?;
         check(
-            metrics.contains("glm_num_requests_waiting") && metrics.contains("glm_num_requests_running"),
+            metrics.contains("glm_num_requests_waiting")
+                && metrics.contains("glm_num_requests_running"),
             "the server exports the gauges the autoscaler reads",
         )?;
 
-        let a = env.chat(&svc, &model, "Hello, who are you?", 16, false).await?;
-        let b = env.chat(&svc, &model, "Hello, who are you?", 16, false).await?;
-        check(a.finish_reason.is_some(), format!("finish_reason set: {a:?}"))?;
-        check(a.content == b.content, "greedy decoding is deterministic across pods")?;
-        let s = env.chat(&svc, &model, "Hello, who are you?", 16, true).await?;
-        check(s.chunks >= 1 && s.finish_reason.is_some(), format!("streamed: {s:?}"))?;
+        let a = env
+            .chat(&svc, &model, "Hello, who are you?", 16, false)
+            .await?;
+        let b = env
+            .chat(&svc, &model, "Hello, who are you?", 16, false)
+            .await?;
+        check(
+            a.finish_reason.is_some(),
+            format!("finish_reason set: {a:?}"),
+        )?;
+        check(
+            a.content == b.content,
+            "greedy decoding is deterministic across pods",
+        )?;
+        let s = env
+            .chat(&svc, &model, "Hello, who are you?", 16, true)
+            .await?;
+        check(
+            s.chunks >= 1 && s.finish_reason.is_some(),
+            format!("streamed: {s:?}"),
+        )?;
         check(s.content == a.content, "streaming and non-streaming agree")?;
         Ok(())
     })
@@ -118,13 +146,17 @@ async fn replicas_follow_the_load() {
             tokio::spawn(async move { env.load(&svc, &model, 6, 512, stop_rx).await })
         };
         let up = env
-            .wait_until("the server Deployment scales above 1 replica", Duration::from_secs(180), || {
-                let env = Arc::clone(&env);
-                async move {
-                    let r = env.server_replicas("scaled").await?;
-                    Ok((r.unwrap_or(0) <= 1).then(|| format!("replicas {r:?}")))
-                }
-            })
+            .wait_until(
+                "the server Deployment scales above 1 replica",
+                Duration::from_secs(180),
+                || {
+                    let env = Arc::clone(&env);
+                    async move {
+                        let r = env.server_replicas("scaled").await?;
+                        Ok((r.unwrap_or(0) <= 1).then(|| format!("replicas {r:?}")))
+                    }
+                },
+            )
             .await;
         let desired = env
             .glmds()
@@ -136,18 +168,28 @@ async fn replicas_follow_the_load() {
         let _ = stop_tx.send(true);
         let report = loader.await.map_err(|e| E2eError::Check(e.to_string()))?;
         up?;
-        check(desired.unwrap_or(0) > 1, format!("status.autoscaling.desiredReplicas {desired:?}"))?;
-        check(report.failed.is_empty(), format!("failed requests while scaling up: {:?}", report.failed))?;
+        check(
+            desired.unwrap_or(0) > 1,
+            format!("status.autoscaling.desiredReplicas {desired:?}"),
+        )?;
+        check(
+            report.failed.is_empty(),
+            format!("failed requests while scaling up: {:?}", report.failed),
+        )?;
         check(report.ok > 0, "requests completed")?;
 
         // Load gone: back to minReplicas after the scale-down window.
-        env.wait_until("the server Deployment scales back to 1", Duration::from_secs(180), || {
-            let env = Arc::clone(&env);
-            async move {
-                let r = env.server_replicas("scaled").await?;
-                Ok((r != Some(1)).then(|| format!("replicas {r:?}")))
-            }
-        })
+        env.wait_until(
+            "the server Deployment scales back to 1",
+            Duration::from_secs(180),
+            || {
+                let env = Arc::clone(&env);
+                async move {
+                    let r = env.server_replicas("scaled").await?;
+                    Ok((r != Some(1)).then(|| format!("replicas {r:?}")))
+                }
+            },
+        )
         .await
     })
     .await;
@@ -177,25 +219,38 @@ async fn a_rollout_drops_no_request() {
         )
         .await?;
         let rolled = env
-            .wait_glmd("rolling", "rollout complete at the new generation", ready_timeout(), |g| {
-                let s = g.status.as_ref()?;
-                let ready = s.is_true(glm_crds::conditions::READY);
-                let done = s.observed_generation == g.metadata.generation
-                    && g.metadata.generation > before
-                    && s.updated_replicas == 2
-                    && s.ready_replicas == 2
-                    && s.replicas == 2;
-                (ready && done).then_some(())
-            })
+            .wait_glmd(
+                "rolling",
+                "rollout complete at the new generation",
+                ready_timeout(),
+                |g| {
+                    let s = g.status.as_ref()?;
+                    let ready = s.is_true(glm_crds::conditions::READY);
+                    let done = s.observed_generation == g.metadata.generation
+                        && g.metadata.generation > before
+                        && s.updated_replicas == 2
+                        && s.ready_replicas == 2
+                        && s.replicas == 2;
+                    (ready && done).then_some(())
+                },
+            )
             .await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let _ = stop_tx.send(true);
         let report = loader.await.map_err(|e| E2eError::Check(e.to_string()))?;
         rolled?;
-        check(report.ok >= 4, format!("only {} requests completed", report.ok))?;
+        check(
+            report.ok >= 4,
+            format!("only {} requests completed", report.ok),
+        )?;
         check(
             report.failed.is_empty(),
-            format!("{} of {} requests failed during the rollout: {:?}", report.failed.len(), report.ok + report.failed.len(), report.failed),
+            format!(
+                "{} of {} requests failed during the rollout: {:?}",
+                report.failed.len(),
+                report.ok + report.failed.len(),
+                report.failed
+            ),
         )
     })
     .await;
@@ -221,31 +276,46 @@ async fn delete_collects_children_and_honours_the_cache_policy() {
     with_env("delete", |env| async move {
         for (name, retain) in [("keep", true), ("drop", false)] {
             env.apply(&with_cache(retain), name).await?;
-            env.wait_until(&format!("{name}: cache claim and download Job"), Duration::from_secs(120), || {
-                let env = Arc::clone(&env);
-                async move {
-                    let c = env.children(name).await?;
-                    Ok((c.claims.is_empty() || (c.jobs.is_empty() && c.deployments.is_empty()))
-                        .then(|| format!("{c:?}")))
-                }
-            })
+            env.wait_until(
+                &format!("{name}: cache claim and download Job"),
+                Duration::from_secs(120),
+                || {
+                    let env = Arc::clone(&env);
+                    async move {
+                        let c = env.children(name).await?;
+                        Ok(
+                            (c.claims.is_empty()
+                                || (c.jobs.is_empty() && c.deployments.is_empty()))
+                            .then(|| format!("{c:?}")),
+                        )
+                    }
+                },
+            )
             .await?;
             env.delete(name).await?;
-            env.wait_until(&format!("{name}: children garbage-collected"), Duration::from_secs(120), || {
-                let env = Arc::clone(&env);
-                async move {
-                    let c = env.children(name).await?;
-                    let gone = c.deployments.is_empty() && c.services.is_empty() && c.jobs.is_empty();
-                    let cache_ok = retain || c.claims.is_empty();
-                    Ok((!(gone && cache_ok)).then(|| format!("{c:?}")))
-                }
-            })
+            env.wait_until(
+                &format!("{name}: children garbage-collected"),
+                Duration::from_secs(120),
+                || {
+                    let env = Arc::clone(&env);
+                    async move {
+                        let c = env.children(name).await?;
+                        let gone =
+                            c.deployments.is_empty() && c.services.is_empty() && c.jobs.is_empty();
+                        let cache_ok = retain || c.claims.is_empty();
+                        Ok((!(gone && cache_ok)).then(|| format!("{c:?}")))
+                    }
+                },
+            )
             .await?;
             if retain {
                 // Give the garbage collector time to act wrongly before asserting it did not.
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 let c = env.children(name).await?;
-                check(c.claims.len() == 1, format!("{name}: retained cache claim kept: {c:?}"))?;
+                check(
+                    c.claims.len() == 1,
+                    format!("{name}: retained cache claim kept: {c:?}"),
+                )?;
             }
         }
         Ok(())

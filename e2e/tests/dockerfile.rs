@@ -49,31 +49,63 @@ fn both_variants_build_both_binaries_for_a_non_root_user() {
         .filter_map(|f| f.split(" AS ").nth(1))
         .collect();
     for variant in ["cpu", "cuda"] {
-        assert!(stages.contains(&format!("builder-{variant}").as_str()), "{stages:?}");
-        assert!(stages.contains(&format!("runtime-{variant}").as_str()), "{stages:?}");
+        assert!(
+            stages.contains(&format!("builder-{variant}").as_str()),
+            "{stages:?}"
+        );
+        assert!(
+            stages.contains(&format!("runtime-{variant}").as_str()),
+            "{stages:?}"
+        );
     }
-    assert!(ins.iter().any(|i| i == "ARG VARIANT=cpu"), "CPU is the default variant");
-    assert!(ins.iter().any(|i| i.starts_with("FROM nvidia/cuda:") && i.contains("-runtime-")));
+    assert!(
+        ins.iter().any(|i| i == "ARG VARIANT=cpu"),
+        "CPU is the default variant"
+    );
+    assert!(ins
+        .iter()
+        .any(|i| i.starts_with("FROM nvidia/cuda:") && i.contains("-runtime-")));
 
     let builds: Vec<_> = ins.iter().filter(|i| i.contains("cargo build")).collect();
     assert_eq!(builds.len(), 2);
     for b in &builds {
         assert!(b.contains("--locked") && b.contains("--release"), "{b}");
-        assert!(b.contains("--bin glm-server") && b.contains("--bin glm-operator"), "{b}");
+        assert!(
+            b.contains("--bin glm-server") && b.contains("--bin glm-operator"),
+            "{b}"
+        );
     }
-    assert!(builds.iter().any(|b| b.contains("--features glm-server/cuda")));
-    let server: Value = toml_features(&read("server/Cargo.toml"));
-    assert!(server.get("cuda").is_some(), "glm-server has the cuda feature the GPU build enables");
-
-    assert!(ins
+    assert!(builds
         .iter()
-        .any(|i| i.starts_with("COPY --from=builder") && i.contains("glm-server") && i.contains("glm-operator")));
-    let user = ins.iter().rev().find_map(|i| i.strip_prefix("USER ")).unwrap();
-    assert!(!user.starts_with('0') && !user.starts_with("root"), "USER {user}");
-    assert!(user.starts_with("10001"), "the chart's podSecurityContext runs as 10001: USER {user}");
+        .any(|b| b.contains("--features glm-server/cuda")));
+    let server: Value = toml_features(&read("server/Cargo.toml"));
+    assert!(
+        server.get("cuda").is_some(),
+        "glm-server has the cuda feature the GPU build enables"
+    );
+
+    assert!(ins.iter().any(|i| i.starts_with("COPY --from=builder")
+        && i.contains("glm-server")
+        && i.contains("glm-operator")));
+    let user = ins
+        .iter()
+        .rev()
+        .find_map(|i| i.strip_prefix("USER "))
+        .unwrap();
+    assert!(
+        !user.starts_with('0') && !user.starts_with("root"),
+        "USER {user}"
+    );
+    assert!(
+        user.starts_with("10001"),
+        "the chart's podSecurityContext runs as 10001: USER {user}"
+    );
     assert_eq!(ins.last().map(String::as_str), Some("CMD [\"--help\"]"));
     assert!(ins.iter().any(|i| i == "ENTRYPOINT [\"glm-server\"]"));
-    assert!(text.contains(glm_crds::DEFAULT_SERVER_IMAGE), "the build command names the default image");
+    assert!(
+        text.contains(glm_crds::DEFAULT_SERVER_IMAGE),
+        "the build command names the default image"
+    );
 }
 
 /// `[features]` of a Cargo.toml as a map (just enough TOML for that table).
@@ -112,9 +144,16 @@ fn the_build_context_keeps_what_the_binaries_compile_in() {
     for dir in ["crds/src", "operator/src", "server/src", "server/crates"] {
         scan(&workspace_root().join(dir), &mut included);
     }
-    assert!(!included.is_empty(), "the demo model compiles in its tokenizer");
+    assert!(
+        !included.is_empty(),
+        "the demo model compiles in its tokenizer"
+    );
     for file in included {
-        let rel = file.strip_prefix(workspace_root()).unwrap().to_string_lossy().into_owned();
+        let rel = file
+            .strip_prefix(workspace_root())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         for p in &patterns {
             let p = p.trim_end_matches('/');
             assert!(
@@ -126,11 +165,15 @@ fn the_build_context_keeps_what_the_binaries_compile_in() {
 }
 
 fn scan(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
-            if p.file_name().is_some_and(|n| n == "tests" || n == "benches") {
+            if p.file_name()
+                .is_some_and(|n| n == "tests" || n == "benches")
+            {
                 continue;
             }
             scan(&p, out);
@@ -140,7 +183,9 @@ fn scan(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
             let text = std::fs::read_to_string(&p).unwrap();
             for m in ["include_bytes!(\"", "include_str!(\""] {
                 for part in text.split(m).skip(1) {
-                    let Some(rel) = part.split('"').next() else { continue };
+                    let Some(rel) = part.split('"').next() else {
+                        continue;
+                    };
                     let target = p.parent().unwrap().join(rel);
                     if let Ok(canon) = target.canonicalize() {
                         out.push(canon);

@@ -31,10 +31,9 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn patch_files() -> BTreeSet<PathBuf> {
     let mut out = BTreeSet::new();
     for dir in kustomize::find_kustomizations(&examples_dir()) {
-        let k: Value = serde_yaml::from_str(
-            &std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap(),
-        )
-        .unwrap();
+        let k: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
+                .unwrap();
         for p in k["patches"].as_array().into_iter().flatten() {
             if let Some(path) = p["path"].as_str() {
                 out.insert(dir.join(path));
@@ -82,7 +81,11 @@ fn every_example_is_valid_against_the_crd_and_its_cel_rules() {
             Err(e) => failures.push(format!("{}: [{}] {e}", file.display(), e.kind())),
         }
     }
-    assert!(failures.is_empty(), "invalid examples:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "invalid examples:\n{}",
+        failures.join("\n")
+    );
     for expected in [
         "glm45.yaml",
         "glm45-air.yaml",
@@ -92,12 +95,14 @@ fn every_example_is_valid_against_the_crd_and_its_cel_rules() {
         "upgrade.yaml",
         "glm47-flash.yaml",
     ] {
-        assert!(glmds.contains(expected), "{expected} missing; found {glmds:?}");
+        assert!(
+            glmds.contains(expected),
+            "{expected} missing; found {glmds:?}"
+        );
     }
     // The Argo CD Applications are checked too.
-    assert!(objects
-        .iter()
-        .any(|(_, d)| d["kind"] == "Application" && d["spec"]["source"]["path"] == "examples/gitops/overlays/prod"));
+    assert!(objects.iter().any(|(_, d)| d["kind"] == "Application"
+        && d["spec"]["source"]["path"] == "examples/gitops/overlays/prod"));
 }
 
 #[test]
@@ -118,7 +123,10 @@ fn examples_say_what_the_mission_says() {
     assert_eq!(f["spec"]["server"]["enableAutoToolChoice"], true);
 
     let demo = example("cpu-demo.yaml");
-    assert_eq!(demo["spec"]["resources"]["gpus"], 0, "the demo needs no GPU");
+    assert_eq!(
+        demo["spec"]["resources"]["gpus"], 0,
+        "the demo needs no GPU"
+    );
 
     let a = example("autoscaling.yaml");
     assert_eq!(a["spec"]["autoscaling"]["enabled"], true);
@@ -128,7 +136,10 @@ fn examples_say_what_the_mission_says() {
     let up = example("upgrade.yaml");
     assert_eq!(air["metadata"]["name"], up["metadata"]["name"]);
     assert_eq!(air["spec"]["model"]["repo"], up["spec"]["model"]["repo"]);
-    assert_ne!(air["spec"]["model"]["revision"], up["spec"]["model"]["revision"]);
+    assert_ne!(
+        air["spec"]["model"]["revision"],
+        up["spec"]["model"]["revision"]
+    );
     let mut same = up.clone();
     same["spec"]["model"]["revision"] = air["spec"]["model"]["revision"].clone();
     same["spec"]["cache"] = air["spec"]["cache"].clone();
@@ -165,25 +176,33 @@ fn kustomize_overlays_build_valid_objects() {
     assert!(built >= 2);
     let prod = kustomize::build(&overlays.join("prod")).unwrap();
     assert_eq!(prod[0]["spec"]["autoscaling"]["enabled"], true);
-    assert!(prod[0]["spec"].get("replicas").is_none(), "prod leaves replicas to the autoscaler");
+    assert!(
+        prod[0]["spec"].get("replicas").is_none(),
+        "prod leaves replicas to the autoscaler"
+    );
 }
 
 #[test]
 fn kustomize_subset_matches_kubectl_kustomize() {
-    let Some(kubectl) = tools::for_test(Tool::Kubectl, "kustomize_subset_matches_kubectl_kustomize")
+    let Some(kubectl) =
+        tools::for_test(Tool::Kubectl, "kustomize_subset_matches_kubectl_kustomize")
     else {
         return;
     };
     for dir in kustomize::find_kustomizations(&examples_dir()) {
-        let out = Command::new(&kubectl).arg("kustomize").arg(&dir).output().unwrap();
+        let out = Command::new(&kubectl)
+            .arg("kustomize")
+            .arg(&dir)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "kubectl kustomize {}: {}",
             dir.display(),
             String::from_utf8_lossy(&out.stderr)
         );
-        let theirs = manifest::parse_documents("kubectl", &String::from_utf8(out.stdout).unwrap())
-            .unwrap();
+        let theirs =
+            manifest::parse_documents("kubectl", &String::from_utf8(out.stdout).unwrap()).unwrap();
         let ours = kustomize::build(&dir).unwrap();
         assert_eq!(
             sorted_by_id(ours),
@@ -208,7 +227,10 @@ fn refused(mutate: impl FnOnce(&mut Value), expect: &str) {
 #[test]
 fn mistakes_in_an_example_are_refused_naming_the_field() {
     // CEL: tensor parallelism must divide the GPUs.
-    refused(|g| g["spec"]["server"]["tensorParallelSize"] = json!(3), "tensorParallelSize");
+    refused(
+        |g| g["spec"]["server"]["tensorParallelSize"] = json!(3),
+        "tensorParallelSize",
+    );
     // CEL: min <= max replicas.
     refused(
         |g| g["spec"]["autoscaling"] = json!({"enabled": true, "minReplicas": 5, "maxReplicas": 2}),
@@ -220,17 +242,32 @@ fn mistakes_in_an_example_are_refused_naming_the_field() {
         "enableAutoToolChoice",
     );
     // CEL: the operator owns --port.
-    refused(|g| g["spec"]["server"]["extraArgs"] = json!(["--port=9000"]), "extraArgs");
+    refused(
+        |g| g["spec"]["server"]["extraArgs"] = json!(["--port=9000"]),
+        "extraArgs",
+    );
     // CEL: an existing claim and a size contradict each other.
-    refused(|g| g["spec"]["cache"]["existingClaim"] = json!("models"), "existingClaim");
+    refused(
+        |g| g["spec"]["cache"]["existingClaim"] = json!("models"),
+        "existingClaim",
+    );
     // Enum: unknown parser name.
-    refused(|g| g["spec"]["server"]["reasoningParser"] = json!("glm46"), "reasoningParser");
+    refused(
+        |g| g["spec"]["server"]["reasoningParser"] = json!("glm46"),
+        "reasoningParser",
+    );
     // Pattern: repo must be owner/name.
-    refused(|g| g["spec"]["model"]["repo"] = json!("GLM-4.5-FP8"), "repo");
+    refused(
+        |g| g["spec"]["model"]["repo"] = json!("GLM-4.5-FP8"),
+        "repo",
+    );
     // Minimum.
     refused(|g| g["spec"]["replicas"] = json!(-1), "replicas");
     // A typo is an unknown field, not silently ignored.
-    refused(|g| g["spec"]["server"]["toolParser"] = json!("glm45"), "toolParser");
+    refused(
+        |g| g["spec"]["server"]["toolParser"] = json!("glm45"),
+        "toolParser",
+    );
     // Type.
     refused(|g| g["spec"]["resources"]["gpus"] = json!("eight"), "gpus");
 }
@@ -241,13 +278,20 @@ fn readme_describes_every_example() {
     let mut files = Vec::new();
     yaml_files(&examples_dir(), &mut files);
     for f in files {
-        let rel = f.strip_prefix(examples_dir()).unwrap().to_string_lossy().into_owned();
+        let rel = f
+            .strip_prefix(examples_dir())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         // Files inside gitops/ are described by their folder.
         let key = if rel.starts_with("gitops/") {
             rel.rsplit_once('/').map(|(d, _)| d.to_owned()).unwrap()
         } else {
             rel
         };
-        assert!(readme.contains(&key), "examples/README.md does not mention {key}");
+        assert!(
+            readme.contains(&key),
+            "examples/README.md does not mention {key}"
+        );
     }
 }

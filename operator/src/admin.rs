@@ -39,7 +39,10 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     match s.metrics.encode() {
         Ok(text) => (
             StatusCode::OK,
-            [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             text,
         )
             .into_response(),
@@ -55,7 +58,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     tracing::info!(port, "admin server listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]
@@ -66,23 +71,37 @@ mod tests {
     use tower::ServiceExt;
 
     async fn get(app: Router, path: &str) -> (StatusCode, String) {
-        let resp = app.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let resp = app
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, String::from_utf8(bytes.to_vec()).unwrap())
     }
 
     #[tokio::test]
     async fn health_ready_and_metrics() {
-        let state = AdminState { metrics: Arc::new(Metrics::default()), ready: Arc::new(AtomicBool::new(false)) };
+        let state = AdminState {
+            metrics: Arc::new(Metrics::default()),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
         let app = router(state.clone());
         assert_eq!(get(app.clone(), "/healthz").await.0, StatusCode::OK);
-        assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            get(app.clone(), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         state.ready.store(true, Ordering::Relaxed);
         assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::OK);
         state.metrics.failure("kube_api");
         let (code, body) = get(app, "/metrics").await;
         assert_eq!(code, StatusCode::OK);
-        assert!(body.contains(r#"glm_operator_reconcile_failures_total{error="kube_api"} 1"#), "{body}");
+        assert!(
+            body.contains(r#"glm_operator_reconcile_failures_total{error="kube_api"} 1"#),
+            "{body}"
+        );
     }
 }

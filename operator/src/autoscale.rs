@@ -31,15 +31,22 @@
 //! * **Bounds** (`min`/`max` changed by the user) apply at once, bypassing the windows.
 //!
 //! # Integration (controller call sites)
-//! * reconcile, autoscaling enabled: `ctx.autoscaler.ensure(key, ScaleLoopConfig {..})`
-//!   (idempotent; starts or retunes the per-object loop) and build the Deployment **without**
-//!   `spec.replicas` (the loop applies it under [`AUTOSCALER_FIELD_MANAGER`]); copy
-//!   `ctx.autoscaler.status(&key)` into `status.autoscaling`.
-//! * reconcile, autoscaling disabled: `ctx.autoscaler.stop(&key)` and use
-//!   [`replicas_for_apply`] to decide whether the apply carries `spec.replicas`.
-//! * cleanup / object deleted: `ctx.autoscaler.stop(&key)`.
-//! * controller setup: `Controller::reconcile_on(ctx.autoscaler.triggers())` so that each
-//!   scale re-runs reconcile and the status is written within the same interval.
+//! * `Context` holds `autoscaler: Autoscaler` built once with
+//!   `Autoscaler::new(KubeBackend::new(client, reporter), Scraper::new(ScrapeConfig::default())?)`.
+//! * reconcile, autoscaling enabled: `ctx.autoscaler.ensure(key, ScaleLoopConfig::from_spec(
+//!   &spec.autoscaling, deployment_name, pod_selector, uid))` (idempotent; starts or retunes
+//!   the per-object loop, whose first round runs at once). The loop writes `replicas`
+//!   through the scale subresource. The Deployment apply then either omits `replicas`
+//!   ([`ReplicasPlan::OmitAutoscaled`]) or carries `ctx.autoscaler.desired_replicas(&key)`
+//!   (the same value: the decision is published before the loop patches, so the reconcile
+//!   that the patch wakes never writes a stale count). Copy
+//!   `ctx.autoscaler.status(&key).map(|s| s.to_status())` into `status.autoscaling`.
+//! * reconcile, autoscaling disabled: `ctx.autoscaler.stop(&key)`; use
+//!   [`replicas_for_apply`] so that an HPA/KEDA owning the Deployment's replicas keeps them.
+//! * cleanup / object deleted: `ctx.autoscaler.stop(&key)`; leadership lost:
+//!   `ctx.autoscaler.stop_all()`.
+//! * Each patch changes the Deployment, which the controller watches (`.owns(Deployment)`),
+//!   so a reconcile follows every scale; `subscribe()` reports every round for other uses.
 
 mod convert;
 mod history;

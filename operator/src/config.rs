@@ -14,13 +14,22 @@ pub enum LogFormat {
 #[command(name = "glm-operator", version)]
 pub struct Config {
     /// Namespaces to watch (comma-separated); all namespaces when empty.
-    #[arg(long = "namespace", env = "GLM_OPERATOR_NAMESPACES", value_delimiter = ',')]
+    #[arg(
+        long = "namespace",
+        env = "GLM_OPERATOR_NAMESPACES",
+        value_delimiter = ','
+    )]
     pub namespaces: Vec<String>,
     /// Server image used when a GlmDeployment sets no spec.server.image.
     #[arg(long, env = "GLM_OPERATOR_DEFAULT_IMAGE", default_value = glm_crds::DEFAULT_SERVER_IMAGE)]
     pub default_image: String,
     /// Log format.
-    #[arg(long, env = "GLM_OPERATOR_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "GLM_OPERATOR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     /// Port of /healthz, /readyz and /metrics.
     #[arg(long, env = "GLM_OPERATOR_ADMIN_PORT", default_value_t = 8080)]
@@ -29,7 +38,11 @@ pub struct Config {
     #[arg(long, env = "GLM_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,
     /// Name of the leader Lease.
-    #[arg(long, env = "GLM_OPERATOR_LEASE_NAME", default_value = "glm-operator-leader")]
+    #[arg(
+        long,
+        env = "GLM_OPERATOR_LEASE_NAME",
+        default_value = "glm-operator-leader"
+    )]
     pub lease_name: String,
     /// Namespace of the leader Lease (the operator's own namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
@@ -54,7 +67,13 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert!(c.leader_election);
         let c = Config::try_parse_from([
-            "glm-operator", "--namespace", "a,b", "--log-format", "json", "--leader-election", "false",
+            "glm-operator",
+            "--namespace",
+            "a,b",
+            "--log-format",
+            "json",
+            "--leader-election",
+            "false",
         ])
         .unwrap();
         assert_eq!(c.namespaces, ["a", "b"]);

@@ -24,7 +24,13 @@ use kube::{
 };
 use tracing::{field, info, instrument, warn, Span};
 
-use crate::{metrics::Metrics, reconcile::reconcile_glmd, Error, Result};
+use crate::{
+    autoscale::runner::{Autoscaler, KubeBackend},
+    metrics::Metrics,
+    reconcile::reconcile_glmd,
+    scrape::{ScrapeConfig, Scraper},
+    Error, Result,
+};
 
 /// Settings the reconcile needs.
 #[derive(Clone, Debug)]
@@ -39,24 +45,42 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub config: ControllerConfig,
+    /// Per-object queue-depth scale loops (see `crate::autoscale`).
+    pub autoscaler: Autoscaler,
     /// Consecutive failures per object (namespace/name), for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>, config: ControllerConfig, instance: Option<String>) -> Self {
-        let reporter = Reporter { controller: glm_crds::FIELD_MANAGER.into(), instance };
-        Self {
-            recorder: Recorder::new(client.clone(), reporter),
+    /// Builds the context; fails only when the scrape HTTP client cannot be built.
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        config: ControllerConfig,
+        instance: Option<String>,
+    ) -> Result<Self> {
+        let reporter = Reporter {
+            controller: glm_crds::FIELD_MANAGER.into(),
+            instance,
+        };
+        let scraper = Scraper::new(ScrapeConfig::default())
+            .map_err(|e| Error::Config(format!("cannot build the metrics scraper: {e}")))?;
+        Ok(Self {
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            autoscaler: Autoscaler::new(KubeBackend::new(client.clone(), reporter), scraper),
             client,
             metrics,
             config,
             failures: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     fn key(glmd: &GlmDeployment) -> String {
-        format!("{}/{}", glmd.namespace().unwrap_or_default(), glmd.name_any())
+        format!(
+            "{}/{}",
+            glmd.namespace().unwrap_or_default(),
+            glmd.name_any()
+        )
     }
 
     /// Records a failure and returns how many in a row this object has had.
@@ -69,7 +93,10 @@ impl Context {
     }
 
     fn record_success(&self, glmd: &GlmDeployment) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&Self::key(glmd));
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&Self::key(glmd));
     }
 }
 
@@ -110,49 +137,43 @@ pub async fn run_namespace(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let (glmds, pvcs, jobs, deployments, services): (
-        Api<GlmDeployment>,
-        Api<PersistentVolumeClaim>,
-        Api<Job>,
-        Api<Deployment>,
-        Api<Service>,
-    ) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-        ),
-    };
+    fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = namespace.as_deref();
     // Only our children: the label keeps the operator's caches small on big clusters.
     let owned = watcher::Config::default().labels(&format!(
         "{}={}",
         glm_crds::labels::MANAGED_BY,
         glm_crds::labels::MANAGED_BY_VALUE
     ));
-    info!(namespace = namespace.as_deref().unwrap_or("<all>"), "starting controller");
-    Controller::new(glmds, watcher::Config::default().any_semantic())
-        .owns(pvcs, owned.clone())
-        .owns(jobs, owned.clone())
-        .owns(deployments, owned.clone())
-        .owns(services, owned)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                // Reconcile errors are already logged by error_policy; this is queue/watch noise.
-                tracing::debug!(error = %e, "controller event");
-            }
-        })
-        .await;
+    info!(
+        namespace = namespace.as_deref().unwrap_or("<all>"),
+        "starting controller"
+    );
+    Controller::new(
+        api::<GlmDeployment>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(api::<PersistentVolumeClaim>(&client, ns), owned.clone())
+    .owns(api::<Job>(&client, ns), owned.clone())
+    .owns(api::<Deployment>(&client, ns), owned.clone())
+    .owns(api::<Service>(&client, ns), owned)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|res| async move {
+        if let Err(e) = res {
+            // Reconcile errors are already logged by error_policy; this is queue/watch noise.
+            tracing::debug!(error = %e, "controller event");
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -161,7 +182,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_caps() {
-        let got: Vec<u64> = [1, 2, 3, 4, 7, 8, 100].iter().map(|n| backoff(*n).as_secs()).collect();
+        let got: Vec<u64> = [1, 2, 3, 4, 7, 8, 100]
+            .iter()
+            .map(|n| backoff(*n).as_secs())
+            .collect();
         assert_eq!(got, [5, 10, 20, 40, 300, 300, 300]);
     }
 }

@@ -21,10 +21,17 @@ pub fn glmd() -> GlmDeployment {
     let mut g = GlmDeployment::new(
         "glm45",
         GlmDeploymentSpec {
-            model: ModelSpec { repo: "zai-org/GLM-4.5-Air".into(), revision: "main".into(), ..ModelSpec::default() },
+            model: ModelSpec {
+                repo: "zai-org/GLM-4.5-Air".into(),
+                revision: "main".into(),
+                ..ModelSpec::default()
+            },
             server: Default::default(),
             resources: Default::default(),
-            cache: CacheSpec { size: Some(Quantity("800Gi".into())), ..CacheSpec::default() },
+            cache: CacheSpec {
+                size: Some(Quantity("800Gi".into())),
+                ..CacheSpec::default()
+            },
             replicas: 2,
             autoscaling: Default::default(),
             rollout: Default::default(),
@@ -49,9 +56,12 @@ impl Context {
         let ctx = Context::new(
             client,
             Arc::new(Metrics::default()),
-            ControllerConfig { default_image: "ghcr.io/glm-dev/glm-server:test".into() },
+            ControllerConfig {
+                default_image: "ghcr.io/glm-dev/glm-server:test".into(),
+            },
             None,
-        );
+        )
+        .unwrap();
         (Arc::new(ctx), ApiServerVerifier(handle))
     }
 }
@@ -66,13 +76,26 @@ pub struct Seen {
 
 impl ApiServerVerifier {
     async fn next(&mut self, reply: impl FnOnce(&Seen) -> (StatusCode, Value)) -> Seen {
-        let (request, send) = self.0.next_request().await.expect("the operator made no further request");
+        let (request, send) = self
+            .0
+            .next_request()
+            .await
+            .expect("the operator made no further request");
         let method = request.method().to_string();
         let path = request.uri().path().to_string();
         let query = request.uri().query().unwrap_or_default().to_string();
         let bytes = request.into_body().collect_bytes().await.unwrap();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-        let seen = Seen { method, path, query, body };
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        let seen = Seen {
+            method,
+            path,
+            query,
+            body,
+        };
         let (code, reply) = reply(&seen);
         let response = Response::builder()
             .status(code)
@@ -97,7 +120,11 @@ impl ApiServerVerifier {
             })
             .await;
         assert_eq!((seen.method.as_str(), seen.path.as_str()), ("PATCH", path));
-        assert!(seen.query.contains("fieldManager=glm-operator"), "{}", seen.query);
+        assert!(
+            seen.query.contains("fieldManager=glm-operator"),
+            "{}",
+            seen.query
+        );
         assert!(seen.query.contains("force=true"), "{}", seen.query);
         seen.body
     }
@@ -106,7 +133,9 @@ impl ApiServerVerifier {
     pub async fn apply_reply(&mut self, path: &str, reply: Value) -> Value {
         let seen = self.next(|_| (StatusCode::OK, reply)).await;
         assert_eq!((seen.method.as_str(), seen.path.as_str()), ("PATCH", path));
-        assert!(seen.query.contains("fieldManager=glm-operator") && seen.query.contains("force=true"));
+        assert!(
+            seen.query.contains("fieldManager=glm-operator") && seen.query.contains("force=true")
+        );
         seen.body
     }
 
@@ -134,7 +163,10 @@ impl ApiServerVerifier {
         let seen = self.next(|s| (StatusCode::CREATED, s.body.clone())).await;
         assert_eq!(
             (seen.method.as_str(), seen.path.as_str()),
-            ("POST", format!("/apis/events.k8s.io/v1/namespaces/{ns}/events").as_str())
+            (
+                "POST",
+                format!("/apis/events.k8s.io/v1/namespaces/{ns}/events").as_str()
+            )
         );
         seen.body
     }
@@ -153,5 +185,8 @@ pub fn condition(status: &Value, type_: &str) -> (String, String) {
         .iter()
         .find(|c| c["type"] == type_)
         .unwrap_or_else(|| panic!("no {type_} condition in {status}"));
-    (c["status"].as_str().unwrap().to_string(), c["reason"].as_str().unwrap().to_string())
+    (
+        c["status"].as_str().unwrap().to_string(),
+        c["reason"].as_str().unwrap().to_string(),
+    )
 }

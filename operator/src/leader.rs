@@ -41,13 +41,15 @@ pub fn decide(lease: Option<&LeaseView>, me: &str, now: Timestamp) -> Decision {
         None | Some("") => Decision::Acquire,
         Some(holder) if holder == me => Decision::Renew,
         Some(holder) => {
-            let expires = lease
-                .renewed
-                .and_then(|r| r.checked_add(SignedDuration::from_secs(lease.duration_seconds.max(1))).ok());
+            let expires = lease.renewed.and_then(|r| {
+                r.checked_add(SignedDuration::from_secs(lease.duration_seconds.max(1)))
+                    .ok()
+            });
             match expires {
                 Some(expires) if expires > now => Decision::Follow {
                     holder: holder.to_string(),
-                    retry_in: Duration::try_from(expires.duration_since(now)).unwrap_or(Duration::from_secs(1)),
+                    retry_in: Duration::try_from(expires.duration_since(now))
+                        .unwrap_or(Duration::from_secs(1)),
                 },
                 _ => Decision::Acquire,
             }
@@ -60,7 +62,9 @@ fn view(lease: &Lease) -> LeaseView {
     LeaseView {
         holder: spec.and_then(|s| s.holder_identity.clone()),
         renewed: spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0),
-        duration_seconds: spec.and_then(|s| s.lease_duration_seconds).map_or(15, i64::from),
+        duration_seconds: spec
+            .and_then(|s| s.lease_duration_seconds)
+            .map_or(15, i64::from),
     }
 }
 
@@ -74,7 +78,13 @@ pub struct LeaderElector {
 }
 
 impl LeaderElector {
-    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, lease_seconds: u32) -> Self {
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        lease_seconds: u32,
+    ) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             name: name.to_string(),
@@ -92,27 +102,45 @@ impl LeaderElector {
             Decision::Acquire => (true, false),
             Decision::Renew => (false, true),
         };
-        let prev_spec = current.as_ref().and_then(|l| l.spec.clone()).unwrap_or_default();
+        let prev_spec = current
+            .as_ref()
+            .and_then(|l| l.spec.clone())
+            .unwrap_or_default();
         let spec = LeaseSpec {
             holder_identity: Some(self.identity.clone()),
             lease_duration_seconds: Some(i32::try_from(self.lease_seconds).unwrap_or(15)),
             renew_time: Some(MicroTime(now)),
-            acquire_time: if renew { prev_spec.acquire_time.clone() } else { Some(MicroTime(now)) },
-            lease_transitions: Some(prev_spec.lease_transitions.unwrap_or(0) + i32::from(acquire && current.is_some())),
+            acquire_time: if renew {
+                prev_spec.acquire_time.clone()
+            } else {
+                Some(MicroTime(now))
+            },
+            lease_transitions: Some(
+                prev_spec.lease_transitions.unwrap_or(0) + i32::from(acquire && current.is_some()),
+            ),
             ..LeaseSpec::default()
         };
         let result = match current {
             None => {
                 let lease = Lease {
-                    metadata: ObjectMeta { name: Some(self.name.clone()), ..ObjectMeta::default() },
+                    metadata: ObjectMeta {
+                        name: Some(self.name.clone()),
+                        ..ObjectMeta::default()
+                    },
                     spec: Some(spec),
                 };
-                self.api.create(&PostParams::default(), &lease).await.map(|_| ())
+                self.api
+                    .create(&PostParams::default(), &lease)
+                    .await
+                    .map(|_| ())
             }
             Some(mut lease) => {
                 // replace() sends our resourceVersion: a concurrent writer makes this a 409.
                 lease.spec = Some(spec);
-                self.api.replace(&self.name, &PostParams::default(), &lease).await.map(|_| ())
+                self.api
+                    .replace(&self.name, &PostParams::default(), &lease)
+                    .await
+                    .map(|_| ())
             }
         };
         match result {
@@ -130,7 +158,8 @@ impl LeaderElector {
     /// Runs forever, publishing leadership on `tx`. Leadership is dropped when the Lease could
     /// not be renewed for a whole lease duration (the others may have taken over by then).
     pub async fn run(self, tx: watch::Sender<bool>) {
-        let period = Duration::from_secs(u64::from(self.lease_seconds) / 3).max(Duration::from_secs(1));
+        let period =
+            Duration::from_secs(u64::from(self.lease_seconds) / 3).max(Duration::from_secs(1));
         let lease = SignedDuration::from_secs(i64::from(self.lease_seconds));
         let mut last_held: Option<Timestamp> = None;
         loop {
@@ -144,7 +173,9 @@ impl LeaderElector {
                 Err(e) => {
                     warn!(error = %e, "lease round failed");
                     // Keep leading until our own Lease would have expired.
-                    last_held.and_then(|t| t.checked_add(lease).ok()).is_some_and(|until| until > Timestamp::now())
+                    last_held
+                        .and_then(|t| t.checked_add(lease).ok())
+                        .is_some_and(|until| until > Timestamp::now())
                         && *tx.borrow()
                 }
             };
@@ -166,7 +197,11 @@ mod tests {
     }
 
     fn lease(holder: Option<&str>, renewed: Option<i64>) -> LeaseView {
-        LeaseView { holder: holder.map(str::to_string), renewed: renewed.map(t), duration_seconds: 15 }
+        LeaseView {
+            holder: holder.map(str::to_string),
+            renewed: renewed.map(t),
+            duration_seconds: 15,
+        }
     }
 
     #[test]
@@ -178,7 +213,14 @@ mod tests {
             (Some(lease(Some("me"), Some(0))), 5, Decision::Renew),
             // Our own expired Lease is still ours to renew (nobody took it).
             (Some(lease(Some("me"), Some(0))), 100, Decision::Renew),
-            (Some(lease(Some("other"), Some(0))), 5, Decision::Follow { holder: "other".into(), retry_in: Duration::from_secs(10) }),
+            (
+                Some(lease(Some("other"), Some(0))),
+                5,
+                Decision::Follow {
+                    holder: "other".into(),
+                    retry_in: Duration::from_secs(10),
+                },
+            ),
             (Some(lease(Some("other"), Some(0))), 15, Decision::Acquire),
             (Some(lease(Some("other"), Some(0))), 60, Decision::Acquire),
             (Some(lease(Some("other"), None)), 0, Decision::Acquire),

@@ -21,7 +21,8 @@ use kube::{api::ListParams, Api, Client};
 use tokio::sync::watch;
 use tracing::{error, info};
 
-const HINT: &str = "point KUBECONFIG at a cluster (e.g. `kind create cluster` or `k3d cluster create`) \
+const HINT: &str =
+    "point KUBECONFIG at a cluster (e.g. `kind create cluster` or `k3d cluster create`) \
                     or run the operator in-cluster";
 
 /// Connects and checks that the apiserver answers and the CRD is installed.
@@ -31,8 +32,16 @@ async fn connect() -> Result<Client, String> {
         .map_err(|e| format!("glm-operator: no Kubernetes cluster configured ({e}); {HINT}"))?;
     match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
         Ok(Ok(v)) => info!(version = %v.git_version, "connected to the Kubernetes API server"),
-        Ok(Err(e)) => return Err(format!("glm-operator: the Kubernetes API server is unreachable ({e}); {HINT}")),
-        Err(_) => return Err(format!("glm-operator: the Kubernetes API server did not answer within 10 s; {HINT}")),
+        Ok(Err(e)) => {
+            return Err(format!(
+                "glm-operator: the Kubernetes API server is unreachable ({e}); {HINT}"
+            ))
+        }
+        Err(_) => {
+            return Err(format!(
+                "glm-operator: the Kubernetes API server did not answer within 10 s; {HINT}"
+            ))
+        }
     }
     let glmds: Api<GlmDeployment> = Api::all(client.clone());
     if let Err(e) = glmds.list(&ListParams::default().limit(1)).await {
@@ -91,7 +100,10 @@ async fn main() -> ExitCode {
 
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let admin_state = AdminState { metrics: metrics.clone(), ready: ready.clone() };
+    let admin_state = AdminState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
     let admin_port = config.admin_port;
     let admin_stop = stopped(stop_rx.clone());
     tokio::spawn(async move {
@@ -129,12 +141,20 @@ async fn main() -> ExitCode {
     metrics.leader.set(1);
     info!(identity = %identity, "leading; starting controllers");
 
-    let ctx = Arc::new(Context::new(
+    let ctx = match Context::new(
         client,
         metrics.clone(),
-        ControllerConfig { default_image: config.default_image.clone() },
+        ControllerConfig {
+            default_image: config.default_image.clone(),
+        },
         Some(identity),
-    ));
+    ) {
+        Ok(ctx) => Arc::new(ctx),
+        Err(e) => {
+            eprintln!("glm-operator: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // Leadership lost also stops the controllers; the process then exits so a restart
     // re-enters the election cleanly.
     let (halt_tx, halt_rx) = watch::channel(false);
@@ -154,8 +174,11 @@ async fn main() -> ExitCode {
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
-    let runs = namespaces.into_iter().map(|ns| run_namespace(ctx.clone(), ns, stopped(halt_rx.clone())));
+    let runs = namespaces
+        .into_iter()
+        .map(|ns| run_namespace(ctx.clone(), ns, stopped(halt_rx.clone())));
     futures::future::join_all(runs).await;
+    ctx.autoscaler.stop_all();
     metrics.leader.set(0);
     match lost.await {
         Ok(true) => {

@@ -30,15 +30,37 @@ impl Default for Metrics {
         let reconcile_runs = Counter::default();
         let reconcile_failures = Family::<ErrorLabels, Counter>::default();
         // 1 ms .. ~16 s: reconciles are a handful of API calls.
-        let reconcile_duration = Histogram::new(
-            [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 16.0].into_iter(),
-        );
+        let reconcile_duration = Histogram::new([
+            0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 16.0,
+        ]);
         let leader = Gauge::default();
-        registry.register("reconcile_runs", "Reconciles started", reconcile_runs.clone());
-        registry.register("reconcile_failures", "Reconciles failed, by error kind", reconcile_failures.clone());
-        registry.register("reconcile_duration_seconds", "Reconcile duration", reconcile_duration.clone());
-        registry.register("leader", "1 while this replica is the leader", leader.clone());
-        Self { registry, reconcile_runs, reconcile_failures, reconcile_duration, leader }
+        registry.register(
+            "reconcile_runs",
+            "Reconciles started",
+            reconcile_runs.clone(),
+        );
+        registry.register(
+            "reconcile_failures",
+            "Reconciles failed, by error kind",
+            reconcile_failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica is the leader",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            reconcile_runs,
+            reconcile_failures,
+            reconcile_duration,
+            leader,
+        }
     }
 }
 
@@ -46,12 +68,19 @@ impl Metrics {
     /// Counts a run and returns a timer that observes the duration when dropped.
     pub fn start_reconcile(&self) -> ReconcileTimer<'_> {
         self.reconcile_runs.inc();
-        ReconcileTimer { histogram: &self.reconcile_duration, start: Instant::now() }
+        ReconcileTimer {
+            histogram: &self.reconcile_duration,
+            start: Instant::now(),
+        }
     }
 
     /// Counts a failure by its stable kind.
     pub fn failure(&self, kind: &str) {
-        self.reconcile_failures.get_or_create(&ErrorLabels { error: kind.to_string() }).inc();
+        self.reconcile_failures
+            .get_or_create(&ErrorLabels {
+                error: kind.to_string(),
+            })
+            .inc();
     }
 
     /// Prometheus text exposition.
@@ -84,8 +113,17 @@ mod tests {
         drop(m.start_reconcile());
         m.failure("kube_conflict");
         let text = m.encode().unwrap();
-        assert!(text.contains("glm_operator_reconcile_runs_total 1"), "{text}");
-        assert!(text.contains(r#"glm_operator_reconcile_failures_total{error="kube_conflict"} 1"#), "{text}");
-        assert!(text.contains("glm_operator_reconcile_duration_seconds_count 1"), "{text}");
+        assert!(
+            text.contains("glm_operator_reconcile_runs_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"glm_operator_reconcile_failures_total{error="kube_conflict"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("glm_operator_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
     }
 }

@@ -16,7 +16,9 @@ pub mod status;
 
 use std::{fmt::Debug, time::Duration};
 
-use glm_crds::{annotations, reasons, GlmDeployment, ModelPhase, API_GROUP, API_VERSION, FIELD_MANAGER, KIND};
+use glm_crds::{
+    annotations, reasons, GlmDeployment, ModelPhase, API_GROUP, API_VERSION, FIELD_MANAGER, KIND,
+};
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
@@ -34,20 +36,30 @@ use serde::{de::DeserializeOwned, Serialize};
 use tracing::{debug, warn};
 
 use self::{
-    deployment::{desired_deployment, desired_replicas, served_model_of, DeploymentParams, ServedModel},
+    deployment::{
+        desired_deployment, desired_replicas, served_model_of, DeploymentParams, ServedModel,
+    },
     download::{
         job_failure_message, job_phase, parse_progress, parse_termination_message, running_pod,
         termination_messages, DownloadFailure, DownloadResult, DownloadState, JobPhase,
     },
     events::{transition_events, PendingEvent},
     job::{desired_job, job_name, JobParams},
-    meta::name_ns,
+    meta::{name_ns, selector_string},
     pvc::{cache_claim_name, desired_pvc},
     service::desired_service,
     spec_check::check_spec,
     status::{compute_status, Problem, StatusInputs},
 };
-use crate::{controller::Context, Error, Result};
+use crate::{
+    autoscale::{
+        replicas_for_apply,
+        runner::{ObjectKey, ScaleLoopConfig},
+        ReplicasPlan,
+    },
+    controller::Context,
+    Error, Result,
+};
 
 /// How often a running download is polled for progress (its log is not watched).
 const DOWNLOAD_POLL: Duration = Duration::from_secs(15);
@@ -71,8 +83,18 @@ pub async fn reconcile_glmd(glmd: &GlmDeployment, ctx: &Context) -> Result<Actio
 
 /// Writes `Degraded` (and the other conditions) for a problem only the user can fix, publishes a
 /// Warning Event when it is new, and waits: no children are created from a broken spec.
-async fn report_problem(glmd: &GlmDeployment, ctx: &Context, ns: &str, err: &Error) -> Result<Action> {
-    let problem = Problem { reason: err.reason(), message: err.to_string() };
+async fn report_problem(
+    glmd: &GlmDeployment,
+    ctx: &Context,
+    ns: &str,
+    err: &Error,
+) -> Result<Action> {
+    // A spec we cannot honour must not keep scaling on stale settings.
+    ctx.autoscaler.stop(&ObjectKey { namespace: ns.to_string(), name: glmd.name_any() });
+    let problem = Problem {
+        reason: err.reason(),
+        message: err.to_string(),
+    };
     warn!(reason = problem.reason, message = %problem.message, "cannot honour the spec");
     let status = compute_status(&StatusInputs {
         glmd,
@@ -80,6 +102,7 @@ async fn report_problem(glmd: &GlmDeployment, ctx: &Context, ns: &str, err: &Err
         served: None,
         deployment: None,
         desired_replicas: desired_replicas(glmd),
+        autoscaling: glmd.status.as_ref().and_then(|s| s.autoscaling.clone()),
         problem: Some(&problem),
         now: Timestamp::now(),
     });
@@ -117,26 +140,58 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
     // 3. The server, only on a verified model: the one just downloaded, else the one the
     //    existing Deployment already serves (a new revision downloads while old pods serve).
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let (served, observed) = match &download {
-        DownloadState::Succeeded { result, .. } => {
-            (Some(ServedModel { commit: result.commit.clone(), path: result.path.clone() }), None)
-        }
-        _ => {
-            let observed = deployments.get_opt(name).await?;
-            (observed.as_ref().and_then(served_model_of), observed)
+    let observed = deployments.get_opt(name).await?;
+    let served = match &download {
+        DownloadState::Succeeded { result, .. } => Some(ServedModel {
+            commit: result.commit.clone(),
+            path: result.path.clone(),
+        }),
+        _ => observed.as_ref().and_then(served_model_of),
+    };
+    let key = ObjectKey { namespace: ns.to_string(), name: name.to_string() };
+    let autoscaling = &glmd.spec.autoscaling;
+    let replicas = match replicas_for_apply(autoscaling.enabled, glmd.spec.replicas, observed.as_ref()) {
+        ReplicasPlan::Set(n) => Some(n),
+        // The autoscaler's latest decision, or a first count before its loop has decided.
+        ReplicasPlan::OmitAutoscaled => ctx
+            .autoscaler
+            .desired_replicas(&key)
+            .or_else(|| observed.is_none().then(|| desired_replicas(glmd))),
+        ReplicasPlan::OmitForeignOwner(manager) => {
+            debug!(%manager, "replicas owned by another manager; leaving them alone");
+            None
         }
     };
-    let replicas = desired_replicas(glmd);
     let deployment = match &served {
         Some(model) => {
             let image = glmd.spec.server.image.as_deref().unwrap_or(&ctx.config.default_image);
-            let desired = desired_deployment(glmd, &DeploymentParams { image, model, desired_replicas: replicas })?;
+            let desired = desired_deployment(glmd, &DeploymentParams { image, model, replicas })?;
             let applied = apply(&deployments, &desired).await?;
             let services: Api<Service> = Api::namespaced(client.clone(), ns);
             apply(&services, &desired_service(glmd)?).await?;
             Some(applied)
         }
         None => observed,
+    };
+    if autoscaling.enabled && deployment.is_some() {
+        let config = ScaleLoopConfig::from_spec(autoscaling, name.to_string(), selector_string(name), glmd.uid());
+        ctx.autoscaler.ensure(key.clone(), config);
+    } else {
+        ctx.autoscaler.stop(&key);
+    }
+    let replicas = deployment
+        .as_ref()
+        .and_then(|d| d.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .or(replicas)
+        .unwrap_or_else(|| desired_replicas(glmd));
+    let autoscaling_status = if autoscaling.enabled {
+        ctx.autoscaler
+            .status(&key)
+            .map(|s| s.to_status())
+            .or_else(|| glmd.status.as_ref().and_then(|s| s.autoscaling.clone()))
+    } else {
+        None
     };
 
     // 4. Status and Events.
@@ -146,6 +201,7 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
         served: served.as_ref(),
         deployment: deployment.as_ref(),
         desired_replicas: replicas,
+        autoscaling: autoscaling_status,
         problem: None,
         now: Timestamp::now(),
     });
@@ -155,7 +211,9 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
     publish(glmd, ctx, events).await;
 
     Ok(match download {
-        DownloadState::Pending { .. } | DownloadState::Running { .. } => Action::requeue(DOWNLOAD_POLL),
+        DownloadState::Pending { .. } | DownloadState::Running { .. } => {
+            Action::requeue(DOWNLOAD_POLL)
+        }
         _ => Action::requeue(RESYNC),
     })
 }
@@ -172,19 +230,31 @@ async fn observe_download(
     if let Some(m) = glmd.status.as_ref().and_then(|s| s.model.as_ref()) {
         if m.phase == ModelPhase::Ready && m.job_name.as_deref() == Some(job_name.as_str()) {
             if let (Some(commit), Some(path)) = (&m.commit, &m.path) {
-                let result = DownloadResult { commit: commit.clone(), path: path.clone(), bytes: m.bytes_done };
+                let result = DownloadResult {
+                    commit: commit.clone(),
+                    path: path.clone(),
+                    bytes: m.bytes_done,
+                };
                 return Ok(DownloadState::Succeeded { job_name, result });
             }
         }
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let Some(job) = jobs.get_opt(&job_name).await? else {
-        let image = glmd.spec.server.image.as_deref().unwrap_or(&ctx.config.default_image);
+        let image = glmd
+            .spec
+            .server
+            .image
+            .as_deref()
+            .unwrap_or(&ctx.config.default_image);
         apply(&jobs, &desired_job(glmd, &JobParams { image })?).await?;
         events.push(PendingEvent::normal(
             reasons::DOWNLOAD_STARTED,
             "Download",
-            format!("downloading {}@{} (Job {job_name})", glmd.spec.model.repo, glmd.spec.model.revision),
+            format!(
+                "downloading {}@{} (Job {job_name})",
+                glmd.spec.model.repo, glmd.spec.model.revision
+            ),
         ));
         return Ok(DownloadState::Pending { job_name });
     };
@@ -220,7 +290,11 @@ async fn observe_download(
         }
         JobPhase::Succeeded => {
             let messages = termination_messages(&list_job_pods(&pods, &job_name).await?);
-            match messages.iter().map(|m| parse_termination_message(m)).find_map(Result::ok) {
+            match messages
+                .iter()
+                .map(|m| parse_termination_message(m))
+                .find_map(Result::ok)
+            {
                 Some(result) => DownloadState::Succeeded { job_name, result },
                 None => {
                     // The pod (and with it the result) was garbage-collected before we read it:
@@ -251,14 +325,16 @@ async fn observe_download(
                 ));
                 return Ok(DownloadState::Pending { job_name });
             }
-            let messages = termination_messages(&list_job_pods(&pods, &job_name).await.unwrap_or_default());
+            let messages =
+                termination_messages(&list_job_pods(&pods, &job_name).await.unwrap_or_default());
             let failure = messages
                 .iter()
                 .map(|m| parse_termination_message(m))
                 .find_map(Result::err)
                 .unwrap_or_else(|| DownloadFailure {
                     error: "job_failed".into(),
-                    message: job_failure_message(&job).unwrap_or_else(|| "the download Job failed".into()),
+                    message: job_failure_message(&job)
+                        .unwrap_or_else(|| "the download Job failed".into()),
                 });
             DownloadState::Failed { job_name, failure }
         }
@@ -277,16 +353,22 @@ async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K>
 where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
-    let name = obj.meta().name.clone().ok_or(Error::MissingObjectKey("metadata.name"))?;
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingObjectKey("metadata.name"))?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(&name, &params, &Patch::Apply(obj)).await.map_err(|e| match e {
-        kube::Error::Api(status) if status.code == 422 => Error::ChildRejected {
-            kind: kind_of::<K>(),
-            name,
-            message: status.message,
-        },
-        other => Error::Kube(other),
-    })
+    api.patch(&name, &params, &Patch::Apply(obj))
+        .await
+        .map_err(|e| match e {
+            kube::Error::Api(status) if status.code == 422 => Error::ChildRejected {
+                kind: kind_of::<K>(),
+                name,
+                message: status.message,
+            },
+            other => Error::Kube(other),
+        })
 }
 
 fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {
@@ -316,8 +398,12 @@ async fn patch_status(
         "kind": KIND,
         "status": status,
     });
-    api.patch_status(&glmd.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
-        .await?;
+    api.patch_status(
+        &glmd.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
     Ok(())
 }
 

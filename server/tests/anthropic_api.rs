@@ -240,6 +240,20 @@ async fn tool_result_round_trip_stop_sequences_and_thinking_off() {
         "{body}"
     );
 
+    // tool_choice {"type": "tool"}: only that tool's calls are kept (no guided decoding).
+    let mut req = messages("SCRIPT two-calls", false);
+    req["tool_choice"] = json!({"type": "tool", "name": "get_time"});
+    let (_, body) = post(&srv, "/v1/messages", &req, x_api_key()).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = v["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["name"].as_str())
+        .collect();
+    assert_eq!(names, ["get_time"], "{body}");
+    assert_eq!(v["stop_reason"], "tool_use");
+
     // Claude Code sends max_tokens far above the context: capped, not refused.
     let mut req = messages("SCRIPT hello", false);
     req["max_tokens"] = json!(32000);

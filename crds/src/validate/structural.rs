@@ -46,7 +46,10 @@ pub(super) fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<
     }
     if flag(schema, "x-kubernetes-int-or-string") {
         if !(value.is_string() || value.is_i64() || value.is_u64()) {
-            errors.push(format!("{shown}: must be an integer or a string, got {}", type_name(value)));
+            errors.push(format!(
+                "{shown}: must be an integer or a string, got {}",
+                type_name(value)
+            ));
         }
         check_scalar(schema, value, shown, errors);
         return;
@@ -63,7 +66,15 @@ pub(super) fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<
     match value {
         Value::Object(obj) => check_object(schema, obj, path, errors),
         Value::Array(items) => {
-            check_count(schema, items.len(), "minItems", "maxItems", "items", shown, errors);
+            check_count(
+                schema,
+                items.len(),
+                "minItems",
+                "maxItems",
+                "items",
+                shown,
+                errors,
+            );
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter().enumerate() {
                     check(item_schema, item, &format!("{path}[{i}]"), errors);
@@ -92,7 +103,15 @@ fn check_object(
             }
         }
     }
-    check_count(schema, obj.len(), "minProperties", "maxProperties", "properties", shown, errors);
+    check_count(
+        schema,
+        obj.len(),
+        "minProperties",
+        "maxProperties",
+        "properties",
+        shown,
+        errors,
+    );
     let properties = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties");
     // metadata is validated by the apiserver itself; the CRD schema only says `type: object`.
@@ -178,7 +197,9 @@ fn check_scalar(schema: &Map<String, Value>, value: &Value, shown: &str, errors:
                     errors.push(format!("{shown}: {s:?} should match '{pattern}'"));
                 }
                 Ok(_) => {}
-                Err(e) => errors.push(format!("{shown}: schema pattern '{pattern}' is invalid: {e}")),
+                Err(e) => errors.push(format!(
+                    "{shown}: schema pattern '{pattern}' is invalid: {e}"
+                )),
             }
         }
     }
@@ -204,16 +225,44 @@ mod tests {
             "m": {"type": "object", "additionalProperties": {"type": "string"}},
             "ios": {"x-kubernetes-int-or-string": true}
         }, "required": ["n"]});
-        assert!(errs(schema.clone(), json!({"n": 2, "s": "aa", "e": "x", "m": {"k": "v"}, "ios": "25%"})).is_empty());
-        assert_eq!(errs(schema.clone(), json!({"n": 0})), vec!["n: should be >= 1, got 0"]);
-        assert_eq!(errs(schema.clone(), json!({"n": 4})), vec!["n: should be <= 3, got 4"]);
-        assert_eq!(errs(schema.clone(), json!({"n": "1"})), vec!["n: must be of type integer, got string"]);
+        assert!(errs(
+            schema.clone(),
+            json!({"n": 2, "s": "aa", "e": "x", "m": {"k": "v"}, "ios": "25%"})
+        )
+        .is_empty());
+        assert_eq!(
+            errs(schema.clone(), json!({"n": 0})),
+            vec!["n: should be >= 1, got 0"]
+        );
+        assert_eq!(
+            errs(schema.clone(), json!({"n": 4})),
+            vec!["n: should be <= 3, got 4"]
+        );
+        assert_eq!(
+            errs(schema.clone(), json!({"n": "1"})),
+            vec!["n: must be of type integer, got string"]
+        );
         assert_eq!(errs(schema.clone(), json!({})), vec!["n: required"]);
-        assert_eq!(errs(schema.clone(), json!({"n": 1, "zz": 1})), vec!["zz: unknown field"]);
-        assert_eq!(errs(schema.clone(), json!({"n": 1, "m": {"k": 1}})), vec!["m.k: must be of type string, got integer"]);
-        assert_eq!(errs(schema.clone(), json!({"n": 1, "ios": true})), vec!["ios: must be an integer or a string, got boolean"]);
-        assert_eq!(errs(schema.clone(), json!({"n": 1, "s": "ab"})), vec![r#"s: "ab" should match '^a+$'"#]);
-        assert_eq!(errs(schema.clone(), json!({"n": 1, "s": "aaaa"})), vec!["s: may not be longer than 3 chars"]);
+        assert_eq!(
+            errs(schema.clone(), json!({"n": 1, "zz": 1})),
+            vec!["zz: unknown field"]
+        );
+        assert_eq!(
+            errs(schema.clone(), json!({"n": 1, "m": {"k": 1}})),
+            vec!["m.k: must be of type string, got integer"]
+        );
+        assert_eq!(
+            errs(schema.clone(), json!({"n": 1, "ios": true})),
+            vec!["ios: must be an integer or a string, got boolean"]
+        );
+        assert_eq!(
+            errs(schema.clone(), json!({"n": 1, "s": "ab"})),
+            vec![r#"s: "ab" should match '^a+$'"#]
+        );
+        assert_eq!(
+            errs(schema.clone(), json!({"n": 1, "s": "aaaa"})),
+            vec!["s: may not be longer than 3 chars"]
+        );
         assert_eq!(
             errs(schema, json!({"n": 1, "e": "z"})),
             vec![r#"e: unsupported value "z": supported values: "x", "y""#]

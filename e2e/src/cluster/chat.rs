@@ -145,7 +145,10 @@ impl E2e {
                 let mut n = 0usize;
                 while !*stop.borrow() {
                     let prompt = format!("worker {worker} request {n}: tell me a story");
-                    match me.chat(&service, &model, &prompt, max_tokens, n.is_multiple_of(2)).await {
+                    match me
+                        .chat(&service, &model, &prompt, max_tokens, n.is_multiple_of(2))
+                        .await
+                    {
                         Ok(o) if o.finish_reason.is_some() => report.ok += 1,
                         Ok(o) => report.failed.push(format!(
                             "{:.1}s worker {worker}: no finish_reason ({o:?})",
@@ -198,10 +201,16 @@ pub fn parse_sse(text: &str) -> Result<ChatOutcome, E2eError> {
             return Err(E2eError::Http(format!("error event in stream: {err}")));
         }
         out.chunks += 1;
-        if let Some(c) = v.pointer("/choices/0/delta/content").and_then(Value::as_str) {
+        if let Some(c) = v
+            .pointer("/choices/0/delta/content")
+            .and_then(Value::as_str)
+        {
             out.content.push_str(c);
         }
-        if let Some(f) = v.pointer("/choices/0/finish_reason").and_then(Value::as_str) {
+        if let Some(f) = v
+            .pointer("/choices/0/finish_reason")
+            .and_then(Value::as_str)
+        {
             out.finish_reason = Some(f.to_owned());
         }
     }
@@ -231,15 +240,20 @@ mod tests {
         let cut = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n";
         assert_eq!(parse_sse(cut).unwrap_err().kind(), "http");
         let err = "data: {\"error\":{\"type\":\"service_unavailable\"}}\n\ndata: [DONE]\n\n";
-        assert!(parse_sse(err).unwrap_err().to_string().contains("service_unavailable"));
+        assert!(parse_sse(err)
+            .unwrap_err()
+            .to_string()
+            .contains("service_unavailable"));
     }
 
     #[test]
     fn service_name_comes_from_the_endpoint() {
         let mut g = GlmDeployment::new(
             "demo",
-            serde_json::from_value(json!({"model": {"repo": "glm-dev/demo"}, "cache": {"size": "1Gi"}}))
-                .unwrap(),
+            serde_json::from_value(
+                json!({"model": {"repo": "glm-dev/demo"}, "cache": {"size": "1Gi"}}),
+            )
+            .unwrap(),
         );
         assert_eq!(E2e::service_of(&g), "demo");
         assert_eq!(E2e::model_name_of(&g), "demo");

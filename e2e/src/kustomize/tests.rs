@@ -81,7 +81,11 @@ fn unsupported_fields_and_unmatched_patches_are_errors() {
     let tmp = std::env::temp_dir().join(format!("glm-kustomize-bad-{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     write(&tmp, "a/glm.yaml", BASE_OBJ);
-    write(&tmp, "a/kustomization.yaml", "resources: [glm.yaml]\nnamePrefix: x-\n");
+    write(
+        &tmp,
+        "a/kustomization.yaml",
+        "resources: [glm.yaml]\nnamePrefix: x-\n",
+    );
     assert_eq!(build(&tmp.join("a")).unwrap_err().kind(), "unsupported");
     write(
         &tmp,
@@ -112,7 +116,18 @@ fn json6902_add_replace_remove() {
         ],
     )
     .unwrap();
-    assert_eq!(t, json!({"spec": {"l": [2, 3], "m": {"k": 2, "a/b": true}}}));
-    assert!(json6902(&mut t, &[json!({"op": "replace", "path": "/spec/m/zz", "value": 1})]).is_err());
-    assert!(json6902(&mut t, &[json!({"op": "move", "path": "/spec/m/k", "from": "/x"})]).is_err());
+    assert_eq!(
+        t,
+        json!({"spec": {"l": [2, 3], "m": {"k": 2, "a/b": true}}})
+    );
+    assert!(json6902(
+        &mut t,
+        &[json!({"op": "replace", "path": "/spec/m/zz", "value": 1})]
+    )
+    .is_err());
+    assert!(json6902(
+        &mut t,
+        &[json!({"op": "move", "path": "/spec/m/k", "from": "/x"})]
+    )
+    .is_err());
 }

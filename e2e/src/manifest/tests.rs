@@ -62,10 +62,13 @@ fn nulls_and_empty_containers_are_not_unknown_fields() {
 
 #[test]
 fn unknown_kinds_and_non_objects_are_refused() {
-    let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
+    let widget =
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
     assert_eq!(check_object(&widget).unwrap_err().kind(), "unknown_kind");
     assert_eq!(
-        check_object(&json!({"kind": "Service"})).unwrap_err().kind(),
+        check_object(&json!({"kind": "Service"}))
+            .unwrap_err()
+            .kind(),
         "missing_type_meta"
     );
 }
@@ -110,5 +113,8 @@ fn compare_reports_changed_values_with_their_path() {
         })
     );
     // Defaults the type adds are fine; integer-valued floats equal integers.
-    assert_eq!(compare(&json!({"n": 1}), &json!({"n": 1.0, "d": 0}), ""), Ok(()));
+    assert_eq!(
+        compare(&json!({"n": 1}), &json!({"n": 1.0, "d": 0}), ""),
+        Ok(())
+    );
 }

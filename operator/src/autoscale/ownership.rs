@@ -2,11 +2,12 @@
 //!
 //! Operators that always apply `replicas` fight HPA/KEDA (OPERATORS.md §2, item 12). The
 //! rules here:
-//! * autoscaling enabled: the reconcile apply omits `replicas`; the scale loop writes it
-//!   through the Deployment's `scale` subresource under [`AUTOSCALER_FIELD_MANAGER`]
-//!   (the operator's one field manager). The API server tracks that write as its own
-//!   managedFields entry (operation Update, subresource `scale`), so the main apply, which
-//!   no longer lists `replicas`, neither conflicts with it nor resets it to the default.
+//! * autoscaling enabled: the scale loop writes `replicas` through the Deployment's `scale`
+//!   subresource under [`AUTOSCALER_FIELD_MANAGER`] (the operator's one field manager). The
+//!   API server tracks that write as its own managedFields entry (operation Update,
+//!   subresource `scale`), so the reconcile's apply may omit `replicas` without conflicting
+//!   with it or resetting it, or carry the autoscaler's own decision
+//!   (`Autoscaler::desired_replicas`): one value, two entries of the same manager.
 //! * autoscaling disabled: the apply carries `replicas = spec.replicas` unless a manager that
 //!   is not the operator owns the field (an HPA or KEDA targeting the Deployment directly,
 //!   `kubectl scale`); then it is omitted and the other manager keeps it. HPA/KEDA should

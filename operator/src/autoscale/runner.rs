@@ -238,6 +238,13 @@ impl<B: ScaleBackend> Autoscaler<B> {
         self.state().statuses.get(key).cloned()
     }
 
+    /// Replicas the autoscaler wants for `key` (its last decision), for a reconcile that
+    /// writes `spec.replicas` itself: applying this value agrees with the loop's own patch.
+    pub fn desired_replicas(&self, key: &ObjectKey) -> Option<i32> {
+        self.status(key)
+            .map(|s| i32::try_from(s.decision.desired).unwrap_or(i32::MAX))
+    }
+
     /// Notified after every round of every object.
     pub fn subscribe(&self) -> watch::Receiver<Option<(ObjectKey, ScaleStatus)>> {
         self.inner.rounds.subscribe()
@@ -283,26 +290,28 @@ impl<B: ScaleBackend> Autoscaler<B> {
             last_scale_time: previous_scale,
             blocked: None,
         };
-        if decision.changed() {
-            match &observed.foreign_owner {
-                Some(manager) => {
-                    warn!(%key, %manager, "replicas owned by another manager; not scaling");
-                    status.blocked = Some(format!("foreign_owner:{manager}"));
-                }
-                None => match backend.scale(key, config, decision.desired).await {
-                    Ok(()) => {
-                        info!(%key, message = %decision.message(), "scaled");
-                        status.last_scale_time = Some(Timestamp::now());
-                        backend.record(key, config, &decision).await;
-                    }
-                    Err(e) => {
-                        warn!(%key, kind = e.kind(), error = %e, "scale failed");
-                        status.blocked = Some(e.kind().to_string());
-                    }
-                },
-            }
+        let foreign = observed.foreign_owner.filter(|_| decision.changed());
+        if let Some(manager) = &foreign {
+            warn!(%key, %manager, "replicas owned by another manager; not scaling");
+            status.blocked = Some(format!("foreign_owner:{manager}"));
         }
+        // Published before the patch: the patch wakes the reconcile (it watches the
+        // Deployment), which must already see this decision in `desired_replicas`.
         self.state().statuses.insert(key.clone(), status.clone());
+        if decision.changed() && foreign.is_none() {
+            match backend.scale(key, config, decision.desired).await {
+                Ok(()) => {
+                    info!(%key, message = %decision.message(), "scaled");
+                    status.last_scale_time = Some(Timestamp::now());
+                    backend.record(key, config, &decision).await;
+                }
+                Err(e) => {
+                    warn!(%key, kind = e.kind(), error = %e, "scale failed");
+                    status.blocked = Some(e.kind().to_string());
+                }
+            }
+            self.state().statuses.insert(key.clone(), status.clone());
+        }
         self.inner
             .rounds
             .send_replace(Some((key.clone(), status.clone())));

@@ -49,24 +49,30 @@ pub struct DeploymentParams<'a> {
     pub image: &'a str,
     /// Verified model directory; only known after the download Job succeeded.
     pub model: &'a ServedModel,
-    /// Autoscaling hook: replicas to write. `spec.replicas` when autoscaling is off, the
-    /// autoscaler's decision when on (see [`desired_replicas`]).
-    pub desired_replicas: i32,
+    /// Replicas to write; `None` leaves the field to its owner (the autoscaler's scale
+    /// writes, or an HPA/KEDA): see `crate::autoscale::replicas_for_apply`.
+    pub replicas: Option<i32>,
 }
 
-/// Replicas the Deployment should have. Autoscaling off: `spec.replicas` (which HPA/KEDA may
-/// drive through the scale subresource). On: the autoscaler's last decision recorded in
-/// `status.autoscaling.desiredReplicas`, else the current count, clamped to min/max.
+/// Replicas the Deployment should have when nothing better is known. Autoscaling off:
+/// `spec.replicas` (which HPA/KEDA may drive through the scale subresource). On: the last
+/// decision recorded in `status.autoscaling.desiredReplicas`, else the current count, clamped
+/// to min/max (used for the first apply, before the autoscaler's loop has decided).
 pub fn desired_replicas(glmd: &GlmDeployment) -> i32 {
     let a = &glmd.spec.autoscaling;
     if !a.enabled {
         return glmd.spec.replicas.max(0);
     }
     let status = glmd.status.as_ref();
-    let decided = status.and_then(|s| s.autoscaling.as_ref()).and_then(|a| a.desired_replicas);
+    let decided = status
+        .and_then(|s| s.autoscaling.as_ref())
+        .and_then(|a| a.desired_replicas);
     let current = status.map(|s| s.replicas).filter(|r| *r > 0);
     let min = a.min_replicas.max(0);
-    decided.or(current).unwrap_or(min).clamp(min, a.max_replicas.max(min))
+    decided
+        .or(current)
+        .unwrap_or(min)
+        .clamp(min, a.max_replicas.max(min))
 }
 
 /// `glm-server serve ...` arguments.
@@ -87,7 +93,10 @@ pub fn serve_args(glmd: &GlmDeployment, model: &ServedModel) -> Vec<String> {
         args.extend(["--max-model-len".into(), n.to_string()]);
     }
     if s.tensor_parallel_size > 1 {
-        args.extend(["--tensor-parallel-size".into(), s.tensor_parallel_size.to_string()]);
+        args.extend([
+            "--tensor-parallel-size".into(),
+            s.tensor_parallel_size.to_string(),
+        ]);
     }
     if s.dtype != glm_crds::Dtype::Auto {
         args.extend(["--dtype".into(), s.dtype.as_str().into()]);
@@ -104,7 +113,10 @@ pub fn serve_args(glmd: &GlmDeployment, model: &ServedModel) -> Vec<String> {
     if s.enable_auto_tool_choice {
         args.push("--enable-auto-tool-choice".into());
     }
-    args.extend(["--drain-timeout".into(), glmd.spec.rollout.drain_seconds.to_string()]);
+    args.extend([
+        "--drain-timeout".into(),
+        glmd.spec.rollout.drain_seconds.to_string(),
+    ]);
     args.extend(s.extra_args.iter().cloned());
     args
 }
@@ -168,7 +180,10 @@ fn env(glmd: &GlmDeployment) -> Option<Vec<EnvVar>> {
 }
 
 /// The server Deployment.
-pub fn desired_deployment(glmd: &GlmDeployment, params: &DeploymentParams<'_>) -> Result<Deployment> {
+pub fn desired_deployment(
+    glmd: &GlmDeployment,
+    params: &DeploymentParams<'_>,
+) -> Result<Deployment> {
     let name = glmd.name_any();
     let meta = child_meta(glmd, name.clone(), "server", true)?;
     let mut pod_labels = meta.labels.clone().unwrap_or_default();
@@ -193,10 +208,17 @@ pub fn desired_deployment(glmd: &GlmDeployment, params: &DeploymentParams<'_>) -
         // Multi-GPU collectives exchange through /dev/shm; the container default is 64 MiB.
         volumes.push(Volume {
             name: "dshm".into(),
-            empty_dir: Some(EmptyDirVolumeSource { medium: Some("Memory".into()), size_limit: None }),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                size_limit: None,
+            }),
             ..Volume::default()
         });
-        mounts.push(VolumeMount { name: "dshm".into(), mount_path: "/dev/shm".into(), ..VolumeMount::default() });
+        mounts.push(VolumeMount {
+            name: "dshm".into(),
+            mount_path: "/dev/shm".into(),
+            ..VolumeMount::default()
+        });
     }
 
     let container = Container {
@@ -213,7 +235,12 @@ pub fn desired_deployment(glmd: &GlmDeployment, params: &DeploymentParams<'_>) -
         env: env(glmd),
         resources: Some(container_resources(glmd)),
         volume_mounts: Some(mounts),
-        startup_probe: Some(http_probe("/health", STARTUP_PERIOD_SECONDS, STARTUP_FAILURE_THRESHOLD, 5)),
+        startup_probe: Some(http_probe(
+            "/health",
+            STARTUP_PERIOD_SECONDS,
+            STARTUP_FAILURE_THRESHOLD,
+            5,
+        )),
         liveness_probe: Some(http_probe("/health", 10, 3, 5)),
         readiness_probe: Some(http_probe("/ready", 5, 2, 3)),
         lifecycle: Some(Lifecycle {
@@ -233,8 +260,11 @@ pub fn desired_deployment(glmd: &GlmDeployment, params: &DeploymentParams<'_>) -
     Ok(Deployment {
         metadata: meta,
         spec: Some(DeploymentSpec {
-            replicas: Some(params.desired_replicas),
-            selector: LabelSelector { match_labels: Some(selector_labels(&name)), match_expressions: None },
+            replicas: params.replicas,
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(&name)),
+                match_expressions: None,
+            },
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateDeployment {
@@ -244,7 +274,10 @@ pub fn desired_deployment(glmd: &GlmDeployment, params: &DeploymentParams<'_>) -
             }),
             progress_deadline_seconds: Some(spec.rollout.progress_deadline_seconds),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..ObjectMeta::default()
+                }),
                 spec: Some(PodSpec {
                     containers: vec![container],
                     volumes: Some(volumes),
@@ -268,11 +301,25 @@ pub fn desired_deployment(glmd: &GlmDeployment, params: &DeploymentParams<'_>) -
 /// new download can run while the old pods keep serving the old directory.
 pub fn served_model_of(deployment: &Deployment) -> Option<ServedModel> {
     let template = &deployment.spec.as_ref()?.template;
-    let commit = template.metadata.as_ref()?.labels.as_ref()?.get(labels::REVISION)?.clone();
-    let container = template.spec.as_ref()?.containers.iter().find(|c| c.name == CONTAINER)?;
+    let commit = template
+        .metadata
+        .as_ref()?
+        .labels
+        .as_ref()?
+        .get(labels::REVISION)?
+        .clone();
+    let container = template
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == CONTAINER)?;
     let args = container.args.as_ref()?;
     let i = args.iter().position(|a| a == "--model")?;
-    Some(ServedModel { commit, path: args.get(i + 1)?.clone() })
+    Some(ServedModel {
+        commit,
+        path: args.get(i + 1)?.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -36,11 +36,20 @@ pub enum DownloadState {
     /// Job exists, no pod running yet.
     Pending { job_name: String },
     /// A pod is downloading.
-    Running { job_name: String, progress: Option<Progress> },
+    Running {
+        job_name: String,
+        progress: Option<Progress>,
+    },
     /// Verified; `result` from the termination message.
-    Succeeded { job_name: String, result: DownloadResult },
+    Succeeded {
+        job_name: String,
+        result: DownloadResult,
+    },
     /// Failed for good (backoffLimit or activeDeadlineSeconds reached).
-    Failed { job_name: String, failure: DownloadFailure },
+    Failed {
+        job_name: String,
+        failure: DownloadFailure,
+    },
 }
 
 #[derive(Deserialize)]
@@ -54,23 +63,40 @@ struct TerminationMessage {
 
 /// Parses a termination message; `Err` carries the failure it reports (or a parse problem).
 pub fn parse_termination_message(msg: &str) -> Result<DownloadResult, DownloadFailure> {
-    let parsed: TerminationMessage = serde_json::from_str(msg.trim()).map_err(|e| DownloadFailure {
-        error: "invalid_termination_message".into(),
-        message: format!("cannot parse the download pod's termination message ({e}): {}", clip(msg)),
-    })?;
+    let parsed: TerminationMessage =
+        serde_json::from_str(msg.trim()).map_err(|e| DownloadFailure {
+            error: "invalid_termination_message".into(),
+            message: format!(
+                "cannot parse the download pod's termination message ({e}): {}",
+                clip(msg)
+            ),
+        })?;
     match parsed {
-        TerminationMessage { commit: Some(commit), path: Some(path), bytes, error: None, .. }
-            if is_commit_sha(&commit) =>
-        {
-            Ok(DownloadResult { commit, path, bytes })
-        }
-        TerminationMessage { error: Some(error), message, .. } => Err(DownloadFailure {
+        TerminationMessage {
+            commit: Some(commit),
+            path: Some(path),
+            bytes,
+            error: None,
+            ..
+        } if is_commit_sha(&commit) => Ok(DownloadResult {
+            commit,
+            path,
+            bytes,
+        }),
+        TerminationMessage {
+            error: Some(error),
+            message,
+            ..
+        } => Err(DownloadFailure {
             message: message.unwrap_or_else(|| error.clone()),
             error,
         }),
         _ => Err(DownloadFailure {
             error: "invalid_termination_message".into(),
-            message: format!("termination message has neither a commit sha and path nor an error: {}", clip(msg)),
+            message: format!(
+                "termination message has neither a commit sha and path nor an error: {}",
+                clip(msg)
+            ),
         }),
     }
 }
@@ -146,19 +172,30 @@ pub fn job_phase(job: &Job) -> JobPhase {
 
 /// The Job's own failure explanation (BackoffLimitExceeded, DeadlineExceeded...).
 pub fn job_failure_message(job: &Job) -> Option<String> {
-    job.status.as_ref()?.conditions.iter().flatten().find_map(|c| {
-        (c.type_ == "Failed" && c.status == "True").then(|| {
-            let reason = c.reason.clone().unwrap_or_default();
-            let message = c.message.clone().unwrap_or_default();
-            format!("{reason}: {message}").trim_matches([' ', ':']).to_string()
+    job.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .flatten()
+        .find_map(|c| {
+            (c.type_ == "Failed" && c.status == "True").then(|| {
+                let reason = c.reason.clone().unwrap_or_default();
+                let message = c.message.clone().unwrap_or_default();
+                format!("{reason}: {message}")
+                    .trim_matches([' ', ':'])
+                    .to_string()
+            })
         })
-    })
 }
 
 /// Termination messages of the download container in `pods`, newest pod first.
 pub fn termination_messages(pods: &[Pod]) -> Vec<String> {
     let mut sorted: Vec<&Pod> = pods.iter().collect();
-    sorted.sort_by(|a, b| b.metadata.creation_timestamp.cmp(&a.metadata.creation_timestamp));
+    sorted.sort_by(|a, b| {
+        b.metadata
+            .creation_timestamp
+            .cmp(&a.metadata.creation_timestamp)
+    });
     sorted
         .into_iter()
         .filter_map(|p| {
@@ -175,7 +212,11 @@ pub fn termination_messages(pods: &[Pod]) -> Vec<String> {
 pub fn running_pod(pods: &[Pod]) -> Option<&Pod> {
     pods.iter()
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .max_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp))
+        .max_by(|a, b| {
+            a.metadata
+                .creation_timestamp
+                .cmp(&b.metadata.creation_timestamp)
+        })
 }
 
 fn clip(s: &str) -> String {
@@ -190,16 +231,30 @@ mod tests {
 
     #[test]
     fn termination_messages_per_contract() {
-        let ok = format!(r#"{{"commit":"{SHA}","path":"/models/zai-org--GLM-4.5-Air/{SHA}","bytes":42}}"#);
+        let ok = format!(
+            r#"{{"commit":"{SHA}","path":"/models/zai-org--GLM-4.5-Air/{SHA}","bytes":42}}"#
+        );
         assert_eq!(
             parse_termination_message(&ok),
-            Ok(DownloadResult { commit: SHA.into(), path: format!("/models/zai-org--GLM-4.5-Air/{SHA}"), bytes: Some(42) })
+            Ok(DownloadResult {
+                commit: SHA.into(),
+                path: format!("/models/zai-org--GLM-4.5-Air/{SHA}"),
+                bytes: Some(42)
+            })
         );
         let cases = [
-            (r#"{"error":"unauthorized","message":"token rejected: check the Secret"}"#, "unauthorized", "token rejected: check the Secret"),
+            (
+                r#"{"error":"unauthorized","message":"token rejected: check the Secret"}"#,
+                "unauthorized",
+                "token rejected: check the Secret",
+            ),
             (r#"{"error":"disk_full"}"#, "disk_full", "disk_full"),
             ("not json", "invalid_termination_message", "cannot parse"),
-            (r#"{"commit":"main","path":"/x"}"#, "invalid_termination_message", "neither"),
+            (
+                r#"{"commit":"main","path":"/x"}"#,
+                "invalid_termination_message",
+                "neither",
+            ),
         ];
         for (msg, kind, text) in cases {
             let err = parse_termination_message(msg).unwrap_err();
@@ -215,21 +270,34 @@ mod tests {
         let p = parse_progress(log).unwrap();
         assert_eq!((p.bytes_done, p.bytes_total), (50, Some(100)));
         assert_eq!(parse_progress("no json here\n"), None);
-        let done = parse_progress(&format!("{{\"event\":\"complete\",\"commit\":\"{SHA}\",\"path\":\"/m\",\"bytes\":7}}")).unwrap();
+        let done = parse_progress(&format!(
+            "{{\"event\":\"complete\",\"commit\":\"{SHA}\",\"path\":\"/m\",\"bytes\":7}}"
+        ))
+        .unwrap();
         assert_eq!((done.bytes_done, done.bytes_total), (7, Some(7)));
     }
 
     #[test]
     fn job_phase_from_status() {
         let job = |status: serde_json::Value| -> Job {
-            serde_json::from_value(serde_json::json!({"metadata": {"name": "j"}, "status": status})).unwrap()
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "j"}, "status": status}))
+                .unwrap()
         };
         assert_eq!(job_phase(&job(serde_json::json!({}))), JobPhase::Pending);
-        assert_eq!(job_phase(&job(serde_json::json!({"active": 1}))), JobPhase::Running);
-        assert_eq!(job_phase(&job(serde_json::json!({"succeeded": 1}))), JobPhase::Succeeded);
+        assert_eq!(
+            job_phase(&job(serde_json::json!({"active": 1}))),
+            JobPhase::Running
+        );
+        assert_eq!(
+            job_phase(&job(serde_json::json!({"succeeded": 1}))),
+            JobPhase::Succeeded
+        );
         let failed = job(serde_json::json!({"failed": 4, "conditions": [
             {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}));
         assert_eq!(job_phase(&failed), JobPhase::Failed);
-        assert_eq!(job_failure_message(&failed).unwrap(), "BackoffLimitExceeded: Job has reached the specified backoff limit");
+        assert_eq!(
+            job_failure_message(&failed).unwrap(),
+            "BackoffLimitExceeded: Job has reached the specified backoff limit"
+        );
     }
 }

@@ -15,17 +15,31 @@ pub struct PendingEvent {
 
 impl PendingEvent {
     pub fn normal(reason: &'static str, action: &'static str, note: String) -> Self {
-        Self { warning: false, reason, action, note }
+        Self {
+            warning: false,
+            reason,
+            action,
+            note,
+        }
     }
 
     pub fn warning(reason: &'static str, action: &'static str, note: String) -> Self {
-        Self { warning: true, reason, action, note }
+        Self {
+            warning: true,
+            reason,
+            action,
+            note,
+        }
     }
 
     /// The kube-runtime Event (notes are capped at the API's 1 kB).
     pub fn into_event(self) -> Event {
         Event {
-            type_: if self.warning { EventType::Warning } else { EventType::Normal },
+            type_: if self.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: self.reason.to_string(),
             note: Some(self.note.chars().take(1000).collect()),
             action: self.action.to_string(),
@@ -48,7 +62,10 @@ fn static_reason(reason: &str) -> &'static str {
 }
 
 /// Events for what changed between `prev` and `new`.
-pub fn transition_events(prev: Option<&GlmDeploymentStatus>, new: &GlmDeploymentStatus) -> Vec<PendingEvent> {
+pub fn transition_events(
+    prev: Option<&GlmDeploymentStatus>,
+    new: &GlmDeploymentStatus,
+) -> Vec<PendingEvent> {
     let mut out = Vec::new();
     let prev_model = prev.and_then(|p| p.model.as_ref());
     if let Some(m) = &new.model {
@@ -57,29 +74,43 @@ pub fn transition_events(prev: Option<&GlmDeploymentStatus>, new: &GlmDeployment
             out.push(PendingEvent::normal(
                 reasons::DOWNLOAD_SUCCEEDED,
                 "Download",
-                format!("model verified: commit {}", m.commit.as_deref().unwrap_or("?")),
+                format!(
+                    "model verified: commit {}",
+                    m.commit.as_deref().unwrap_or("?")
+                ),
             ));
         }
         if changed && m.phase == ModelPhase::Failed {
             out.push(PendingEvent::warning(
                 reasons::DOWNLOAD_FAILED,
                 "Download",
-                m.message.clone().unwrap_or_else(|| "download failed".into()),
+                m.message
+                    .clone()
+                    .unwrap_or_else(|| "download failed".into()),
             ));
         }
     }
     let prev_cond = |t: &str| prev.and_then(|p| p.condition(t));
     if let Some(d) = new.condition(conditions::DEGRADED) {
         let was = prev_cond(conditions::DEGRADED);
-        let new_problem = was.is_none_or(|w| w.status != d.status || w.reason != d.reason || w.message != d.message);
+        let new_problem = was
+            .is_none_or(|w| w.status != d.status || w.reason != d.reason || w.message != d.message);
         if d.status == "True" && new_problem && d.reason != reasons::DOWNLOAD_FAILED {
-            out.push(PendingEvent::warning(static_reason(&d.reason), "Reconcile", d.message.clone()));
+            out.push(PendingEvent::warning(
+                static_reason(&d.reason),
+                "Reconcile",
+                d.message.clone(),
+            ));
         }
     }
     if let Some(r) = new.condition(conditions::READY) {
         let was_ready = prev_cond(conditions::READY).is_some_and(|c| c.status == "True");
         if r.status == "True" && !was_ready {
-            out.push(PendingEvent::normal(reasons::REPLICAS_READY, "Serve", r.message.clone()));
+            out.push(PendingEvent::normal(
+                reasons::REPLICAS_READY,
+                "Serve",
+                r.message.clone(),
+            ));
         }
     }
     let prev_update = prev.and_then(|p| p.update_revision.as_ref());
@@ -99,7 +130,10 @@ pub fn transition_events(prev: Option<&GlmDeploymentStatus>, new: &GlmDeployment
 mod tests {
     use super::*;
     use glm_crds::ModelStatus;
-    use k8s_openapi::{apimachinery::pkg::apis::meta::v1::{Condition, Time}, jiff::Timestamp};
+    use k8s_openapi::{
+        apimachinery::pkg::apis::meta::v1::{Condition, Time},
+        jiff::Timestamp,
+    };
 
     fn cond(t: &str, status: &str, reason: &str) -> Condition {
         Condition {
@@ -112,10 +146,22 @@ mod tests {
         }
     }
 
-    fn status(model: Option<ModelPhase>, degraded: (&str, &str), ready: &str, update: Option<&str>) -> GlmDeploymentStatus {
+    fn status(
+        model: Option<ModelPhase>,
+        degraded: (&str, &str),
+        ready: &str,
+        update: Option<&str>,
+    ) -> GlmDeploymentStatus {
         GlmDeploymentStatus {
-            model: model.map(|phase| ModelStatus { phase, job_name: Some("j".into()), ..Default::default() }),
-            conditions: vec![cond("Degraded", degraded.0, degraded.1), cond("Ready", ready, "x")],
+            model: model.map(|phase| ModelStatus {
+                phase,
+                job_name: Some("j".into()),
+                ..Default::default()
+            }),
+            conditions: vec![
+                cond("Degraded", degraded.0, degraded.1),
+                cond("Ready", ready, "x"),
+            ],
             update_revision: update.map(str::to_string),
             ..Default::default()
         }
@@ -123,19 +169,48 @@ mod tests {
 
     #[test]
     fn events_only_on_transitions() {
-        let downloading = status(Some(ModelPhase::Downloading), ("False", "AsExpected"), "False", None);
-        let ready = status(Some(ModelPhase::Ready), ("False", "AsExpected"), "True", Some("a"));
+        let downloading = status(
+            Some(ModelPhase::Downloading),
+            ("False", "AsExpected"),
+            "False",
+            None,
+        );
+        let ready = status(
+            Some(ModelPhase::Ready),
+            ("False", "AsExpected"),
+            "True",
+            Some("a"),
+        );
         let invalid = status(None, ("True", "InvalidSpec"), "False", None);
-        let failed = status(Some(ModelPhase::Failed), ("True", "DownloadFailed"), "False", None);
-        let new_rev = status(Some(ModelPhase::Ready), ("False", "AsExpected"), "True", Some("b"));
+        let failed = status(
+            Some(ModelPhase::Failed),
+            ("True", "DownloadFailed"),
+            "False",
+            None,
+        );
+        let new_rev = status(
+            Some(ModelPhase::Ready),
+            ("False", "AsExpected"),
+            "True",
+            Some("b"),
+        );
         let reasons_of = |p: Option<&GlmDeploymentStatus>, n: &GlmDeploymentStatus| {
-            transition_events(p, n).into_iter().map(|e| (e.warning, e.reason)).collect::<Vec<_>>()
+            transition_events(p, n)
+                .into_iter()
+                .map(|e| (e.warning, e.reason))
+                .collect::<Vec<_>>()
         };
         assert_eq!(reasons_of(None, &invalid), [(true, "InvalidSpec")]);
         assert_eq!(reasons_of(Some(&invalid), &invalid), []);
-        assert_eq!(reasons_of(Some(&downloading), &ready), [(false, "DownloadSucceeded"), (false, "ReplicasReady")]);
+        assert_eq!(
+            reasons_of(Some(&downloading), &ready),
+            [(false, "DownloadSucceeded"), (false, "ReplicasReady")]
+        );
         assert_eq!(reasons_of(Some(&ready), &ready), []);
-        assert_eq!(reasons_of(Some(&downloading), &failed), [(true, "DownloadFailed")]);
+        assert_eq!(
+            reasons_of(Some(&downloading), &failed),
+            [(true, "DownloadFailed")]
+        );
         assert_eq!(reasons_of(Some(&failed), &failed), []);
         assert_eq!(reasons_of(Some(&ready), &new_rev), [(false, "RollingOut")]);
     }

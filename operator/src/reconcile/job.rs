@@ -33,15 +33,28 @@ pub const CONTAINER: &str = "download";
 /// Short hash of everything that decides what the Job downloads.
 pub fn download_key(glmd: &GlmDeployment) -> String {
     let m = &glmd.spec.model;
-    let token = m.token_secret_ref.as_ref().map(|t| format!("{}/{}", t.name, t.key)).unwrap_or_default();
-    let mut parts: Vec<&str> = vec![&m.repo, &m.revision, m.hub_endpoint.as_deref().unwrap_or(""), &token];
+    let token = m
+        .token_secret_ref
+        .as_ref()
+        .map(|t| format!("{}/{}", t.name, t.key))
+        .unwrap_or_default();
+    let mut parts: Vec<&str> = vec![
+        &m.repo,
+        &m.revision,
+        m.hub_endpoint.as_deref().unwrap_or(""),
+        &token,
+    ];
     parts.extend(m.include.iter().map(String::as_str));
     format!("{:010x}", fnv1a(&parts) & 0xff_ffff_ffff)
 }
 
 /// Deterministic Job name: `<name>-dl-<key>`, at most 63 characters.
 pub fn job_name(glmd: &GlmDeployment) -> String {
-    format!("{}-dl-{}", truncate(&glmd.name_any(), 63 - 14), download_key(glmd))
+    format!(
+        "{}-dl-{}",
+        truncate(&glmd.name_any(), 63 - 14),
+        download_key(glmd)
+    )
 }
 
 /// Inputs besides the GlmDeployment.
@@ -72,7 +85,10 @@ pub fn download_args(glmd: &GlmDeployment) -> Vec<String> {
     if let Some(token) = &m.token_secret_ref {
         args.extend(["--token-file".into(), format!("{TOKEN_DIR}/{}", token.key)]);
     }
-    args.extend(["--termination-message-path".into(), TERMINATION_MESSAGE_PATH.into()]);
+    args.extend([
+        "--termination-message-path".into(),
+        TERMINATION_MESSAGE_PATH.into(),
+    ]);
     args
 }
 
@@ -85,8 +101,14 @@ pub fn desired_job(glmd: &GlmDeployment, params: &JobParams<'_>) -> Result<Job> 
         l.insert(labels::DOWNLOAD_KEY.into(), key);
     }
     meta.annotations = Some(BTreeMap::from([
-        (annotations::GENERATION.to_string(), glmd.metadata.generation.unwrap_or(0).to_string()),
-        (annotations::REQUESTED_REVISION.to_string(), glmd.spec.model.revision.clone()),
+        (
+            annotations::GENERATION.to_string(),
+            glmd.metadata.generation.unwrap_or(0).to_string(),
+        ),
+        (
+            annotations::REQUESTED_REVISION.to_string(),
+            glmd.spec.model.revision.clone(),
+        ),
     ]));
     let pod_labels = meta.labels.clone();
     let spec = &glmd.spec;
@@ -110,7 +132,11 @@ pub fn desired_job(glmd: &GlmDeployment, params: &JobParams<'_>) -> Result<Job> 
             name: "hf-token".into(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(token.name.clone()),
-                items: Some(vec![KeyToPath { key: token.key.clone(), path: token.key.clone(), mode: None }]),
+                items: Some(vec![KeyToPath {
+                    key: token.key.clone(),
+                    path: token.key.clone(),
+                    mode: None,
+                }]),
                 default_mode: Some(0o400),
                 optional: Some(false),
             }),
@@ -137,7 +163,10 @@ pub fn desired_job(glmd: &GlmDeployment, params: &JobParams<'_>) -> Result<Job> 
                 ("cpu".to_string(), Quantity("500m".into())),
                 ("memory".to_string(), Quantity("512Mi".into())),
             ])),
-            limits: Some(BTreeMap::from([("memory".to_string(), Quantity("2Gi".into()))])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity("2Gi".into()),
+            )])),
             ..ResourceRequirements::default()
         }),
         ..Container::default()
@@ -150,7 +179,10 @@ pub fn desired_job(glmd: &GlmDeployment, params: &JobParams<'_>) -> Result<Job> 
             backoff_limit: Some(spec.model.download.backoff_limit),
             active_deadline_seconds: Some(spec.model.download.active_deadline_seconds),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: pod_labels, ..ObjectMeta::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: pod_labels,
+                    ..ObjectMeta::default()
+                }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
                     containers: vec![container],
@@ -180,14 +212,30 @@ mod tests {
         let mut g = glmd();
         g.spec.model.include = vec!["*.safetensors".into(), "*.json".into()];
         g.spec.model.hub_endpoint = Some("https://mirror.example".into());
-        g.spec.model.token_secret_ref = Some(SecretKeyRef { name: "hf".into(), key: "token".into() });
+        g.spec.model.token_secret_ref = Some(SecretKeyRef {
+            name: "hf".into(),
+            key: "token".into(),
+        });
         assert_eq!(
             download_args(&g),
             [
-                "download", "--repo", "zai-org/GLM-4.5-Air", "--revision", "main", "--dir",
-                "/models/zai-org--GLM-4.5-Air", "--include", "*.safetensors", "--include", "*.json",
-                "--hub-endpoint", "https://mirror.example", "--token-file", "/var/run/glm/hf-token/token",
-                "--termination-message-path", "/dev/termination-log"
+                "download",
+                "--repo",
+                "zai-org/GLM-4.5-Air",
+                "--revision",
+                "main",
+                "--dir",
+                "/models/zai-org--GLM-4.5-Air",
+                "--include",
+                "*.safetensors",
+                "--include",
+                "*.json",
+                "--hub-endpoint",
+                "https://mirror.example",
+                "--token-file",
+                "/var/run/glm/hf-token/token",
+                "--termination-message-path",
+                "/dev/termination-log"
             ]
         );
         let minimal = download_args(&glmd());
@@ -215,17 +263,29 @@ mod tests {
         let mut g = glmd();
         g.spec.model.download.backoff_limit = 5;
         g.spec.model.download.active_deadline_seconds = 3600;
-        g.spec.model.token_secret_ref = Some(SecretKeyRef { name: "hf".into(), key: "tok".into() });
+        g.spec.model.token_secret_ref = Some(SecretKeyRef {
+            name: "hf".into(),
+            key: "tok".into(),
+        });
         let job = desired_job(&g, &JobParams { image: "img:1" }).unwrap();
-        assert_eq!(job.metadata.annotations.as_ref().unwrap()[annotations::GENERATION], "3");
-        assert_eq!(job.metadata.owner_references.as_ref().unwrap()[0].name, "glm45");
+        assert_eq!(
+            job.metadata.annotations.as_ref().unwrap()[annotations::GENERATION],
+            "3"
+        );
+        assert_eq!(
+            job.metadata.owner_references.as_ref().unwrap()[0].name,
+            "glm45"
+        );
         let spec = job.spec.unwrap();
         assert_eq!(spec.backoff_limit, Some(5));
         assert_eq!(spec.active_deadline_seconds, Some(3600));
         let pod = spec.template.spec.unwrap();
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         let vols = pod.volumes.unwrap();
-        assert_eq!(vols[0].persistent_volume_claim.as_ref().unwrap().claim_name, "glm45-cache");
+        assert_eq!(
+            vols[0].persistent_volume_claim.as_ref().unwrap().claim_name,
+            "glm45-cache"
+        );
         let secret = vols[1].secret.as_ref().unwrap();
         assert_eq!(secret.secret_name.as_deref(), Some("hf"));
         assert_eq!(secret.items.as_ref().unwrap()[0].key, "tok");
@@ -233,7 +293,13 @@ mod tests {
         assert_eq!(c.image.as_deref(), Some("img:1"));
         assert_eq!(c.command.as_ref().unwrap(), &["glm-server"]);
         let mounts = c.volume_mounts.as_ref().unwrap();
-        assert_eq!((mounts[0].mount_path.as_str(), mounts[0].read_only), ("/models", None));
-        assert_eq!((mounts[1].mount_path.as_str(), mounts[1].read_only), (TOKEN_DIR, Some(true)));
+        assert_eq!(
+            (mounts[0].mount_path.as_str(), mounts[0].read_only),
+            ("/models", None)
+        );
+        assert_eq!(
+            (mounts[1].mount_path.as_str(), mounts[1].read_only),
+            (TOKEN_DIR, Some(true))
+        );
     }
 }

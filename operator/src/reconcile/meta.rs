@@ -13,14 +13,21 @@ const MAX_NAME: usize = 63;
 
 /// Name and namespace of a GlmDeployment, checked once.
 pub(crate) fn name_ns(glmd: &GlmDeployment) -> Result<(String, String)> {
-    let name = glmd.meta().name.clone().ok_or(Error::MissingObjectKey("metadata.name"))?;
-    let ns = glmd.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let name = glmd
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingObjectKey("metadata.name"))?;
+    let ns = glmd
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     Ok((name, ns))
 }
 
 /// Controller owner reference pointing at the GlmDeployment (needs its uid).
 pub(crate) fn owner_ref(glmd: &GlmDeployment) -> Result<OwnerReference> {
-    glmd.controller_owner_ref(&()).ok_or(Error::MissingObjectKey("metadata.uid"))
+    glmd.controller_owner_ref(&())
+        .ok_or(Error::MissingObjectKey("metadata.uid"))
 }
 
 /// Labels that select the server pods (immutable once the Deployment exists).
@@ -44,7 +51,10 @@ pub fn selector_string(name: &str) -> String {
 /// Labels for a child object of the given component (`server`, `download`, `cache`).
 pub fn child_labels(name: &str, component: &str) -> BTreeMap<String, String> {
     let mut l = selector_labels(name);
-    l.insert(labels::MANAGED_BY.to_string(), labels::MANAGED_BY_VALUE.to_string());
+    l.insert(
+        labels::MANAGED_BY.to_string(),
+        labels::MANAGED_BY_VALUE.to_string(),
+    );
     l.insert(labels::COMPONENT.to_string(), component.to_string());
     l
 }
@@ -57,7 +67,11 @@ pub(crate) fn child_meta(
     owned: bool,
 ) -> Result<ObjectMeta> {
     let (name, ns) = name_ns(glmd)?;
-    let owner_references = if owned { Some(vec![owner_ref(glmd)?]) } else { None };
+    let owner_references = if owned {
+        Some(vec![owner_ref(glmd)?])
+    } else {
+        None
+    };
     Ok(ObjectMeta {
         name: Some(child_name),
         namespace: Some(ns),
@@ -93,7 +107,10 @@ pub(crate) fn fnv1a(parts: &[&str]) -> u64 {
 pub fn served_model_name(glmd: &GlmDeployment) -> String {
     let m = &glmd.spec.model;
     m.served_model_name.clone().unwrap_or_else(|| {
-        m.repo.rsplit_once('/').map_or(m.repo.as_str(), |(_, n)| n).to_string()
+        m.repo
+            .rsplit_once('/')
+            .map_or(m.repo.as_str(), |(_, n)| n)
+            .to_string()
     })
 }
 

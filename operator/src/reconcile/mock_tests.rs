@@ -14,7 +14,9 @@ const NS_APPS: &str = "/apis/apps/v1/namespaces/llm";
 const STATUS: &str = "/apis/serving.glm.dev/v1alpha1/namespaces/llm/glmdeployments/glm45/status";
 
 async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(5), f).await.expect("timed out")
+    tokio::time::timeout(Duration::from_secs(5), f)
+        .await
+        .expect("timed out")
 }
 
 #[tokio::test]
@@ -23,10 +25,15 @@ async fn fresh_object_creates_cache_and_download_job() {
     let g = glmd();
     let job = job_name(&g);
     let verifier = tokio::spawn(async move {
-        let pvc = api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache")).await;
+        let pvc = api
+            .apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache"))
+            .await;
         assert_eq!(pvc["kind"], "PersistentVolumeClaim");
         assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], "800Gi");
-        assert_eq!(pvc["metadata"]["ownerReferences"][0]["kind"], "GlmDeployment");
+        assert_eq!(
+            pvc["metadata"]["ownerReferences"][0]["kind"],
+            "GlmDeployment"
+        );
         api.get(&format!("{NS_BATCH}/jobs/{job}"), None).await;
         let j = api.apply(&format!("{NS_BATCH}/jobs/{job}")).await;
         assert_eq!(j["kind"], "Job");
@@ -38,14 +45,26 @@ async fn fresh_object_creates_cache_and_download_job() {
         let status = api.apply(STATUS).await;
         assert_eq!(status["apiVersion"], "serving.glm.dev/v1alpha1");
         let s = &status["status"];
-        assert_eq!(condition(s, "ModelReady"), ("False".into(), "DownloadPending".into()));
-        assert_eq!(condition(s, "Progressing"), ("True".into(), "Downloading".into()));
-        assert_eq!(condition(s, "Ready"), ("False".into(), "WaitingForModel".into()));
+        assert_eq!(
+            condition(s, "ModelReady"),
+            ("False".into(), "DownloadPending".into())
+        );
+        assert_eq!(
+            condition(s, "Progressing"),
+            ("True".into(), "Downloading".into())
+        );
+        assert_eq!(
+            condition(s, "Ready"),
+            ("False".into(), "WaitingForModel".into())
+        );
         assert_eq!(s["observedGeneration"], 3);
         assert_eq!(s["model"]["phase"], "Pending");
         assert_eq!(s["model"]["jobName"], job.as_str());
         let ev = api.event("llm").await;
-        assert_eq!((ev["reason"].as_str(), ev["type"].as_str()), (Some("DownloadStarted"), Some("Normal")));
+        assert_eq!(
+            (ev["reason"].as_str(), ev["type"].as_str()),
+            (Some("DownloadStarted"), Some("Normal"))
+        );
     });
     let action = within(reconcile_glmd(&g, &ctx)).await.unwrap();
     assert_eq!(action, Action::requeue(DOWNLOAD_POLL));
@@ -58,7 +77,11 @@ async fn succeeded_job_creates_deployment_and_service() {
     let mut g = glmd();
     let job = job_name(&g);
     g.status = Some(GlmDeploymentStatus {
-        model: Some(ModelStatus { phase: ModelPhase::Downloading, job_name: Some(job.clone()), ..Default::default() }),
+        model: Some(ModelStatus {
+            phase: ModelPhase::Downloading,
+            job_name: Some(job.clone()),
+            ..Default::default()
+        }),
         ..Default::default()
     });
     let path = format!("/models/zai-org--GLM-4.5-Air/{SHA}");
@@ -70,9 +93,18 @@ async fn succeeded_job_creates_deployment_and_service() {
             "restartCount": 0, "state": {"terminated": {"exitCode": 0, "message": message}}}]}});
     let path2 = path.clone();
     let verifier = tokio::spawn(async move {
-        api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache")).await;
-        api.get(&format!("{NS_BATCH}/jobs/{job}"), Some(job_obj)).await;
-        api.list(&format!("{NS_CORE}/pods"), &format!("labelSelector=job-name%3D{job}"), "PodList", vec![pod]).await;
+        api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache"))
+            .await;
+        api.get(&format!("{NS_BATCH}/jobs/{job}"), Some(job_obj))
+            .await;
+        api.list(
+            &format!("{NS_CORE}/pods"),
+            &format!("labelSelector=job-name%3D{job}"),
+            "PodList",
+            vec![pod],
+        )
+        .await;
+        api.get(&format!("{NS_APPS}/deployments/glm45"), None).await;
         let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
         assert_eq!(d["spec"]["replicas"], 2);
         let c = &d["spec"]["template"]["spec"]["containers"][0];
@@ -80,7 +112,10 @@ async fn succeeded_job_creates_deployment_and_service() {
         assert_eq!(c["args"][0], "serve");
         assert_eq!(c["args"][2], path2.as_str());
         assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
-        assert_eq!(d["spec"]["template"]["metadata"]["labels"]["serving.glm.dev/revision"], SHA);
+        assert_eq!(
+            d["spec"]["template"]["metadata"]["labels"]["serving.glm.dev/revision"],
+            SHA
+        );
         let svc = api.apply(&format!("{NS_CORE}/services/glm45")).await;
         assert_eq!(svc["spec"]["ports"][0]["name"], "http");
         assert_eq!(svc["spec"]["ports"][0]["port"], 8000);
@@ -90,7 +125,10 @@ async fn succeeded_job_creates_deployment_and_service() {
         assert_eq!(s["model"]["phase"], "Ready");
         assert_eq!(s["model"]["path"], path2.as_str());
         assert_eq!(s["endpoint"], "http://glm45.llm.svc:8000");
-        assert_eq!(condition(s, "ModelReady"), ("True".into(), "ModelReady".into()));
+        assert_eq!(
+            condition(s, "ModelReady"),
+            ("True".into(), "ModelReady".into())
+        );
         let ev = api.event("llm").await;
         assert_eq!(ev["reason"], "DownloadSucceeded");
     });
@@ -110,14 +148,22 @@ async fn invalid_spec_is_degraded_without_children() {
         let s = &status["status"];
         let (st, reason) = condition(s, "Degraded");
         assert_eq!((st.as_str(), reason.as_str()), ("True", "InvalidSpec"));
-        let msg = s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Degraded").unwrap()["message"]
+        let msg = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Degraded")
+            .unwrap()["message"]
             .as_str()
             .unwrap()
             .to_string();
         assert!(msg.contains("spec.server.tensorParallelSize"), "{msg}");
         assert_eq!(condition(s, "Ready").0, "False");
         let ev = api.event("llm").await;
-        assert_eq!((ev["reason"].as_str(), ev["type"].as_str()), (Some("InvalidSpec"), Some("Warning")));
+        assert_eq!(
+            (ev["reason"].as_str(), ev["type"].as_str()),
+            (Some("InvalidSpec"), Some("Warning"))
+        );
     });
     let action = within(reconcile_glmd(&g, &ctx)).await.unwrap();
     assert_eq!(action, Action::await_change(), "no hot loop");
@@ -135,21 +181,39 @@ async fn running_job_reports_progress_from_its_log() {
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod_name, "namespace": "llm",
         "creationTimestamp": "2026-01-01T00:00:00Z"}, "status": {"phase": "Running"}});
     let verifier = tokio::spawn(async move {
-        api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache")).await;
-        api.get(&format!("{NS_BATCH}/jobs/{job}"), Some(job_obj)).await;
-        api.list(&format!("{NS_CORE}/pods"), "labelSelector=job-name", "PodList", vec![pod]).await;
+        api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache"))
+            .await;
+        api.get(&format!("{NS_BATCH}/jobs/{job}"), Some(job_obj))
+            .await;
+        api.list(
+            &format!("{NS_CORE}/pods"),
+            "labelSelector=job-name",
+            "PodList",
+            vec![pod],
+        )
+        .await;
         // The log is plain text, not JSON: answer it by hand.
         let (req, send) = api.0.next_request().await.unwrap();
         assert_eq!(req.uri().path(), format!("{NS_CORE}/pods/{pod_name}/log"));
         let q = req.uri().query().unwrap_or_default().to_string();
-        assert!(q.contains("container=download") && q.contains("tailLines=20"), "{q}");
+        assert!(
+            q.contains("container=download") && q.contains("tailLines=20"),
+            "{q}"
+        );
         let log = "{\"event\":\"progress\",\"bytes_done\":1073741824,\"bytes_total\":4294967296,\"rate_bytes_per_s\":1e8,\"eta_seconds\":30}\n";
-        send.send_response(http::Response::builder().body(kube::client::Body::from(log.as_bytes().to_vec())).unwrap());
+        send.send_response(
+            http::Response::builder()
+                .body(kube::client::Body::from(log.as_bytes().to_vec()))
+                .unwrap(),
+        );
         api.get(&format!("{NS_APPS}/deployments/glm45"), None).await;
         let status = api.apply(STATUS).await;
         let m = &status["status"]["model"];
         assert_eq!(m["phase"], "Downloading");
-        assert_eq!((m["bytesDone"].as_i64(), m["bytesTotal"].as_i64()), (Some(1 << 30), Some(4 << 30)));
+        assert_eq!(
+            (m["bytesDone"].as_i64(), m["bytesTotal"].as_i64()),
+            (Some(1 << 30), Some(4 << 30))
+        );
     });
     within(reconcile_glmd(&g, &ctx)).await.unwrap();
     within(verifier).await.unwrap();

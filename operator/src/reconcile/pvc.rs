@@ -32,11 +32,17 @@ pub fn desired_pvc(glmd: &GlmDeployment) -> Result<Option<PersistentVolumeClaim>
     if cache.existing_claim.is_some() {
         return Ok(None);
     }
-    let size: Quantity = cache
-        .size
-        .clone()
-        .ok_or_else(|| Error::InvalidSpec("spec.cache.size is required unless spec.cache.existingClaim is set".into()))?;
-    let meta = child_meta(glmd, cache_claim_name(glmd), "cache", !cache.retain_on_delete)?;
+    let size: Quantity = cache.size.clone().ok_or_else(|| {
+        Error::InvalidSpec(
+            "spec.cache.size is required unless spec.cache.existingClaim is set".into(),
+        )
+    })?;
+    let meta = child_meta(
+        glmd,
+        cache_claim_name(glmd),
+        "cache",
+        !cache.retain_on_delete,
+    )?;
     Ok(Some(PersistentVolumeClaim {
         metadata: meta,
         spec: Some(PersistentVolumeClaimSpec {
@@ -64,11 +70,25 @@ mod tests {
             retain: bool,
             owned: bool,
         }
-        for c in [Case { retain: false, owned: true }, Case { retain: true, owned: false }] {
+        for c in [
+            Case {
+                retain: false,
+                owned: true,
+            },
+            Case {
+                retain: true,
+                owned: false,
+            },
+        ] {
             let mut g = glmd();
             g.spec.cache.retain_on_delete = c.retain;
             let pvc = desired_pvc(&g).unwrap().unwrap();
-            assert_eq!(pvc.metadata.owner_references.is_some(), c.owned, "retain={}", c.retain);
+            assert_eq!(
+                pvc.metadata.owner_references.is_some(),
+                c.owned,
+                "retain={}",
+                c.retain
+            );
             if let Some(refs) = &pvc.metadata.owner_references {
                 assert_eq!(refs[0].kind, "GlmDeployment");
                 assert_eq!(refs[0].controller, Some(true));
@@ -86,7 +106,10 @@ mod tests {
         let spec = pvc.spec.unwrap();
         assert_eq!(spec.access_modes.unwrap(), vec!["ReadWriteMany"]);
         assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
-        assert_eq!(spec.resources.unwrap().requests.unwrap()["storage"], Quantity("800Gi".into()));
+        assert_eq!(
+            spec.resources.unwrap().requests.unwrap()["storage"],
+            Quantity("800Gi".into())
+        );
     }
 
     #[test]

@@ -8,16 +8,21 @@ use glm_crds::GlmDeployment;
 pub fn check_spec(glmd: &GlmDeployment) -> Vec<String> {
     let s = &glmd.spec;
     let mut problems = Vec::new();
-    let repo_ok = s
-        .model
-        .repo
-        .split_once('/')
-        .is_some_and(|(owner, name)| !owner.is_empty() && !name.is_empty() && !name.contains('/'));
+    let repo_ok =
+        s.model.repo.split_once('/').is_some_and(|(owner, name)| {
+            !owner.is_empty() && !name.is_empty() && !name.contains('/')
+        });
     if !repo_ok {
-        problems.push(format!("spec.model.repo must be owner/name, got {:?}", s.model.repo));
+        problems.push(format!(
+            "spec.model.repo must be owner/name, got {:?}",
+            s.model.repo
+        ));
     }
     if s.model.revision.is_empty() || s.model.revision.contains("..") {
-        problems.push(format!("spec.model.revision is not a valid revision: {:?}", s.model.revision));
+        problems.push(format!(
+            "spec.model.revision is not a valid revision: {:?}",
+            s.model.revision
+        ));
     }
     let tp = s.server.tensor_parallel_size;
     let gpus = s.resources.gpus;
@@ -46,17 +51,19 @@ pub fn check_spec(glmd: &GlmDeployment) -> Vec<String> {
     }
     let c = &s.cache;
     match (&c.existing_claim, &c.size) {
-        (Some(_), Some(_)) => problems.push(
-            "spec.cache.existingClaim cannot be combined with spec.cache.size".into(),
-        ),
+        (Some(_), Some(_)) => {
+            problems.push("spec.cache.existingClaim cannot be combined with spec.cache.size".into())
+        }
         (Some(_), None) if c.storage_class_name.is_some() => problems.push(
             "spec.cache.existingClaim cannot be combined with spec.cache.storageClassName".into(),
         ),
-        (None, None) => problems.push("spec.cache.size is required unless spec.cache.existingClaim is set".into()),
+        (None, None) => problems
+            .push("spec.cache.size is required unless spec.cache.existingClaim is set".into()),
         _ => {}
     }
     if s.server.enable_auto_tool_choice && s.server.tool_call_parser.flag().is_none() {
-        problems.push("spec.server.enableAutoToolChoice requires spec.server.toolCallParser".into());
+        problems
+            .push("spec.server.enableAutoToolChoice requires spec.server.toolCallParser".into());
     }
     if s.rollout.drain_seconds < 0 {
         problems.push("spec.rollout.drainSeconds must be >= 0".into());
@@ -79,20 +86,50 @@ mod tests {
         type Mutate = fn(&mut GlmDeployment);
         let cases: Vec<(Mutate, &str)> = vec![
             (|g| g.spec.model.repo = "noslash".into(), "spec.model.repo"),
-            (|g| g.spec.model.revision = "a..b".into(), "spec.model.revision"),
-            (|g| { g.spec.server.tensor_parallel_size = 3; g.spec.resources.gpus = 4 }, "spec.server.tensorParallelSize"),
-            (|g| { g.spec.server.tensor_parallel_size = 2; g.spec.resources.gpus = 0 }, "spec.server.tensorParallelSize"),
-            (|g| { g.spec.autoscaling.enabled = true; g.spec.autoscaling.min_replicas = 5 }, "spec.autoscaling.minReplicas"),
-            (|g| g.spec.cache.existing_claim = Some("x".into()), "spec.cache.existingClaim"),
+            (
+                |g| g.spec.model.revision = "a..b".into(),
+                "spec.model.revision",
+            ),
+            (
+                |g| {
+                    g.spec.server.tensor_parallel_size = 3;
+                    g.spec.resources.gpus = 4
+                },
+                "spec.server.tensorParallelSize",
+            ),
+            (
+                |g| {
+                    g.spec.server.tensor_parallel_size = 2;
+                    g.spec.resources.gpus = 0
+                },
+                "spec.server.tensorParallelSize",
+            ),
+            (
+                |g| {
+                    g.spec.autoscaling.enabled = true;
+                    g.spec.autoscaling.min_replicas = 5
+                },
+                "spec.autoscaling.minReplicas",
+            ),
+            (
+                |g| g.spec.cache.existing_claim = Some("x".into()),
+                "spec.cache.existingClaim",
+            ),
             (|g| g.spec.cache.size = None, "spec.cache.size"),
-            (|g| g.spec.server.enable_auto_tool_choice = true, "spec.server.enableAutoToolChoice"),
+            (
+                |g| g.spec.server.enable_auto_tool_choice = true,
+                "spec.server.enableAutoToolChoice",
+            ),
             (|g| g.spec.replicas = -1, "spec.replicas"),
         ];
         for (mutate, field) in cases {
             let mut g = glmd();
             mutate(&mut g);
             let problems = check_spec(&g);
-            assert!(problems.iter().any(|p| p.contains(field)), "{field}: {problems:?}");
+            assert!(
+                problems.iter().any(|p| p.contains(field)),
+                "{field}: {problems:?}"
+            );
         }
     }
 }

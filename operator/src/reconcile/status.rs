@@ -2,9 +2,7 @@
 //! conditions. `lastTransitionTime` only moves when a condition's status flips, so writing the
 //! same observation twice is a no-op for the apiserver (no watch event, no reconcile loop).
 
-use glm_crds::{
-    conditions, reasons, GlmDeployment, GlmDeploymentStatus, ModelPhase, ModelStatus,
-};
+use glm_crds::{conditions, reasons, GlmDeployment, GlmDeploymentStatus, ModelPhase, ModelStatus};
 use k8s_openapi::{
     api::apps::v1::Deployment,
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
@@ -35,6 +33,8 @@ pub struct StatusInputs<'a> {
     /// The Deployment as the apiserver returned it (with status), if applied.
     pub deployment: Option<&'a Deployment>,
     pub desired_replicas: i32,
+    /// `status.autoscaling` (the autoscaler's last round; `None` when autoscaling is off).
+    pub autoscaling: Option<glm_crds::AutoscalingStatus>,
     pub problem: Option<&'a Problem>,
     pub now: Timestamp,
 }
@@ -60,9 +60,18 @@ pub fn rollout_state(deployment: Option<&Deployment>, desired: i32) -> Rollout {
     let Some(s) = &d.status else {
         return Rollout::InProgress("waiting for the Deployment controller".into());
     };
-    if let Some(c) = s.conditions.iter().flatten().find(|c| c.type_ == "Progressing") {
+    if let Some(c) = s
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Progressing")
+    {
         if c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded") {
-            return Rollout::DeadlineExceeded(c.message.clone().unwrap_or_else(|| "progress deadline exceeded".into()));
+            return Rollout::DeadlineExceeded(
+                c.message
+                    .clone()
+                    .unwrap_or_else(|| "progress deadline exceeded".into()),
+            );
         }
     }
     let generation = d.metadata.generation.unwrap_or(0);
@@ -128,7 +137,11 @@ fn progress_message(p: &Progress) -> String {
 }
 
 /// `status.model` from the download state (progress of the same Job is kept between log reads).
-fn model_status(glmd: &GlmDeployment, download: &DownloadState, previous: Option<&ModelStatus>) -> Option<ModelStatus> {
+fn model_status(
+    glmd: &GlmDeployment,
+    download: &DownloadState,
+    previous: Option<&ModelStatus>,
+) -> Option<ModelStatus> {
     let requested = Some(glmd.spec.model.revision.clone());
     let same_job = |job: &str| previous.filter(|m| m.job_name.as_deref() == Some(job));
     match download {
@@ -146,8 +159,14 @@ fn model_status(glmd: &GlmDeployment, download: &DownloadState, previous: Option
                 phase: ModelPhase::Downloading,
                 requested_revision: requested,
                 job_name: Some(job_name.clone()),
-                bytes_done: progress.as_ref().map(|p| p.bytes_done).or(prev.and_then(|m| m.bytes_done)),
-                bytes_total: progress.as_ref().and_then(|p| p.bytes_total).or(prev.and_then(|m| m.bytes_total)),
+                bytes_done: progress
+                    .as_ref()
+                    .map(|p| p.bytes_done)
+                    .or(prev.and_then(|m| m.bytes_done)),
+                bytes_total: progress
+                    .as_ref()
+                    .and_then(|p| p.bytes_total)
+                    .or(prev.and_then(|m| m.bytes_total)),
                 message: progress
                     .as_ref()
                     .map(progress_message)
@@ -184,14 +203,23 @@ pub fn compute_status(inp: &StatusInputs<'_>) -> GlmDeploymentStatus {
     let name = glmd.name_any();
     let ns = glmd.namespace().unwrap_or_default();
     let cond = |t: &str, status: bool, reason: &str, message: String| {
-        condition(&prev.conditions, t, status, reason, message, generation, inp.now)
+        condition(
+            &prev.conditions,
+            t,
+            status,
+            reason,
+            message,
+            generation,
+            inp.now,
+        )
     };
     let desired = inp.desired_replicas;
     let rollout = rollout_state(inp.deployment, desired);
     let dep_status = inp.deployment.and_then(|d| d.status.as_ref());
     let ready_replicas = dep_status.map_or(prev.ready_replicas, |s| s.ready_replicas.unwrap_or(0));
     let replicas = dep_status.map_or(prev.replicas, |s| s.replicas.unwrap_or(0));
-    let updated_replicas = dep_status.map_or(prev.updated_replicas, |s| s.updated_replicas.unwrap_or(0));
+    let updated_replicas =
+        dep_status.map_or(prev.updated_replicas, |s| s.updated_replicas.unwrap_or(0));
     let model = model_status(glmd, inp.download, prev.model.as_ref());
 
     let model_ready = match (inp.problem, inp.download) {
@@ -206,7 +234,10 @@ pub fn compute_status(inp: &StatusInputs<'_>) -> GlmDeploymentStatus {
             conditions::MODEL_READY,
             false,
             reasons::DOWNLOADING,
-            model.as_ref().and_then(|m| m.message.clone()).unwrap_or_default(),
+            model
+                .as_ref()
+                .and_then(|m| m.message.clone())
+                .unwrap_or_default(),
         ),
         (None, DownloadState::Failed { failure, .. }) => cond(
             conditions::MODEL_READY,
@@ -224,14 +255,31 @@ pub fn compute_status(inp: &StatusInputs<'_>) -> GlmDeploymentStatus {
 
     let ready = match (inp.problem, inp.served) {
         (Some(p), _) => cond(conditions::READY, false, p.reason, p.message.clone()),
-        (None, None) => cond(conditions::READY, false, reasons::WAITING_FOR_MODEL, "the model is not downloaded yet".into()),
-        (None, Some(_)) if desired == 0 => {
-            cond(conditions::READY, false, reasons::SCALED_TO_ZERO, "0 replicas requested".into())
-        }
+        (None, None) => cond(
+            conditions::READY,
+            false,
+            reasons::WAITING_FOR_MODEL,
+            "the model is not downloaded yet".into(),
+        ),
+        (None, Some(_)) if desired == 0 => cond(
+            conditions::READY,
+            false,
+            reasons::SCALED_TO_ZERO,
+            "0 replicas requested".into(),
+        ),
         (None, Some(_)) => {
             let ok = inp.deployment.is_some() && ready_replicas >= desired;
-            let reason = if ok { reasons::REPLICAS_READY } else { reasons::REPLICAS_NOT_READY };
-            cond(conditions::READY, ok, reason, format!("{ready_replicas}/{desired} replicas ready"))
+            let reason = if ok {
+                reasons::REPLICAS_READY
+            } else {
+                reasons::REPLICAS_NOT_READY
+            };
+            cond(
+                conditions::READY,
+                ok,
+                reason,
+                format!("{ready_replicas}/{desired} replicas ready"),
+            )
         }
     };
 
@@ -241,10 +289,23 @@ pub fn compute_status(inp: &StatusInputs<'_>) -> GlmDeploymentStatus {
             conditions::PROGRESSING,
             true,
             reasons::DOWNLOADING,
-            format!("downloading {}@{}", glmd.spec.model.repo, glmd.spec.model.revision),
+            format!(
+                "downloading {}@{}",
+                glmd.spec.model.repo, glmd.spec.model.revision
+            ),
         ),
-        (None, _, Rollout::InProgress(msg)) => cond(conditions::PROGRESSING, true, reasons::ROLLING_OUT, msg.clone()),
-        (None, _, _) => cond(conditions::PROGRESSING, false, reasons::RECONCILED, "nothing in progress".into()),
+        (None, _, Rollout::InProgress(msg)) => cond(
+            conditions::PROGRESSING,
+            true,
+            reasons::ROLLING_OUT,
+            msg.clone(),
+        ),
+        (None, _, _) => cond(
+            conditions::PROGRESSING,
+            false,
+            reasons::RECONCILED,
+            "nothing in progress".into(),
+        ),
     };
 
     let degraded = match (inp.problem, inp.download, &rollout) {
@@ -255,16 +316,32 @@ pub fn compute_status(inp: &StatusInputs<'_>) -> GlmDeploymentStatus {
             reasons::DOWNLOAD_FAILED,
             format!("{}: {}", failure.error, failure.message),
         ),
-        (None, _, Rollout::DeadlineExceeded(msg)) => {
-            cond(conditions::DEGRADED, true, reasons::PROGRESS_DEADLINE_EXCEEDED, msg.clone())
-        }
-        (None, _, _) => cond(conditions::DEGRADED, false, reasons::AS_EXPECTED, "no problem observed".into()),
+        (None, _, Rollout::DeadlineExceeded(msg)) => cond(
+            conditions::DEGRADED,
+            true,
+            reasons::PROGRESS_DEADLINE_EXCEEDED,
+            msg.clone(),
+        ),
+        (None, _, _) => cond(
+            conditions::DEGRADED,
+            false,
+            reasons::AS_EXPECTED,
+            "no problem observed".into(),
+        ),
     };
 
     let served_commit = inp.served.map(|m| m.commit.clone());
     let complete = rollout == Rollout::Complete && inp.problem.is_none();
-    let update_revision = if inp.deployment.is_some() { served_commit.clone() } else { prev.update_revision.clone() };
-    let current_revision = if complete { served_commit.clone() } else { prev.current_revision.clone() };
+    let update_revision = if inp.deployment.is_some() {
+        served_commit.clone()
+    } else {
+        prev.update_revision.clone()
+    };
+    let current_revision = if complete {
+        served_commit.clone()
+    } else {
+        prev.current_revision.clone()
+    };
     let last_ready_revision = if complete && ready.status == "True" {
         served_commit.clone()
     } else {
@@ -280,8 +357,12 @@ pub fn compute_status(inp: &StatusInputs<'_>) -> GlmDeploymentStatus {
         selector: Some(selector_string(&name)),
         resolved_revision: served_commit.or(prev.resolved_revision.clone()),
         model,
-        endpoint: if inp.served.is_some() { Some(endpoint(&name, &ns)) } else { prev.endpoint.clone() },
-        autoscaling: prev.autoscaling.clone(),
+        endpoint: if inp.served.is_some() {
+            Some(endpoint(&name, &ns))
+        } else {
+            prev.endpoint.clone()
+        },
+        autoscaling: inp.autoscaling.clone(),
         current_revision,
         update_revision,
         last_ready_revision,

@@ -44,9 +44,12 @@ pub fn plan(input: &RolloutInput<'_>) -> RolloutPlan {
     let desired = input.desired_revision;
     let previous = input.memory;
     let mut memory = previous.clone();
-    // The failure is remembered only while the spec still names the failed revision.
+    // The failure is remembered only while the spec still names the failed revision, and
+    // only while a Deployment exists to hold the restored template: after the Deployment
+    // (and with it the old ReplicaSets) is deleted, the spec is all that can be rendered.
     let held = previous.failed_revision.as_deref() == Some(desired)
-        && previous.last_ready_revision.is_some();
+        && previous.last_ready_revision.is_some()
+        && input.deployment.is_some();
     if !held {
         memory.failed_revision = None;
     }
@@ -56,7 +59,6 @@ pub fn plan(input: &RolloutInput<'_>) -> RolloutPlan {
     };
 
     let step = match input.deployment {
-        None if held => rollback(input, target, desired, "the Deployment is missing"),
         None => start(input, desired, &mut memory),
         Some(d) if d.template_revision.as_deref() != Some(target) => {
             if held {

@@ -347,6 +347,27 @@ fn deadline_rolls_back_to_last_ready_and_holds_until_the_spec_changes() {
     let p = step(&world, &p.memory);
     assert_eq!((p.action.clone(), p.event.clone()), (Action::Done, None));
 
+    // Were the Deployment deleted now, the spec is all that can be rendered: start afresh.
+    let mut gone = World {
+        deployment: None,
+        sets: vec![],
+        pods: vec![],
+        ..world
+    };
+    let fresh = step(&gone, &p.memory);
+    assert_eq!(
+        fresh.action,
+        Action::ApplyTemplate {
+            revision: "r2".into()
+        }
+    );
+    assert_eq!(fresh.memory.failed_revision, None);
+    gone.deployment = Some(deploy("r1", 2, 2, 2, 2));
+    let mut world = World {
+        sets: vec![rs("r1", 1, 0), rs("r2", 2, 1000)],
+        ..gone
+    };
+
     // The user fixes the spec: a new revision rolls out and Degraded clears.
     world.desired = "r3";
     let p = step(&world, &p.memory);

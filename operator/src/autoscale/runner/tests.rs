@@ -125,6 +125,7 @@ async fn round_scales_on_scraped_load_and_records_event_and_status() {
     assert_eq!(status.decision.metric.load(), 17.0);
     assert_eq!(backend.scaled(), [4]);
     assert_eq!(backend.events(), ["ScaleUpLimited"]);
+    assert_eq!(autoscaler.desired_replicas(&key()), Some(4));
     assert!(status.last_scale_time.is_some());
     let crd = autoscaler.status(&key()).unwrap().to_status();
     assert_eq!(crd.desired_replicas, Some(4));

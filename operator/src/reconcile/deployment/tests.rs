@@ -3,12 +3,22 @@ use crate::fixtures::{glmd, SHA};
 use glm_crds::{SecretKeyRef, ToolCallParser};
 
 fn model() -> ServedModel {
-    ServedModel { commit: SHA.into(), path: format!("/models/zai-org--GLM-4.5-Air/{SHA}") }
+    ServedModel {
+        commit: SHA.into(),
+        path: format!("/models/zai-org--GLM-4.5-Air/{SHA}"),
+    }
 }
 
 fn build(g: &GlmDeployment) -> Deployment {
-    desired_deployment(g, &DeploymentParams { image: "img:2", model: &model(), desired_replicas: desired_replicas(g) })
-        .unwrap()
+    desired_deployment(
+        g,
+        &DeploymentParams {
+            image: "img:2",
+            model: &model(),
+            replicas: Some(desired_replicas(g)),
+        },
+    )
+    .unwrap()
 }
 
 #[test]
@@ -28,10 +38,31 @@ fn serve_args_follow_the_contract() {
     assert_eq!(
         serve_args(&g, &model()),
         [
-            "serve", "--model", path.as_str(), "--served-model-name", "GLM-4.5-Air", "--host", "0.0.0.0",
-            "--port", "8000", "--max-model-len", "65536", "--tensor-parallel-size", "4", "--dtype",
-            "bfloat16", "--kv-cache-memory", "0.85", "--tool-call-parser", "glm45", "--reasoning-parser",
-            "glm45", "--enable-auto-tool-choice", "--drain-timeout", "120", "--max-num-seqs=64"
+            "serve",
+            "--model",
+            path.as_str(),
+            "--served-model-name",
+            "GLM-4.5-Air",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8000",
+            "--max-model-len",
+            "65536",
+            "--tensor-parallel-size",
+            "4",
+            "--dtype",
+            "bfloat16",
+            "--kv-cache-memory",
+            "0.85",
+            "--tool-call-parser",
+            "glm45",
+            "--reasoning-parser",
+            "glm45",
+            "--enable-auto-tool-choice",
+            "--drain-timeout",
+            "120",
+            "--max-num-seqs=64"
         ]
     );
     // Defaults add no optional flags.
@@ -46,14 +77,20 @@ fn pod_template_probes_drain_and_resources() {
     g.spec.resources.gpus = 2;
     g.spec.server.tensor_parallel_size = 2;
     g.spec.resources.memory = Some(Quantity("64Gi".into()));
-    g.spec.server.api_key_secret_ref = Some(SecretKeyRef { name: "keys".into(), key: "api".into() });
+    g.spec.server.api_key_secret_ref = Some(SecretKeyRef {
+        name: "keys".into(),
+        key: "api".into(),
+    });
     g.spec.resources.priority_class_name = Some("inference".into());
     let d = build(&g);
     let spec = d.spec.unwrap();
     assert_eq!(spec.replicas, Some(2));
     assert_eq!(spec.progress_deadline_seconds, Some(3600));
     let ru = spec.strategy.unwrap().rolling_update.unwrap();
-    assert_eq!((ru.max_surge, ru.max_unavailable), (Some(IntOrString::Int(1)), Some(IntOrString::Int(0))));
+    assert_eq!(
+        (ru.max_surge, ru.max_unavailable),
+        (Some(IntOrString::Int(1)), Some(IntOrString::Int(0)))
+    );
     let tpl = spec.template;
     assert_eq!(tpl.metadata.unwrap().labels.unwrap()[labels::REVISION], SHA);
     let pod = tpl.spec.unwrap();
@@ -61,20 +98,62 @@ fn pod_template_probes_drain_and_resources() {
     assert_eq!(pod.priority_class_name.as_deref(), Some("inference"));
     let c = &pod.containers[0];
     assert_eq!(c.ports.as_ref().unwrap()[0].name.as_deref(), Some("http"));
-    assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/health"));
-    assert_eq!(c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/ready"));
+    assert_eq!(
+        c.liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/health")
+    );
+    assert_eq!(
+        c.readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/ready")
+    );
     let startup = c.startup_probe.as_ref().unwrap();
     assert!(startup.period_seconds.unwrap() * startup.failure_threshold.unwrap() >= 3600);
     let pre_stop = c.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
-    assert_eq!(pre_stop.exec.as_ref().unwrap().command.as_ref().unwrap(), &["sleep", "5"]);
+    assert_eq!(
+        pre_stop.exec.as_ref().unwrap().command.as_ref().unwrap(),
+        &["sleep", "5"]
+    );
     let res = c.resources.as_ref().unwrap();
-    assert_eq!(res.limits.as_ref().unwrap()["nvidia.com/gpu"], Quantity("2".into()));
-    assert_eq!(res.requests.as_ref().unwrap()["nvidia.com/gpu"], Quantity("2".into()));
+    assert_eq!(
+        res.limits.as_ref().unwrap()["nvidia.com/gpu"],
+        Quantity("2".into())
+    );
+    assert_eq!(
+        res.requests.as_ref().unwrap()["nvidia.com/gpu"],
+        Quantity("2".into())
+    );
     let env = c.env.as_ref().unwrap();
     assert_eq!(env[0].name, "GLM_API_KEY");
-    assert_eq!(env[0].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key, "api");
+    assert_eq!(
+        env[0]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap()
+            .key,
+        "api"
+    );
     let mounts = c.volume_mounts.as_ref().unwrap();
-    assert_eq!((mounts[0].mount_path.as_str(), mounts[0].read_only), ("/models", Some(true)));
+    assert_eq!(
+        (mounts[0].mount_path.as_str(), mounts[0].read_only),
+        ("/models", Some(true))
+    );
     assert_eq!(mounts[1].mount_path, "/dev/shm");
 }
 
@@ -97,11 +176,41 @@ fn replicas_hook() {
         want: i32,
     }
     let cases = [
-        Case { enabled: false, spec_replicas: 3, decided: Some(9), status_replicas: 1, want: 3 },
-        Case { enabled: true, spec_replicas: 3, decided: Some(3), status_replicas: 1, want: 3 },
-        Case { enabled: true, spec_replicas: 3, decided: Some(99), status_replicas: 1, want: 4 },
-        Case { enabled: true, spec_replicas: 3, decided: None, status_replicas: 2, want: 2 },
-        Case { enabled: true, spec_replicas: 3, decided: None, status_replicas: 0, want: 1 },
+        Case {
+            enabled: false,
+            spec_replicas: 3,
+            decided: Some(9),
+            status_replicas: 1,
+            want: 3,
+        },
+        Case {
+            enabled: true,
+            spec_replicas: 3,
+            decided: Some(3),
+            status_replicas: 1,
+            want: 3,
+        },
+        Case {
+            enabled: true,
+            spec_replicas: 3,
+            decided: Some(99),
+            status_replicas: 1,
+            want: 4,
+        },
+        Case {
+            enabled: true,
+            spec_replicas: 3,
+            decided: None,
+            status_replicas: 2,
+            want: 2,
+        },
+        Case {
+            enabled: true,
+            spec_replicas: 3,
+            decided: None,
+            status_replicas: 0,
+            want: 1,
+        },
     ];
     for (i, c) in cases.iter().enumerate() {
         let mut g = glmd();
@@ -111,7 +220,10 @@ fn replicas_hook() {
         g.spec.autoscaling.max_replicas = 4;
         g.status = Some(glm_crds::GlmDeploymentStatus {
             replicas: c.status_replicas,
-            autoscaling: Some(glm_crds::AutoscalingStatus { desired_replicas: c.decided, ..Default::default() }),
+            autoscaling: Some(glm_crds::AutoscalingStatus {
+                desired_replicas: c.decided,
+                ..Default::default()
+            }),
             ..Default::default()
         });
         assert_eq!(desired_replicas(&g), c.want, "case {i}");

@@ -8,12 +8,18 @@ fn t(secs: i64) -> Timestamp {
 }
 
 fn served() -> ServedModel {
-    ServedModel { commit: SHA.into(), path: format!("/models/zai-org--GLM-4.5-Air/{SHA}") }
+    ServedModel {
+        commit: SHA.into(),
+        path: format!("/models/zai-org--GLM-4.5-Air/{SHA}"),
+    }
 }
 
 fn deployment(replicas: i32, updated: i32, ready: i32, available: i32) -> Deployment {
     Deployment {
-        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta { generation: Some(2), ..Default::default() },
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            generation: Some(2),
+            ..Default::default()
+        },
         status: Some(DeploymentStatus {
             observed_generation: Some(2),
             replicas: Some(replicas),
@@ -46,7 +52,11 @@ fn conditions_table() {
     let job = || "glm45-dl-x".to_string();
     let ok = DownloadState::Succeeded {
         job_name: job(),
-        result: DownloadResult { commit: SHA.into(), path: served().path, bytes: Some(10) },
+        result: DownloadResult {
+            commit: SHA.into(),
+            path: served().path,
+            bytes: Some(10),
+        },
     };
     let cases = vec![
         Case {
@@ -55,26 +65,47 @@ fn conditions_table() {
             served: false,
             deployment: None,
             problem: None,
-            want: [("False", "WaitingForModel"), ("True", "Downloading"), ("False", "AsExpected"), ("False", "DownloadPending")],
+            want: [
+                ("False", "WaitingForModel"),
+                ("True", "Downloading"),
+                ("False", "AsExpected"),
+                ("False", "DownloadPending"),
+            ],
         },
         Case {
             name: "downloading",
-            download: DownloadState::Running { job_name: job(), progress: None },
+            download: DownloadState::Running {
+                job_name: job(),
+                progress: None,
+            },
             served: false,
             deployment: None,
             problem: None,
-            want: [("False", "WaitingForModel"), ("True", "Downloading"), ("False", "AsExpected"), ("False", "Downloading")],
+            want: [
+                ("False", "WaitingForModel"),
+                ("True", "Downloading"),
+                ("False", "AsExpected"),
+                ("False", "Downloading"),
+            ],
         },
         Case {
             name: "download failed",
             download: DownloadState::Failed {
                 job_name: job(),
-                failure: DownloadFailure { error: "unauthorized".into(), message: "bad token".into() },
+                failure: DownloadFailure {
+                    error: "unauthorized".into(),
+                    message: "bad token".into(),
+                },
             },
             served: false,
             deployment: None,
             problem: None,
-            want: [("False", "WaitingForModel"), ("False", "Reconciled"), ("True", "DownloadFailed"), ("False", "DownloadFailed")],
+            want: [
+                ("False", "WaitingForModel"),
+                ("False", "Reconciled"),
+                ("True", "DownloadFailed"),
+                ("False", "DownloadFailed"),
+            ],
         },
         Case {
             name: "pods starting",
@@ -82,7 +113,12 @@ fn conditions_table() {
             served: true,
             deployment: Some(deployment(2, 2, 0, 0)),
             problem: None,
-            want: [("False", "ReplicasNotReady"), ("True", "RollingOut"), ("False", "AsExpected"), ("True", "ModelReady")],
+            want: [
+                ("False", "ReplicasNotReady"),
+                ("True", "RollingOut"),
+                ("False", "AsExpected"),
+                ("True", "ModelReady"),
+            ],
         },
         Case {
             name: "all ready",
@@ -90,7 +126,12 @@ fn conditions_table() {
             served: true,
             deployment: Some(deployment(2, 2, 2, 2)),
             problem: None,
-            want: [("True", "ReplicasReady"), ("False", "Reconciled"), ("False", "AsExpected"), ("True", "ModelReady")],
+            want: [
+                ("True", "ReplicasReady"),
+                ("False", "Reconciled"),
+                ("False", "AsExpected"),
+                ("True", "ModelReady"),
+            ],
         },
         Case {
             name: "surge pod during rollout keeps Ready",
@@ -98,23 +139,44 @@ fn conditions_table() {
             served: true,
             deployment: Some(deployment(3, 1, 2, 2)),
             problem: None,
-            want: [("True", "ReplicasReady"), ("True", "RollingOut"), ("False", "AsExpected"), ("True", "ModelReady")],
+            want: [
+                ("True", "ReplicasReady"),
+                ("True", "RollingOut"),
+                ("False", "AsExpected"),
+                ("True", "ModelReady"),
+            ],
         },
         Case {
             name: "new revision downloading while old serves",
-            download: DownloadState::Running { job_name: "glm45-dl-y".into(), progress: None },
+            download: DownloadState::Running {
+                job_name: "glm45-dl-y".into(),
+                progress: None,
+            },
             served: true,
             deployment: Some(deployment(2, 2, 2, 2)),
             problem: None,
-            want: [("True", "ReplicasReady"), ("True", "Downloading"), ("False", "AsExpected"), ("False", "Downloading")],
+            want: [
+                ("True", "ReplicasReady"),
+                ("True", "Downloading"),
+                ("False", "AsExpected"),
+                ("False", "Downloading"),
+            ],
         },
         Case {
             name: "invalid spec",
             download: DownloadState::Absent,
             served: false,
             deployment: None,
-            problem: Some(Problem { reason: "InvalidSpec", message: "spec.server.tensorParallelSize ...".into() }),
-            want: [("False", "InvalidSpec"), ("False", "InvalidSpec"), ("True", "InvalidSpec"), ("False", "InvalidSpec")],
+            problem: Some(Problem {
+                reason: "InvalidSpec",
+                message: "spec.server.tensorParallelSize ...".into(),
+            }),
+            want: [
+                ("False", "InvalidSpec"),
+                ("False", "InvalidSpec"),
+                ("True", "InvalidSpec"),
+                ("False", "InvalidSpec"),
+            ],
         },
     ];
     for c in &cases {
@@ -126,6 +188,7 @@ fn conditions_table() {
             served: c.served.then_some(&served),
             deployment: c.deployment.as_ref(),
             desired_replicas: 2,
+            autoscaling: None,
             problem: c.problem.as_ref(),
             now: t(0),
         });
@@ -137,7 +200,10 @@ fn conditions_table() {
         ];
         assert_eq!(got, c.want, "case {}", c.name);
         assert_eq!(s.observed_generation, Some(3), "case {}", c.name);
-        assert!(s.conditions.iter().all(|c| c.observed_generation == Some(3)));
+        assert!(s
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(3)));
     }
 }
 
@@ -147,7 +213,11 @@ fn succeeded_download_fills_revisions_and_endpoint() {
     let served = served();
     let dl = DownloadState::Succeeded {
         job_name: "j".into(),
-        result: DownloadResult { commit: SHA.into(), path: served.path.clone(), bytes: Some(1 << 30) },
+        result: DownloadResult {
+            commit: SHA.into(),
+            path: served.path.clone(),
+            bytes: Some(1 << 30),
+        },
     };
     let d = deployment(2, 2, 2, 2);
     let s = compute_status(&StatusInputs {
@@ -156,6 +226,7 @@ fn succeeded_download_fills_revisions_and_endpoint() {
         served: Some(&served),
         deployment: Some(&d),
         desired_replicas: 2,
+        autoscaling: None,
         problem: None,
         now: t(0),
     });
@@ -164,15 +235,24 @@ fn succeeded_download_fills_revisions_and_endpoint() {
     assert_eq!(s.update_revision.as_deref(), Some(SHA));
     assert_eq!(s.last_ready_revision.as_deref(), Some(SHA));
     assert_eq!(s.endpoint.as_deref(), Some("http://glm45.llm.svc:8000"));
-    assert_eq!((s.replicas, s.ready_replicas, s.updated_replicas), (2, 2, 2));
+    assert_eq!(
+        (s.replicas, s.ready_replicas, s.updated_replicas),
+        (2, 2, 2)
+    );
     let m = s.model.unwrap();
-    assert_eq!((m.phase, m.commit.as_deref(), m.bytes_done), (ModelPhase::Ready, Some(SHA), Some(1 << 30)));
+    assert_eq!(
+        (m.phase, m.commit.as_deref(), m.bytes_done),
+        (ModelPhase::Ready, Some(SHA), Some(1 << 30))
+    );
 }
 
 #[test]
 fn transition_time_moves_only_on_flips() {
     let mut g = glmd();
-    let dl = DownloadState::Running { job_name: "j".into(), progress: None };
+    let dl = DownloadState::Running {
+        job_name: "j".into(),
+        progress: None,
+    };
     let inputs = |g: &GlmDeployment, now| {
         compute_status(&StatusInputs {
             glmd: g,
@@ -180,6 +260,7 @@ fn transition_time_moves_only_on_flips() {
             served: None,
             deployment: None,
             desired_replicas: 1,
+            autoscaling: None,
             problem: None,
             now,
         })
@@ -188,13 +269,17 @@ fn transition_time_moves_only_on_flips() {
     g.status = Some(first.clone());
     let second = inputs(&g, t(100));
     assert_eq!(first, second, "same observation, same status");
-    let problem = Problem { reason: "InvalidSpec", message: "x".into() };
+    let problem = Problem {
+        reason: "InvalidSpec",
+        message: "x".into(),
+    };
     let third = compute_status(&StatusInputs {
         glmd: &g,
         download: &DownloadState::Absent,
         served: None,
         deployment: None,
         desired_replicas: 1,
+        autoscaling: None,
         problem: Some(&problem),
         now: t(200),
     });
@@ -209,7 +294,12 @@ fn progress_reaches_status_model() {
     let g = glmd();
     let dl = DownloadState::Running {
         job_name: "j".into(),
-        progress: Some(Progress { bytes_done: 5 << 30, bytes_total: Some(10 << 30), rate_bytes_per_s: Some(100e6), eta_seconds: Some(61.0) }),
+        progress: Some(Progress {
+            bytes_done: 5 << 30,
+            bytes_total: Some(10 << 30),
+            rate_bytes_per_s: Some(100e6),
+            eta_seconds: Some(61.0),
+        }),
     };
     let s = compute_status(&StatusInputs {
         glmd: &g,
@@ -217,23 +307,34 @@ fn progress_reaches_status_model() {
         served: None,
         deployment: None,
         desired_replicas: 1,
+        autoscaling: None,
         problem: None,
         now: t(0),
     });
     let m = s.model.unwrap();
-    assert_eq!((m.phase, m.bytes_done, m.bytes_total), (ModelPhase::Downloading, Some(5 << 30), Some(10 << 30)));
-    assert_eq!(m.message.as_deref(), Some("5.0 GiB of 10.0 GiB (50%), 100 MB/s, ETA 2m"));
+    assert_eq!(
+        (m.phase, m.bytes_done, m.bytes_total),
+        (ModelPhase::Downloading, Some(5 << 30), Some(10 << 30))
+    );
+    assert_eq!(
+        m.message.as_deref(),
+        Some("5.0 GiB of 10.0 GiB (50%), 100 MB/s, ETA 2m")
+    );
 }
 
 #[test]
 fn rollout_deadline_is_degraded() {
     let mut d = deployment(3, 1, 2, 2);
-    d.status.as_mut().unwrap().conditions = Some(vec![k8s_openapi::api::apps::v1::DeploymentCondition {
-        type_: "Progressing".into(),
-        status: "False".into(),
-        reason: Some("ProgressDeadlineExceeded".into()),
-        message: Some("ReplicaSet glm45-abc has timed out progressing.".into()),
-        ..Default::default()
-    }]);
-    assert!(matches!(rollout_state(Some(&d), 2), Rollout::DeadlineExceeded(_)));
+    d.status.as_mut().unwrap().conditions =
+        Some(vec![k8s_openapi::api::apps::v1::DeploymentCondition {
+            type_: "Progressing".into(),
+            status: "False".into(),
+            reason: Some("ProgressDeadlineExceeded".into()),
+            message: Some("ReplicaSet glm45-abc has timed out progressing.".into()),
+            ..Default::default()
+        }]);
+    assert!(matches!(
+        rollout_state(Some(&d), 2),
+        Rollout::DeadlineExceeded(_)
+    ));
 }

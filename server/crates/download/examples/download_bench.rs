@@ -59,7 +59,8 @@ fn gbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e9
 }
 
-fn curl(urls: &[(String, PathBuf)], parallel: Option<usize>) -> Option<Duration> {
+/// Runs curl over all files; returns (copy time, copy + fsync time).
+fn curl(urls: &[(String, PathBuf)], parallel: Option<usize>) -> Option<(Duration, Duration)> {
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "-f", "-L"]);
     if let Some(p) = parallel {
@@ -71,7 +72,12 @@ fn curl(urls: &[(String, PathBuf)], parallel: Option<usize>) -> Option<Duration>
     let start = Instant::now();
     let status = cmd.status().ok()?;
     let took = start.elapsed();
-    status.success().then_some(took)
+    if !status.success() {
+        return None;
+    }
+    // Same durability as ours (every file fsynced before it counts as downloaded).
+    let synced = Command::new("sync").args(urls.iter().map(|(_, p)| p)).status().ok()?;
+    synced.success().then(|| (took, start.elapsed()))
 }
 
 fn clean(dir: &Path) {
@@ -124,19 +130,24 @@ fn main() {
 
     let (mut best_seq, mut best_par, mut best_ours) =
         (None::<Duration>, None::<Duration>, None::<Duration>);
+    let mut best_synced = None::<Duration>;
     let min = |a: Option<Duration>, b: Duration| Some(a.map_or(b, |a| a.min(b)));
     for round in 1..=args.rounds {
         clean(&curl_dir);
         match (!args.no_curl).then(|| curl(&urls, None)).flatten() {
-            Some(d) => best_seq = min(best_seq, d),
+            Some((d, synced)) => {
+                best_seq = min(best_seq, d);
+                best_synced = min(best_synced, synced);
+            }
             None => println!("curl (sequential) failed or is not installed"),
         }
         clean(&curl_dir);
-        if let Some(d) = (!args.no_curl)
+        if let Some((d, synced)) = (!args.no_curl)
             .then(|| curl(&urls, Some(args.parallel)))
             .flatten()
         {
             best_par = min(best_par, d);
+            best_synced = min(best_synced, synced);
         }
         clean(&curl_dir);
 

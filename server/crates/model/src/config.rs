@@ -159,14 +159,17 @@ impl Glm4MoeConfig {
                 return bad(format!("{name} must be > 0"));
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return bad(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
         if self.hidden_act != "silu" {
-            return bad(format!("hidden_act {:?} is not supported (silu only)", self.hidden_act));
+            return bad(format!(
+                "hidden_act {:?} is not supported (silu only)",
+                self.hidden_act
+            ));
         }
         if !(0.0..=1.0).contains(&self.partial_rotary_factor) || self.rotary_dim() == 0 {
             return bad(format!(
@@ -178,7 +181,7 @@ impl Glm4MoeConfig {
             if self.n_routed_experts == 0 || self.num_experts_per_tok == 0 {
                 return bad("MoE layers need n_routed_experts and num_experts_per_tok > 0".into());
             }
-            if self.n_routed_experts % self.n_group != 0 {
+            if !self.n_routed_experts.is_multiple_of(self.n_group) {
                 return bad(format!(
                     "n_routed_experts {} is not divisible by n_group {}",
                     self.n_routed_experts, self.n_group
@@ -261,7 +264,9 @@ impl Fields<'_> {
                 v.as_u64()
                     .and_then(|x| usize::try_from(x).ok())
                     .ok_or_else(|| {
-                        ModelError::Config(format!("field {name}: {v} is not a non-negative integer"))
+                        ModelError::Config(format!(
+                            "field {name}: {v} is not a non-negative integer"
+                        ))
                     })
             })
             .transpose()
@@ -287,8 +292,9 @@ impl Fields<'_> {
     fn bool_or(&self, name: &str, default: bool) -> Result<bool, ModelError> {
         self.get(name)
             .map(|v| {
-                v.as_bool()
-                    .ok_or_else(|| ModelError::Config(format!("field {name}: {v} is not a boolean")))
+                v.as_bool().ok_or_else(|| {
+                    ModelError::Config(format!("field {name}: {v} is not a boolean"))
+                })
             })
             .transpose()
             .map(|b| b.unwrap_or(default))

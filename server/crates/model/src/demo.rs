@@ -183,7 +183,11 @@ fn tensor_specs(s: &Shape) -> Vec<(String, Vec<usize>)> {
         v.push((format!("{p}.input_layernorm.weight"), vec![h]));
         v.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
         let a = format!("{p}.self_attn");
-        for (name, out) in [("q_proj", s.heads * hd), ("k_proj", s.kv_heads * hd), ("v_proj", s.kv_heads * hd)] {
+        for (name, out) in [
+            ("q_proj", s.heads * hd),
+            ("k_proj", s.kv_heads * hd),
+            ("v_proj", s.kv_heads * hd),
+        ] {
             v.push((format!("{a}.{name}.weight"), vec![out, h]));
             v.push((format!("{a}.{name}.bias"), vec![out]));
         }
@@ -194,11 +198,18 @@ fn tensor_specs(s: &Shape) -> Vec<(String, Vec<usize>)> {
             mlp(&mut v, format!("{p}.mlp"), s.intermediate);
         } else {
             v.push((format!("{p}.mlp.gate.weight"), vec![s.experts, h]));
-            v.push((format!("{p}.mlp.gate.e_score_correction_bias"), vec![s.experts]));
+            v.push((
+                format!("{p}.mlp.gate.e_score_correction_bias"),
+                vec![s.experts],
+            ));
             for e in 0..s.experts {
                 mlp(&mut v, format!("{p}.mlp.experts.{e}"), s.moe_intermediate);
             }
-            mlp(&mut v, format!("{p}.mlp.shared_experts"), s.moe_intermediate);
+            mlp(
+                &mut v,
+                format!("{p}.mlp.shared_experts"),
+                s.moe_intermediate,
+            );
         }
     }
     v

@@ -31,10 +31,34 @@ impl Attention {
         let (h, hd) = (c.hidden_size, c.head_dim);
         let norm = |n: &str| RmsNorm::load(ck, &format!("{p}.{n}.weight"), hd, c.rms_norm_eps);
         Ok(Self {
-            q: Linear::load(ck, &format!("{p}.q_proj"), h, c.num_attention_heads * hd, c.attention_bias)?,
-            k: Linear::load(ck, &format!("{p}.k_proj"), h, c.num_key_value_heads * hd, c.attention_bias)?,
-            v: Linear::load(ck, &format!("{p}.v_proj"), h, c.num_key_value_heads * hd, c.attention_bias)?,
-            o: Linear::load(ck, &format!("{p}.o_proj"), c.num_attention_heads * hd, h, false)?,
+            q: Linear::load(
+                ck,
+                &format!("{p}.q_proj"),
+                h,
+                c.num_attention_heads * hd,
+                c.attention_bias,
+            )?,
+            k: Linear::load(
+                ck,
+                &format!("{p}.k_proj"),
+                h,
+                c.num_key_value_heads * hd,
+                c.attention_bias,
+            )?,
+            v: Linear::load(
+                ck,
+                &format!("{p}.v_proj"),
+                h,
+                c.num_key_value_heads * hd,
+                c.attention_bias,
+            )?,
+            o: Linear::load(
+                ck,
+                &format!("{p}.o_proj"),
+                c.num_attention_heads * hd,
+                h,
+                false,
+            )?,
             q_norm: c.use_qk_norm.then(|| norm("q_norm")).transpose()?,
             k_norm: c.use_qk_norm.then(|| norm("k_norm")).transpose()?,
             heads: c.num_attention_heads,
@@ -126,9 +150,19 @@ impl DecoderLayer {
             FeedForward::Dense(Mlp::load(ck, &format!("{p}.mlp"), h, c.intermediate_size)?)
         };
         Ok(Self {
-            input_norm: RmsNorm::load(ck, &format!("{p}.input_layernorm.weight"), h, c.rms_norm_eps)?,
+            input_norm: RmsNorm::load(
+                ck,
+                &format!("{p}.input_layernorm.weight"),
+                h,
+                c.rms_norm_eps,
+            )?,
             attn: Attention::load(ck, &format!("{p}.self_attn"), c)?,
-            post_norm: RmsNorm::load(ck, &format!("{p}.post_attention_layernorm.weight"), h, c.rms_norm_eps)?,
+            post_norm: RmsNorm::load(
+                ck,
+                &format!("{p}.post_attention_layernorm.weight"),
+                h,
+                c.rms_norm_eps,
+            )?,
             ffn,
         })
     }
@@ -221,7 +255,13 @@ pub fn load_mtp_layer(dir: &Path, k: usize) -> Result<MtpLayer, ModelError> {
         eh_proj: Linear::load(&ck, &format!("{p}.eh_proj"), 2 * h, h, false)?,
         block: DecoderLayer::load(&ck, &c, i)?,
         shared_head_norm: RmsNorm::load(&ck, &format!("{p}.shared_head.norm.weight"), h, eps)?,
-        shared_head: Linear::load(&ck, &format!("{p}.shared_head.head"), h, c.vocab_size, false)?,
+        shared_head: Linear::load(
+            &ck,
+            &format!("{p}.shared_head.head"),
+            h,
+            c.vocab_size,
+            false,
+        )?,
     })
 }
 
@@ -294,9 +334,15 @@ impl Glm4Moe {
             .ok_or_else(|| ModelError::Cache("init_cache was not called".into()))?;
         for (i, s) in batch.seqs.iter().enumerate() {
             if s.tokens.is_empty() {
-                return Err(ModelError::InvalidBatch(format!("sequence {i} has no tokens")));
+                return Err(ModelError::InvalidBatch(format!(
+                    "sequence {i} has no tokens"
+                )));
             }
-            if let Some(t) = s.tokens.iter().find(|&&t| t as usize >= self.info.vocab_size) {
+            if let Some(t) = s
+                .tokens
+                .iter()
+                .find(|&&t| t as usize >= self.info.vocab_size)
+            {
                 return Err(ModelError::InvalidBatch(format!(
                     "sequence {i}: token id {t} >= vocab_size {}",
                     self.info.vocab_size
@@ -340,7 +386,11 @@ impl CausalLm for Glm4Moe {
                 x.extend_from_slice(&self.embed[t * h..(t + 1) * h]);
             }
         }
-        let tables: Vec<&[u32]> = batch.seqs.iter().map(|s| s.block_table.as_slice()).collect();
+        let tables: Vec<&[u32]> = batch
+            .seqs
+            .iter()
+            .map(|s| s.block_table.as_slice())
+            .collect();
         let step = Step {
             rows: &rows,
             tables: &tables,

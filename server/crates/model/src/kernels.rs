@@ -89,8 +89,7 @@ pub fn matmul_t(
             let o0 = ci * chunk;
             for (j, yo) in yc.iter_mut().enumerate() {
                 let o = o0 + j;
-                *yo = dot(&w[o * in_dim..(o + 1) * in_dim], x)
-                    + bias.map_or(0.0, |b| b[o]);
+                *yo = dot(&w[o * in_dim..(o + 1) * in_dim], x) + bias.map_or(0.0, |b| b[o]);
             }
         });
         return;

@@ -55,7 +55,7 @@ impl PagedKvCache {
             v.try_reserve_exact(per_layer).map_err(|e| {
                 ModelError::Cache(format!(
                     "cannot allocate {} MiB per layer tensor: {e}",
-                    per_layer * 4 >> 20
+                    (per_layer * 4) >> 20
                 ))
             })?;
             v.resize(per_layer, 0.0);

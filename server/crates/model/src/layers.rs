@@ -9,7 +9,7 @@ use crate::weights::Checkpoint;
 
 /// Below this many rows the streaming matrix-vector kernel wins (memory bound); from here
 /// on candle's gemm (runtime AVX2/FMA/AVX-512 dispatch) wins (compute bound).
-pub const GEMM_MIN_ROWS: usize = 4;
+pub const GEMM_MIN_ROWS: usize = 2;
 
 /// `y = x W^T (+ b)` with `W` stored `[out, in]` in f32 on the CPU.
 #[derive(Debug)]
@@ -29,7 +29,9 @@ impl Linear {
     ) -> Result<Self, ModelError> {
         let weight = Tensor::from_vec(weight, (out_dim, in_dim), &Device::Cpu)?;
         if bias.as_ref().is_some_and(|b| b.len() != out_dim) {
-            return Err(ModelError::Compute(format!("bias length differs from {out_dim}")));
+            return Err(ModelError::Compute(format!(
+                "bias length differs from {out_dim}"
+            )));
         }
         Ok(Self {
             weight,
@@ -67,7 +69,10 @@ impl Linear {
         }
         if rows >= GEMM_MIN_ROWS {
             let xt = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
-            let mut y = xt.matmul(&self.weight.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+            let mut y = xt
+                .matmul(&self.weight.t()?)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
             if let Some(b) = &self.bias {
                 for row in y.chunks_exact_mut(self.out_dim) {
                     row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
@@ -79,9 +84,21 @@ impl Linear {
         let (storage, layout) = self.weight.storage_and_layout();
         let w = match (&*storage, layout.contiguous_offsets()) {
             (Storage::Cpu(cpu), Some((a, b))) => &cpu.as_slice::<f32>()?[a..b],
-            _ => return Err(ModelError::Compute("linear weight is not contiguous CPU f32".into())),
+            _ => {
+                return Err(ModelError::Compute(
+                    "linear weight is not contiguous CPU f32".into(),
+                ))
+            }
         };
-        kernels::matmul_t(x, rows, w, self.in_dim, self.out_dim, self.bias.as_deref(), &mut y);
+        kernels::matmul_t(
+            x,
+            rows,
+            w,
+            self.in_dim,
+            self.out_dim,
+            self.bias.as_deref(),
+            &mut y,
+        );
         Ok(y)
     }
 

@@ -36,7 +36,10 @@ impl Router {
     ) -> Result<Self, ModelError> {
         let gate = Linear::load(ck, prefix, hidden, cfg.n_experts, false)?;
         let correction_bias = ck
-            .f32_opt(&format!("{prefix}.e_score_correction_bias"), &[cfg.n_experts])?
+            .f32_opt(
+                &format!("{prefix}.e_score_correction_bias"),
+                &[cfg.n_experts],
+            )?
             .unwrap_or_else(|| vec![0.0; cfg.n_experts]);
         Ok(Self {
             cfg,

@@ -32,7 +32,11 @@ fn golden_first_step_logits_and_greedy_tokens_match_transformers() {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         println!("{}: max |logit diff| {max_diff:.2e}", case.name);
-        assert!(max_diff < 1e-3, "{}: first-step logits differ by {max_diff}", case.name);
+        assert!(
+            max_diff < 1e-3,
+            "{}: first-step logits differ by {max_diff}",
+            case.name
+        );
         let n = comparable_steps(&case.step_top1_margin);
         assert!(n >= 1);
         assert_eq!(
@@ -47,7 +51,10 @@ fn golden_first_step_logits_and_greedy_tokens_match_transformers() {
 #[test]
 fn chunked_prefill_equals_one_shot() {
     let mut m = model();
-    let case = golden_cases().into_iter().max_by_key(|c| c.input_ids.len()).unwrap();
+    let case = golden_cases()
+        .into_iter()
+        .max_by_key(|c| c.input_ids.len())
+        .unwrap();
     let blocks = (case.input_ids.len() + 8).div_ceil(BLOCK) + 1;
     let table: Vec<u32> = (0..blocks as u32).collect();
     init(m.as_mut(), blocks);
@@ -55,7 +62,11 @@ fn chunked_prefill_equals_one_shot() {
     for chunk in [1usize, 7, 64] {
         init(m.as_mut(), blocks);
         let (chunked, t2) = greedy(m.as_mut(), &case.input_ids, 8, chunk, &table);
-        let d = one.iter().zip(&chunked).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let d = one
+            .iter()
+            .zip(&chunked)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(d < 1e-4, "chunk {chunk}: logits differ by {d}");
         assert_eq!(t1, t2, "chunk {chunk}");
     }
@@ -70,7 +81,11 @@ fn batch_of_different_sequences_equals_each_alone() {
     let steps = 6;
     init(m.as_mut(), per_seq * prompts.len());
     let tables: Vec<Vec<u32>> = (0..prompts.len())
-        .map(|i| (0..per_seq as u32).map(|b| b * prompts.len() as u32 + i as u32).collect())
+        .map(|i| {
+            (0..per_seq as u32)
+                .map(|b| b * prompts.len() as u32 + i as u32)
+                .collect()
+        })
         .collect();
     let mut alone = Vec::new();
     for (p, t) in prompts.iter().zip(&tables) {
@@ -93,10 +108,22 @@ fn batch_of_different_sequences_equals_each_alone() {
         })
         .unwrap();
     let mut cached: Vec<usize> = prompts.iter().map(Vec::len).collect();
-    let mut toks: Vec<Vec<u32>> = out.iter().map(|l| vec![argmax(l.as_ref().unwrap())]).collect();
+    let mut toks: Vec<Vec<u32>> = out
+        .iter()
+        .map(|l| vec![argmax(l.as_ref().unwrap())])
+        .collect();
     for (i, l) in out.iter().enumerate() {
-        let d = l.as_ref().unwrap().iter().zip(&alone[i].0).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(d < 1e-4, "sequence {i}: batched prefill logits differ by {d}");
+        let d = l
+            .as_ref()
+            .unwrap()
+            .iter()
+            .zip(&alone[i].0)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            d < 1e-4,
+            "sequence {i}: batched prefill logits differ by {d}"
+        );
     }
     for _ in 1..steps {
         let out = m
@@ -125,7 +152,12 @@ fn batch_of_different_sequences_equals_each_alone() {
 fn forward_rejects_bad_batches() {
     let mut m = model();
     let seq = |tokens: Vec<u32>, table: Vec<u32>| ForwardBatch {
-        seqs: vec![SeqInput { tokens, num_cached: 0, block_table: table, want_logits: true }],
+        seqs: vec![SeqInput {
+            tokens,
+            num_cached: 0,
+            block_table: table,
+            want_logits: true,
+        }],
     };
     let e = m.forward(&seq(vec![1], vec![0])).unwrap_err();
     assert_eq!(e.kind(), "cache");
@@ -144,7 +176,12 @@ fn forward_rejects_bad_batches() {
     // A batch that wants no logits still runs and returns None.
     let out = m
         .forward(&ForwardBatch {
-            seqs: vec![SeqInput { tokens: vec![1, 2], num_cached: 0, block_table: vec![0], want_logits: false }],
+            seqs: vec![SeqInput {
+                tokens: vec![1, 2],
+                num_cached: 0,
+                block_table: vec![0],
+                want_logits: false,
+            }],
         })
         .unwrap();
     assert_eq!(out, vec![None]);

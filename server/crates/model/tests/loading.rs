@@ -13,13 +13,19 @@ use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
 /// (dtype, shape, bytes) by tensor name.
-type Tensors = BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
+type Entry = (Dtype, Vec<usize>, Vec<u8>);
+type Tensors = BTreeMap<String, Entry>;
 
 fn read_fixture_tensors() -> Tensors {
     let bytes = std::fs::read(fixture_dir().join("model.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     st.iter()
-        .map(|(n, v)| (n.to_owned(), (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
+        .map(|(n, v)| {
+            (
+                n.to_owned(),
+                (v.dtype(), v.shape().to_vec(), v.data().to_vec()),
+            )
+        })
         .collect()
 }
 
@@ -56,8 +62,14 @@ fn missing_tensor_is_an_error_naming_tensor_and_file() {
     let e = load_err(dir.path());
     assert_eq!(e.kind(), "tensor");
     let msg = e.to_string();
-    assert!(msg.contains("model.layers.2.mlp.experts.5.up_proj.weight"), "{msg}");
-    assert!(msg.contains("model.safetensors") && msg.contains("missing"), "{msg}");
+    assert!(
+        msg.contains("model.layers.2.mlp.experts.5.up_proj.weight"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("model.safetensors") && msg.contains("missing"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -70,7 +82,10 @@ fn wrong_shape_is_an_error_naming_tensor_file_and_shapes() {
     let e = load_err(dir.path());
     assert_eq!(e.kind(), "tensor");
     let msg = e.to_string();
-    assert!(msg.contains("model.layers.0.self_attn.q_norm.weight"), "{msg}");
+    assert!(
+        msg.contains("model.layers.0.self_attn.q_norm.weight"),
+        "{msg}"
+    );
     assert!(msg.contains("[24, 2]") && msg.contains("[48]"), "{msg}");
     assert!(msg.contains("model.safetensors"), "{msg}");
 }
@@ -79,7 +94,9 @@ fn wrong_shape_is_an_error_naming_tensor_file_and_shapes() {
 fn unsupported_architecture_is_named() {
     let dir = fixture_copy();
     let p = dir.path().join("config.json");
-    let text = std::fs::read_to_string(&p).unwrap().replace("Glm4MoeForCausalLM", "MysteryForCausalLM");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("Glm4MoeForCausalLM", "MysteryForCausalLM");
     std::fs::write(&p, text).unwrap();
     let e = load_err(dir.path());
     assert_eq!(e.kind(), "unsupported_architecture");
@@ -101,28 +118,39 @@ fn two_shards_with_index_and_mtp_layer_load_and_match_golden() {
     // MTP layer N: a copy of the last decoder layer plus the NextN-specific tensors.
     let last = format!("model.layers.{}.", n - 1);
     let mtp_prefix = format!("model.layers.{n}.");
-    let copies: Vec<(String, (Dtype, Vec<usize>, Vec<u8>))> = t
+    let copies: Vec<(String, Entry)> = t
         .iter()
         .filter(|(k, _)| k.starts_with(&last))
         .map(|(k, v)| (format!("{mtp_prefix}{}", &k[last.len()..]), v.clone()))
         .collect();
     let bf16_ones = |len: usize| -> Vec<u8> {
-        (0..len).flat_map(|_| half::bf16::from_f32(1.0).to_le_bytes()).collect()
+        (0..len)
+            .flat_map(|_| half::bf16::from_f32(1.0).to_le_bytes())
+            .collect()
     };
     let mut mtp: Tensors = copies.into_iter().collect();
     for name in ["enorm", "hnorm", "shared_head.norm"] {
-        mtp.insert(format!("{mtp_prefix}{name}.weight"), (Dtype::BF16, vec![h], bf16_ones(h)));
+        mtp.insert(
+            format!("{mtp_prefix}{name}.weight"),
+            (Dtype::BF16, vec![h], bf16_ones(h)),
+        );
     }
     mtp.insert(
         format!("{mtp_prefix}eh_proj.weight"),
         (Dtype::BF16, vec![h, 2 * h], bf16_ones(2 * h * h)),
     );
-    mtp.insert(format!("{mtp_prefix}shared_head.head.weight"), t["lm_head.weight"].clone());
+    mtp.insert(
+        format!("{mtp_prefix}shared_head.head.weight"),
+        t["lm_head.weight"].clone(),
+    );
 
     let lm_head = t.remove("lm_head.weight").unwrap();
     let mut shard2: Tensors = mtp;
     shard2.insert("lm_head.weight".into(), lm_head);
-    let names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"];
+    let names = [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ];
     write_tensors(&dir.path().join(names[0]), &t);
     write_tensors(&dir.path().join(names[1]), &shard2);
     let mut map = serde_json::Map::new();
@@ -133,7 +161,11 @@ fn two_shards_with_index_and_mtp_layer_load_and_match_golden() {
         map.insert(k.clone(), names[1].into());
     }
     let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": map});
-    std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
 
     let mut m = load_model(dir.path(), &candle_core::Device::Cpu).unwrap();
     assert_eq!(m.info().num_hidden_layers, n);

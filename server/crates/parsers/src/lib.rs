@@ -1,10 +1,10 @@
 //! GLM output parsers for glm-server, matching vLLM 0.32's `--reasoning-parser glm45` and
 //! `--tool-call-parser glm45|glm47` (which vLLM implements with one engine, ported here).
 //!
-//! - [`ReasoningParser`]: `<think>…</think>` → `reasoning`, the rest → `content`.
-//! - [`ToolCallParser`]: `<tool_call>name<arg_key>k</arg_key><arg_value>v</arg_value>…</tool_call>`
+//! - [`ReasoningParser`] — `<think>…</think>` → `reasoning`, the rest → `content`.
+//! - [`ToolCallParser`] — `<tool_call>name<arg_key>k</arg_key><arg_value>v</arg_value>…</tool_call>`
 //!   → OpenAI tool calls with arguments typed by the tools' JSON schemas.
-//! - [`OutputParser`]: both, chained as vLLM's serving layer does.
+//! - [`OutputParser`] — both, chained as vLLM's serving layer does.
 //!
 //! Each has a whole-output `parse` and a streaming `stream()` whose events never leak a
 //! partial tag and whose argument fragments concatenate to the non-streaming arguments.

@@ -47,8 +47,8 @@ const CASES: &[Case] = &[
         reasoning: Some("The user wants the weather in two cities. I'll call the tool twice."),
         content: Some("Let me look that up."),
         calls: &[
-            ("get_weather", r#"{"city": "北京", "date": "2024-06-27"}"#),
-            ("get_weather", r#"{"city": "上海", "days": 3}"#),
+            ("get_weather", r##"{"city": "北京", "date": "2024-06-27"}"##),
+            ("get_weather", r##"{"city": "上海", "days": 3}"##),
         ],
     },
     Case {
@@ -56,7 +56,7 @@ const CASES: &[Case] = &[
         text: "Need both.</think><tool_call>get_weather<arg_key>city</arg_key><arg_value>Seoul</arg_value></tool_call><tool_call>get_time</tool_call>",
         reasoning: Some("Need both."),
         content: None,
-        calls: &[("get_weather", r#"{"city": "Seoul"}"#), ("get_time", "{}")],
+        calls: &[("get_weather", r##"{"city": "Seoul"}"##), ("get_time", "{}")],
     },
     Case {
         name: "no-argument tool, glm45 layout",
@@ -72,7 +72,7 @@ const CASES: &[Case] = &[
         content: None,
         calls: &[(
             "write_file",
-            r#"{"path": "docs/说明.md", "content": "# 标题 😀\n\n  indented \"quoted\" line\n\ttab <b>&amp;</b>\n"}"#,
+            r##"{"path": "docs/说明.md", "content": "# 标题 😀\n\n  indented \"quoted\" line\n\ttab <b>&amp;</b>\n"}"##,
         )],
     },
     Case {
@@ -82,7 +82,7 @@ const CASES: &[Case] = &[
         content: None,
         calls: &[(
             "search",
-            r#"{"query": "rust 2024", "limit": 10, "threshold": 0.25, "exact": false, "filters": {"lang": "en", "years": [2023, 2024]}, "fields": ["title", "url"], "cursor": null, "extra": "42"}"#,
+            r##"{"query": "rust 2024", "limit": 10, "threshold": 0.25, "exact": false, "filters": {"lang": "en", "years": [2023, 2024]}, "fields": ["title", "url"], "cursor": null, "extra": "42"}"##,
         )],
     },
     Case {
@@ -90,7 +90,7 @@ const CASES: &[Case] = &[
         text: "<think>go</think>\nOne moment.\n<tool_call>search\n<arg_key>query</arg_key>\n<arg_value>cats</arg_value>\n<arg_key>limit</arg_key>\n<arg_value>5</arg_value>\n<arg_key>filters</arg_key>\n<arg_value>{\"a\":",
         reasoning: Some("go"),
         content: Some("One moment."),
-        calls: &[("search", r#"{"query": "cats", "limit": 5}"#)],
+        calls: &[("search", r##"{"query": "cats", "limit": 5}"##)],
     },
     Case {
         name: "output cut inside the reasoning",
@@ -155,8 +155,9 @@ fn assert_no_retraction(parser: &OutputParser, text: &str, whole: &ParsedOutput)
                 }
             }
             assert!(reasoning.starts_with(&r), "reasoning {r:?} is not a prefix of {reasoning:?}");
+            let emitted = if whole.tool_calls.is_empty() { c.as_str() } else { support::py_trim_start(&c) };
             assert!(
-                content.starts_with(support::py_trim_start(&c)),
+                content.starts_with(emitted),
                 "content {c:?} is not a prefix of {content:?}"
             );
         }
@@ -179,7 +180,7 @@ fn literal_backslash_n_is_tolerated_when_enabled() {
         text,
         reasoning: Some("x"),
         content: None,
-        calls: &[("get_weather", r#"{"city": "Kyiv", "days": 2}"#)],
+        calls: &[("get_weather", r##"{"city": "Kyiv", "days": 2}"##)],
     };
     check(&parser(true), &case);
     // vLLM-exact mode rejects the name "get_weather\n" (literal backslash-n).
@@ -215,7 +216,7 @@ fn name_is_sent_once_before_arguments() {
             _ => None,
         })
         .collect();
-    assert_eq!(args, r#"{"city": "Paris", "days": 2}"#);
+    assert_eq!(args, r##"{"city": "Paris", "days": 2}"##);
     // Arguments stream per complete pair, not all at the end.
     let fragments = events.iter().filter(|e| matches!(e, ToolCallEvent::ToolArgumentsDelta { .. })).count();
     assert!(fragments >= 2, "{events:?}");

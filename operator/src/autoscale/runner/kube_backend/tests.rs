@@ -113,13 +113,21 @@ async fn observe_reads_replicas_pods_and_the_foreign_owner() {
     let (client, seen) = mock_client();
     let observed = backend(client).observe(&key(), &config()).await.unwrap();
     assert_eq!(observed.current_replicas, 3);
-    let pods: Vec<_> = observed.pods.iter().map(|p| (p.name.as_str(), p.ready)).collect();
+    let pods: Vec<_> = observed
+        .pods
+        .iter()
+        .map(|p| (p.name.as_str(), p.ready))
+        .collect();
     assert_eq!(pods, [("a", true), ("b", false)]);
-    assert_eq!(observed.foreign_owner.as_deref(), Some("kube-controller-manager"));
+    assert_eq!(
+        observed.foreign_owner.as_deref(),
+        Some("kube-controller-manager")
+    );
     let seen = seen.lock().unwrap();
     let list = seen.iter().find(|s| s.1.starts_with("/api/v1/")).unwrap();
     assert!(
-        list.1.contains("labelSelector=serving.glm.dev%2Fdeployment%3Dglm"),
+        list.1
+            .contains("labelSelector=serving.glm.dev%2Fdeployment%3Dglm"),
         "{}",
         list.1
     );
@@ -133,8 +141,14 @@ async fn scale_merge_patches_the_scale_subresource_under_the_operator_manager() 
     let (method, uri, content_type, body) = &seen[0];
     assert_eq!(method, "PATCH");
     let (path, query) = uri.split_once('?').unwrap();
-    assert_eq!(path, "/apis/apps/v1/namespaces/ns/deployments/glm-server/scale");
-    assert!(query.split('&').any(|kv| kv == "fieldManager=glm-operator"), "{query}");
+    assert_eq!(
+        path,
+        "/apis/apps/v1/namespaces/ns/deployments/glm-server/scale"
+    );
+    assert!(
+        query.split('&').any(|kv| kv == "fieldManager=glm-operator"),
+        "{query}"
+    );
     assert_eq!(content_type, "application/merge-patch+json");
     assert_eq!(body, &json!({"spec": {"replicas": 5}}));
 }
@@ -163,5 +177,8 @@ async fn record_publishes_an_event_on_the_glm_deployment() {
     assert_eq!(event["action"], "Scale");
     assert_eq!(event["regarding"]["kind"], "GlmDeployment");
     assert_eq!(event["regarding"]["uid"], "uid-1");
-    assert!(event["note"].as_str().unwrap().starts_with("ScaleUp: 2 -> 4 replicas"));
+    assert!(event["note"]
+        .as_str()
+        .unwrap()
+        .starts_with("ScaleUp: 2 -> 4 replicas"));
 }

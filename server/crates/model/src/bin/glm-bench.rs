@@ -41,9 +41,11 @@ fn parse_args() -> Result<Args, String> {
                     .collect::<Result<_, _>>()?
             }
             "-h" | "--help" => {
-                return Err("usage: glm-bench --model DIR [--prompt-len N] [--decode-steps N] \
+                return Err(
+                    "usage: glm-bench --model DIR [--prompt-len N] [--decode-steps N] \
                             [--batches 1,8,32]"
-                    .into())
+                        .into(),
+                )
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -76,7 +78,9 @@ fn measure_bandwidth() -> f64 {
 }
 
 fn prompt(len: usize, seed: usize, vocab: usize) -> Vec<u32> {
-    (0..len).map(|i| ((i * 131 + seed * 977 + 7) % vocab.min(2000)) as u32).collect()
+    (0..len)
+        .map(|i| ((i * 131 + seed * 977 + 7) % vocab.min(2000)) as u32)
+        .collect()
 }
 
 fn argmax(v: &[f32]) -> u32 {
@@ -157,10 +161,16 @@ fn bench(args: &Args) -> Result<(), ModelError> {
         info.weight_bytes as f64 / (1 << 20) as f64
     );
     let bytes = info.active_weight_bytes_per_token as f64;
-    println!("bytes/token      {:.1} MiB of weights read per decoded token (batch 1)", bytes / (1 << 20) as f64);
+    println!(
+        "bytes/token      {:.1} MiB of weights read per decoded token (batch 1)",
+        bytes / (1 << 20) as f64
+    );
     let bw = measure_bandwidth();
     let bound = bw / bytes;
-    println!("bandwidth        {:.2} GB/s measured (parallel streaming read, best of 3)", bw / 1e9);
+    println!(
+        "bandwidth        {:.2} GB/s measured (parallel streaming read, best of 3)",
+        bw / 1e9
+    );
     println!("bound            {bound:.1} tokens/s = bandwidth / bytes per token");
 
     // Warm up (page in weights, grow allocator pools).

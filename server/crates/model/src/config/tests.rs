@@ -12,7 +12,10 @@ fn parses_fixture_config_with_all_fields() {
     assert_eq!((c.hidden_size, c.head_dim, c.rotary_dim()), (128, 48, 24));
     assert_eq!((c.num_attention_heads, c.num_key_value_heads), (4, 2));
     assert_eq!((c.n_routed_experts, c.num_experts_per_tok), (8, 2));
-    assert_eq!((c.n_group, c.topk_group, c.first_k_dense_replace), (2, 1, 1));
+    assert_eq!(
+        (c.n_group, c.topk_group, c.first_k_dense_replace),
+        (2, 1, 1)
+    );
     assert!(c.use_qk_norm && c.attention_bias && c.norm_topk_prob && !c.tie_word_embeddings);
     assert_eq!(c.routed_scaling_factor, 2.5);
     assert_eq!(c.rope_theta, 1_000_000.0);
@@ -48,14 +51,19 @@ fn absent_fields_take_hf_defaults() {
 #[test]
 fn rope_parameters_style_is_read() {
     let mut v = minimal();
-    v["rope_parameters"] = json!({"rope_type": "default", "rope_theta": 5e5, "partial_rotary_factor": 0.25});
+    v["rope_parameters"] =
+        json!({"rope_type": "default", "rope_theta": 5e5, "partial_rotary_factor": 0.25});
     let c = Glm4MoeConfig::from_json(&v).unwrap();
-    assert_eq!((c.rope_theta, c.partial_rotary_factor, c.rotary_dim()), (5e5, 0.25, 4));
+    assert_eq!(
+        (c.rope_theta, c.partial_rotary_factor, c.rotary_dim()),
+        (5e5, 0.25, 4)
+    );
 }
 
 #[test]
 fn errors_name_the_problem() {
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(Edit, &str, &str)> = vec![
         (
             Box::new(|v| v["architectures"] = json!(["LlamaForCausalLM"])),
             "unsupported_architecture",
@@ -75,17 +83,37 @@ fn errors_name_the_problem() {
             "config",
             "hidden_size",
         ),
-        (Box::new(|v| v["head_dim"] = json!("x")), "config", "head_dim"),
-        (Box::new(|v| v["use_qk_norm"] = json!(1)), "config", "use_qk_norm"),
-        (Box::new(|v| v["num_key_value_heads"] = json!(3)), "config", "num_key_value_heads"),
+        (
+            Box::new(|v| v["head_dim"] = json!("x")),
+            "config",
+            "head_dim",
+        ),
+        (
+            Box::new(|v| v["use_qk_norm"] = json!(1)),
+            "config",
+            "use_qk_norm",
+        ),
+        (
+            Box::new(|v| v["num_key_value_heads"] = json!(3)),
+            "config",
+            "num_key_value_heads",
+        ),
         (Box::new(|v| v["n_group"] = json!(3)), "config", "n_group"),
-        (Box::new(|v| v["hidden_act"] = json!("gelu")), "config", "gelu"),
+        (
+            Box::new(|v| v["hidden_act"] = json!("gelu")),
+            "config",
+            "gelu",
+        ),
         (
             Box::new(|v| v["rope_scaling"] = json!({"rope_type": "yarn", "factor": 4.0})),
             "config",
             "yarn",
         ),
-        (Box::new(|v| v["eos_token_id"] = json!([-1])), "config", "eos_token_id"),
+        (
+            Box::new(|v| v["eos_token_id"] = json!([-1])),
+            "config",
+            "eos_token_id",
+        ),
     ];
     for (edit, kind, needle) in cases {
         let mut v = minimal();

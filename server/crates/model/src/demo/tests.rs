@@ -4,7 +4,11 @@ use crate::batch::{CacheConfig, ForwardBatch, SeqInput};
 /// Greedy tokens from a freshly loaded demo model.
 fn generate(dir: &Path, prompt: &[u32], steps: usize) -> Vec<u32> {
     let mut m = crate::load_model(dir, &candle_core::Device::Cpu).unwrap();
-    m.init_cache(CacheConfig { num_blocks: 8, block_size: 16 }).unwrap();
+    m.init_cache(CacheConfig {
+        num_blocks: 8,
+        block_size: 16,
+    })
+    .unwrap();
     let table: Vec<u32> = (0..8).collect();
     let mut out = Vec::new();
     let mut tokens = prompt.to_vec();
@@ -47,7 +51,10 @@ fn demo_model_is_byte_identical_and_generates_deterministically() {
         assert_eq!(x, std::fs::read(b.path().join(f)).unwrap(), "{f} differs");
     }
     let cfg = crate::config::Glm4MoeConfig::from_dir(a.path()).unwrap();
-    assert_eq!((cfg.hidden_size, cfg.num_hidden_layers, cfg.n_routed_experts), (256, 4, 16));
+    assert_eq!(
+        (cfg.hidden_size, cfg.num_hidden_layers, cfg.n_routed_experts),
+        (256, 4, 16)
+    );
     assert_eq!(cfg.eos_token_ids, vec![2000, 2007, 2009]);
     let tc: Value =
         serde_json::from_slice(&std::fs::read(a.path().join("tokenizer_config.json")).unwrap())

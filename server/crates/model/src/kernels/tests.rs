@@ -17,7 +17,9 @@ fn naive(x: &[f32], rows: usize, w: &[f32], i: usize, o: usize, b: Option<&[f32]
 fn pseudo(n: usize, seed: u32) -> Vec<f32> {
     (0..n)
         .map(|k| {
-            let h = (k as u32).wrapping_mul(2654435761).wrapping_add(seed.wrapping_mul(97));
+            let h = (k as u32)
+                .wrapping_mul(2654435761)
+                .wrapping_add(seed.wrapping_mul(97));
             (h % 2001) as f32 / 1000.0 - 1.0
         })
         .collect()
@@ -25,7 +27,14 @@ fn pseudo(n: usize, seed: u32) -> Vec<f32> {
 
 #[test]
 fn matmul_matches_naive_for_many_shapes() {
-    for &(rows, i, o) in &[(1, 37, 5), (1, 128, 300), (3, 64, 17), (4, 33, 9), (9, 130, 70), (32, 256, 40)] {
+    for &(rows, i, o) in &[
+        (1, 37, 5),
+        (1, 128, 300),
+        (3, 64, 17),
+        (4, 33, 9),
+        (9, 130, 70),
+        (32, 256, 40),
+    ] {
         let x = pseudo(rows * i, 1);
         let w = pseudo(o * i, 2);
         let b = pseudo(o, 3);
@@ -34,7 +43,10 @@ fn matmul_matches_naive_for_many_shapes() {
             matmul_t(&x, rows, &w, i, o, bias, &mut y);
             let want = naive(&x, rows, &w, i, o, bias);
             for (a, e) in y.iter().zip(&want) {
-                assert!((a - e).abs() < 1e-4, "rows {rows} in {i} out {o}: {a} vs {e}");
+                assert!(
+                    (a - e).abs() < 1e-4,
+                    "rows {rows} in {i} out {o}: {a} vs {e}"
+                );
             }
         }
     }

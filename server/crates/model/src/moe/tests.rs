@@ -28,14 +28,29 @@ fn router(n_group: usize, topk_group: usize, top_k: usize, bias: Vec<f32>) -> Ro
 #[test]
 fn routing_table() {
     // (n_group, topk_group, top_k, bias, logits, expected experts)
-    let cases: Vec<(usize, usize, usize, Vec<f32>, Vec<f32>, Vec<usize>)> = vec![
+    type Case = (usize, usize, usize, Vec<f32>, Vec<f32>, Vec<usize>);
+    let cases: Vec<Case> = vec![
         (1, 1, 2, vec![0.0; 4], vec![0.1, 2.0, -1.0, 1.0], vec![1, 3]),
         // The correction bias changes the choice...
-        (1, 1, 2, vec![0.0, 0.0, 5.0, 0.0], vec![0.1, 2.0, -1.0, 1.0], vec![2, 1]),
+        (
+            1,
+            1,
+            2,
+            vec![0.0, 0.0, 5.0, 0.0],
+            vec![0.1, 2.0, -1.0, 1.0],
+            vec![2, 1],
+        ),
         // ...groups {0,1} and {2,3}: best group by top-2 sum is {2,3} although expert 0 is best.
         (2, 1, 2, vec![0.0; 4], vec![3.0, -3.0, 1.0, 1.0], vec![2, 3]),
         // Masked experts score 0.0, not -inf: they can beat a negative biased score.
-        (2, 1, 2, vec![-2.0, -2.0, 0.0, -1.0], vec![0.0, 0.0, 3.0, -9.0], vec![2, 0]),
+        (
+            2,
+            1,
+            2,
+            vec![-2.0, -2.0, 0.0, -1.0],
+            vec![0.0, 0.0, 3.0, -9.0],
+            vec![2, 0],
+        ),
     ];
     for (ng, tg, k, bias, logits, want) in cases {
         let r = router(ng, tg, k, bias);
@@ -86,6 +101,8 @@ fn moe_forward_equals_weighted_sum_of_chosen_experts_plus_shared() {
 }
 
 fn lin(i: usize, o: usize, seed: f32) -> Linear {
-    let w = (0..i * o).map(|k| ((k as f32 + seed) * 0.37).sin()).collect();
+    let w = (0..i * o)
+        .map(|k| ((k as f32 + seed) * 0.37).sin())
+        .collect();
     Linear::new(w, None, i, o).unwrap()
 }

@@ -5,12 +5,18 @@ fn converts_bf16_f16_f32_little_endian() {
     let vals = [1.5f32, -2.0, 0.0, 1e-3];
     let f32_bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
     assert_eq!(convert(&f32_bytes, Dtype::F32), vals);
-    let bf: Vec<u8> = vals.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect();
+    let bf: Vec<u8> = vals
+        .iter()
+        .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
+        .collect();
     let back = convert(&bf, Dtype::BF16);
     for (a, b) in back.iter().zip(vals) {
         assert_eq!(*a, bf16::from_f32(b).to_f32());
     }
-    let h: Vec<u8> = vals.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect();
+    let h: Vec<u8> = vals
+        .iter()
+        .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+        .collect();
     let back = convert(&h, Dtype::F16);
     for (a, b) in back.iter().zip(vals) {
         assert_eq!(*a, f16::from_f32(b).to_f32());

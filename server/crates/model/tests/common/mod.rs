@@ -23,10 +23,18 @@ pub fn golden_cases() -> Vec<Case> {
     let text = std::fs::read_to_string(fixture_dir().join("golden.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let ids = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
     };
     let floats = |v: &serde_json::Value| -> Vec<f32> {
-        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
     };
     v["cases"]
         .as_array()
@@ -103,5 +111,8 @@ pub fn greedy(
 /// Number of leading steps that must match exactly: up to the first step whose reference
 /// top-1 margin is below 0.02 (float rounding may flip the argmax there).
 pub fn comparable_steps(margins: &[f32]) -> usize {
-    margins.iter().position(|&m| m < 0.02).unwrap_or(margins.len())
+    margins
+        .iter()
+        .position(|&m| m < 0.02)
+        .unwrap_or(margins.len())
 }

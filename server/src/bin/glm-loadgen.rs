@@ -1,0 +1,275 @@
+//! Load generator for any OpenAI-compatible server (glm-server, vLLM, ...).
+//!
+//! For each concurrency level it keeps that many streaming `/v1/completions` requests in
+//! flight (fixed output length via `ignore_eos`) and prints generated tokens/s, time to
+//! first token and inter-token latency (p50/p99).
+//!
+//! glm-loadgen --url http://127.0.0.1:8000 --concurrency 1,8,32 --max-tokens 128
+
+use std::{
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+#[derive(Debug, Parser)]
+#[command(name = "glm-loadgen", about = "Throughput and latency of an OpenAI-compatible server")]
+struct Args {
+    /// Base URL of the server (without /v1).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    url: String,
+    /// Model name; defaults to the first entry of /v1/models.
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long, env = "GLM_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Concurrency levels to measure, in order.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    concurrency: Vec<usize>,
+    /// Requests per level (default: 4 x concurrency, at least 8).
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Generated tokens per request.
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// Approximate prompt length in words.
+    #[arg(long, default_value_t = 64)]
+    prompt_words: usize,
+    /// Warm-up requests before measuring.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+}
+
+#[derive(Debug, Default)]
+struct Sample {
+    ttft: Option<Duration>,
+    itl: Vec<Duration>,
+    tokens: usize,
+    error: Option<String>,
+}
+
+fn prompt(i: usize, words: usize) -> String {
+    const WORDS: &[&str] = &[
+        "the", "model", "serves", "many", "users", "with", "paged", "attention", "and", "batching",
+        "tokens", "flow", "through", "a", "shared", "engine", "while", "streams", "wait",
+    ];
+    let mut s = format!("Request {i}:");
+    for k in 0..words {
+        s.push(' ');
+        s.push_str(WORDS[(i * 7 + k * 13) % WORDS.len()]);
+    }
+    s
+}
+
+async fn one_request(client: &reqwest::Client, args: &Args, model: &str, i: usize) -> Sample {
+    let mut sample = Sample::default();
+    let body = json!({
+        "model": model,
+        "prompt": prompt(i, args.prompt_words),
+        "max_tokens": args.max_tokens,
+        "temperature": 0,
+        "ignore_eos": true,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    let mut req = client.post(format!("{}/v1/completions", args.url)).json(&body);
+    if let Some(k) = &args.api_key {
+        req = req.bearer_auth(k);
+    }
+    let start = Instant::now();
+    let resp = match req.send().await {
+        Ok(r) if r.status().is_success() => r,
+        Ok(r) => {
+            sample.error = Some(format!("HTTP {}", r.status()));
+            return sample;
+        }
+        Err(e) => {
+            sample.error = Some(e.to_string());
+            return sample;
+        }
+    };
+    let mut last = start;
+    let mut chunks = 0usize;
+    let mut buf = String::new();
+    let mut body = resp.bytes_stream();
+    while let Some(b) = body.next().await {
+        let b = match b {
+            Ok(b) => b,
+            Err(e) => {
+                sample.error = Some(e.to_string());
+                return sample;
+            }
+        };
+        buf.push_str(&String::from_utf8_lossy(&b));
+        while let Some(pos) = buf.find("\n\n") {
+            let event: String = buf.drain(..pos + 2).collect();
+            let Some(data) = event.trim().strip_prefix("data:").map(str::trim) else {
+                continue;
+            };
+            if data == "[DONE]" {
+                continue;
+            }
+            let Ok(v) = serde_json::from_str::<Value>(data) else { continue };
+            if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
+                sample.tokens = n as usize;
+            }
+            let has_text = v["choices"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["text"].as_str().is_some_and(|t| !t.is_empty())));
+            if has_text {
+                let now = Instant::now();
+                if sample.ttft.is_none() {
+                    sample.ttft = Some(now - start);
+                } else {
+                    sample.itl.push(now - last);
+                }
+                last = now;
+                chunks += 1;
+            }
+        }
+    }
+    if sample.tokens == 0 {
+        sample.tokens = chunks;
+    }
+    sample
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+struct LevelResult {
+    concurrency: usize,
+    tok_per_s: f64,
+}
+
+async fn run_level(client: &reqwest::Client, args: &Arc<Args>, model: &str, c: usize) -> LevelResult {
+    let n = args.requests.unwrap_or((4 * c).max(8));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..c)
+        .map(|_| {
+            let (client, args, model, next) = (client.clone(), Arc::clone(args), model.to_string(), Arc::clone(&next));
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    out.push(one_request(&client, &args, &model, 1000 + i).await);
+                }
+                out
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for w in workers {
+        if let Ok(s) = w.await {
+            samples.extend(s);
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let errors = samples.iter().filter(|s| s.error.is_some()).count();
+    let tokens: usize = samples.iter().map(|s| s.tokens).sum();
+    let mut ttft: Vec<Duration> = samples.iter().filter_map(|s| s.ttft).collect();
+    let mut itl: Vec<Duration> = samples.iter().flat_map(|s| s.itl.iter().copied()).collect();
+    ttft.sort();
+    itl.sort();
+    let tok_per_s = tokens as f64 / wall;
+    println!(
+        "{:>11} {:>8} {:>6} {:>12.1} {:>10.1} {:>10.1} {:>10.2} {:>10.2}",
+        c,
+        samples.len(),
+        errors,
+        tok_per_s,
+        percentile(&ttft, 0.5),
+        percentile(&ttft, 0.99),
+        percentile(&itl, 0.5),
+        percentile(&itl, 0.99),
+    );
+    if let Some(e) = samples.iter().find_map(|s| s.error.as_ref()) {
+        eprintln!("first error at concurrency {c}: {e}");
+    }
+    LevelResult { concurrency: c, tok_per_s }
+}
+
+async fn first_model(client: &reqwest::Client, args: &Args) -> Result<String, String> {
+    let mut req = client.get(format!("{}/v1/models", args.url));
+    if let Some(k) = &args.api_key {
+        req = req.bearer_auth(k);
+    }
+    let v: Value = req
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    v["data"][0]["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("no model in /v1/models: {v}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Arc::new(Args::parse());
+    let client = match reqwest::Client::builder().pool_max_idle_per_host(256).build() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot build an HTTP client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => match first_model(&client, &args).await {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("cannot list models at {}: {e}", args.url);
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    for i in 0..args.warmup {
+        let s = one_request(&client, &args, &model, i).await;
+        if let Some(e) = s.error {
+            eprintln!("warm-up request failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    println!(
+        "# {} model={} max_tokens={} prompt_words={}",
+        args.url, model, args.max_tokens, args.prompt_words
+    );
+    println!(
+        "{:>11} {:>8} {:>6} {:>12} {:>10} {:>10} {:>10} {:>10}",
+        "concurrency", "requests", "errors", "gen_tok/s", "ttft_p50", "ttft_p99", "itl_p50", "itl_p99"
+    );
+    let mut results = Vec::new();
+    for &c in &args.concurrency {
+        results.push(run_level(&client, &args, &model, c.max(1)).await);
+    }
+    if let (Some(base), Some(top)) = (
+        results.iter().find(|r| r.concurrency == 1),
+        results.iter().max_by_key(|r| r.concurrency),
+    ) {
+        if top.concurrency > 1 && base.tok_per_s > 0.0 {
+            println!(
+                "# throughput at {} streams = {:.2}x batch-1 (latencies in ms)",
+                top.concurrency,
+                top.tok_per_s / base.tok_per_s
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
