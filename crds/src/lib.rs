@@ -11,7 +11,7 @@
 //! | [`crd_yaml`] | the CRD as YAML, exactly what `cargo run -p glm-crds --bin crdgen` prints and `crds/glmdeployment.yaml` holds |
 //! | [`model_dir`] | `/models/OWNER--NAME` for a repo (the contract's cache layout) |
 //! | constants | [`API_GROUP`], [`API_VERSION`], [`KIND`], [`FIELD_MANAGER`], [`labels`], [`conditions`], [`reasons`], defaults |
-//! | `validate` (feature `validate`) | [`validate::validate_object`]: check an object against the CRD schema the way the apiserver would (CEL rules, enums, minimums, patterns, required) |
+//! | `validate` (feature `validate`) | `validate::validate_object(crd_yaml: &str, obj: &serde_json::Value) -> Result<Vec<String>, SchemaError>` (empty = valid), `validate_glm_deployment(obj)`, `validate_object_with_crd(&crd, obj)`, `validate_against_schema(&schema, obj) -> Vec<String>`: check an object as the apiserver would (CEL rules after defaulting, types, required, unknown fields, enums, minimums, patterns); every message starts with the field path |
 //!
 //! Field names are camelCase in YAML (`spec.server.toolCallParser`); the Rust fields are the
 //! snake_case equivalents.

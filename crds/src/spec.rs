@@ -15,6 +15,9 @@ use serde_json::json;
 
 use crate::GlmDeploymentStatus;
 
+mod enums;
+pub use enums::{AccessMode, Dtype, ReasoningParser, ToolCallParser};
+
 /// `owner/name` on the hub; the same rule the hub applies to repo ids.
 pub const REPO_PATTERN: &str = r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[-A-Za-z0-9_.]+$";
 /// A branch, tag or commit sha (`refs/pr/1` included).
@@ -296,71 +299,6 @@ fn default_tp() -> i32 {
     1
 }
 
-/// Tool-call parser names (`--tool-call-parser`).
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ToolCallParser {
-    Glm45,
-    Glm47,
-    #[default]
-    None,
-}
-
-impl ToolCallParser {
-    /// The flag value, `None` when no parser runs.
-    pub fn flag(self) -> Option<&'static str> {
-        match self {
-            Self::Glm45 => Some("glm45"),
-            Self::Glm47 => Some("glm47"),
-            Self::None => None,
-        }
-    }
-}
-
-/// Reasoning parser names (`--reasoning-parser`).
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ReasoningParser {
-    Glm45,
-    #[default]
-    None,
-}
-
-impl ReasoningParser {
-    /// The flag value, `None` when no parser runs.
-    pub fn flag(self) -> Option<&'static str> {
-        match self {
-            Self::Glm45 => Some("glm45"),
-            Self::None => None,
-        }
-    }
-}
-
-/// Model dtype (`--dtype`).
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Dtype {
-    #[default]
-    Auto,
-    Bfloat16,
-    Float16,
-    Float32,
-    Fp8,
-}
-
-impl Dtype {
-    /// The flag value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Bfloat16 => "bfloat16",
-            Self::Float16 => "float16",
-            Self::Float32 => "float32",
-            Self::Fp8 => "fp8",
-        }
-    }
-}
-
 /// Per-pod compute and scheduling.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -457,24 +395,6 @@ pub struct CacheSpec {
     /// Keep the PVC the operator created when the GlmDeployment is deleted.
     #[serde(default)]
     pub retain_on_delete: bool,
-}
-
-/// PVC access mode.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum AccessMode {
-    ReadWriteMany,
-    #[default]
-    ReadWriteOnce,
-}
-
-impl AccessMode {
-    /// The Kubernetes spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ReadWriteMany => "ReadWriteMany",
-            Self::ReadWriteOnce => "ReadWriteOnce",
-        }
-    }
 }
 
 fn autoscaling_rules(s: &mut Schema) {

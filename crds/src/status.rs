@@ -48,6 +48,14 @@ pub struct GlmDeploymentStatus {
     /// Last commit sha that was fully rolled out and Ready (rollback target).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_ready_revision: Option<String>,
+    /// Revision whose rollout missed its deadline and was rolled back; not retried while the
+    /// spec still names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_revision: Option<String>,
+    /// Phase of the rollout state machine (WaitingForWeights, Rolling, OneAtATime,
+    /// RollingBack, Complete, Failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_phase: Option<String>,
 }
 
 /// Download state of the requested revision.

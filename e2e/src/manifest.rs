@@ -230,11 +230,28 @@ fn round_trip<T: DeserializeOwned + Serialize>(
         .rsplit("::")
         .next()
         .unwrap_or("object");
-    let typed: T = serde_json::from_value(doc.clone()).map_err(|e| ManifestError::Parse {
+    let mut ignored = Vec::new();
+    let typed: T = serde_ignored::deserialize(doc.clone(), |path| {
+        ignored.push(json_path(&path));
+    })
+    .map_err(|e| ManifestError::Parse {
         object: object.to_owned(),
         type_name,
         message: e.to_string(),
     })?;
+    // A field the type skipped is unknown to it, whatever its value (the round trip below
+    // cannot see unknown fields whose value is an empty map or list).
+    // kube's derived resources read apiVersion/kind through the dispatch, not as fields.
+    if let Some(path) = ignored
+        .into_iter()
+        .find(|p| p != ".apiVersion" && p != ".kind")
+    {
+        return Err(ManifestError::UnknownField {
+            object: object.to_owned(),
+            type_name,
+            path,
+        });
+    }
     let back = serde_json::to_value(&typed).map_err(|e| ManifestError::Parse {
         object: object.to_owned(),
         type_name,
@@ -258,6 +275,19 @@ fn round_trip<T: DeserializeOwned + Serialize>(
             round_trip,
         },
     })
+}
+
+/// `.spec.containers[0].name` style, like [`compare`] reports paths.
+fn json_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", json_path(parent)),
+        Path::Map { parent, key } => format!("{}.{key}", json_path(parent)),
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => json_path(parent),
+    }
 }
 
 /// The first way `original` is not contained in `round_trip`.

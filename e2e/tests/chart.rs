@@ -440,3 +440,40 @@ fn rendered_files_from_helm_check_parse_as_their_types() {
         files.len()
     );
 }
+
+#[test]
+fn install_notes_render_for_every_values_file() {
+    let Some(helm) = tools::for_test(Tool::Helm, "install_notes_render_for_every_values_file")
+    else {
+        return;
+    };
+    let mut cases: Vec<Option<PathBuf>> = vec![None];
+    cases.extend(ci_files().into_iter().map(Some));
+    for values in cases {
+        // A client-side dry run renders NOTES.txt (helm template does not) without a cluster.
+        let mut cmd = Command::new(&helm);
+        cmd.args(["install", "glm-operator"])
+            .arg(chart())
+            .args(["--namespace", RELEASE_NS, "--dry-run=client"])
+            .env("KUBECONFIG", "/dev/null");
+        if let Some(v) = &values {
+            cmd.arg("--values").arg(v);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{values:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let notes = stdout
+            .split("NOTES:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{values:?}: no NOTES"));
+        assert!(notes.contains(glm_crds::DEFAULT_SERVER_IMAGE), "{notes}");
+        assert!(
+            notes.contains("kubectl apply -f examples/cpu-demo.yaml"),
+            "{notes}"
+        );
+    }
+}

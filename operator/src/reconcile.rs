@@ -90,7 +90,10 @@ async fn report_problem(
     err: &Error,
 ) -> Result<Action> {
     // A spec we cannot honour must not keep scaling on stale settings.
-    ctx.autoscaler.stop(&ObjectKey { namespace: ns.to_string(), name: glmd.name_any() });
+    ctx.autoscaler.stop(&ObjectKey {
+        namespace: ns.to_string(),
+        name: glmd.name_any(),
+    });
     let problem = Problem {
         reason: err.reason(),
         message: err.to_string(),
@@ -148,24 +151,40 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
         }),
         _ => observed.as_ref().and_then(served_model_of),
     };
-    let key = ObjectKey { namespace: ns.to_string(), name: name.to_string() };
-    let autoscaling = &glmd.spec.autoscaling;
-    let replicas = match replicas_for_apply(autoscaling.enabled, glmd.spec.replicas, observed.as_ref()) {
-        ReplicasPlan::Set(n) => Some(n),
-        // The autoscaler's latest decision, or a first count before its loop has decided.
-        ReplicasPlan::OmitAutoscaled => ctx
-            .autoscaler
-            .desired_replicas(&key)
-            .or_else(|| observed.is_none().then(|| desired_replicas(glmd))),
-        ReplicasPlan::OmitForeignOwner(manager) => {
-            debug!(%manager, "replicas owned by another manager; leaving them alone");
-            None
-        }
+    let key = ObjectKey {
+        namespace: ns.to_string(),
+        name: name.to_string(),
     };
+    let autoscaling = &glmd.spec.autoscaling;
+    let replicas =
+        match replicas_for_apply(autoscaling.enabled, glmd.spec.replicas, observed.as_ref()) {
+            ReplicasPlan::Set(n) => Some(n),
+            // The autoscaler's latest decision, or a first count before its loop has decided.
+            ReplicasPlan::OmitAutoscaled => ctx
+                .autoscaler
+                .desired_replicas(&key)
+                .or_else(|| observed.is_none().then(|| desired_replicas(glmd))),
+            ReplicasPlan::OmitForeignOwner(manager) => {
+                debug!(%manager, "replicas owned by another manager; leaving them alone");
+                None
+            }
+        };
     let deployment = match &served {
         Some(model) => {
-            let image = glmd.spec.server.image.as_deref().unwrap_or(&ctx.config.default_image);
-            let desired = desired_deployment(glmd, &DeploymentParams { image, model, replicas })?;
+            let image = glmd
+                .spec
+                .server
+                .image
+                .as_deref()
+                .unwrap_or(&ctx.config.default_image);
+            let desired = desired_deployment(
+                glmd,
+                &DeploymentParams {
+                    image,
+                    model,
+                    replicas,
+                },
+            )?;
             let applied = apply(&deployments, &desired).await?;
             let services: Api<Service> = Api::namespaced(client.clone(), ns);
             apply(&services, &desired_service(glmd)?).await?;
@@ -174,7 +193,12 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
         None => observed,
     };
     if autoscaling.enabled && deployment.is_some() {
-        let config = ScaleLoopConfig::from_spec(autoscaling, name.to_string(), selector_string(name), glmd.uid());
+        let config = ScaleLoopConfig::from_spec(
+            autoscaling,
+            name.to_string(),
+            selector_string(name),
+            glmd.uid(),
+        );
         ctx.autoscaler.ensure(key.clone(), config);
     } else {
         ctx.autoscaler.stop(&key);

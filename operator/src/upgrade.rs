@@ -25,8 +25,11 @@
 //! In reconcile, after the download Job's state is known and before the Deployment is
 //! applied: build a [`RolloutInput`] (see [`observe`] for the k8s conversions) with the
 //! memory from status, call [`plan`], then
-//! * render the pod template per [`RolloutPlan::template`] and the strategy per
-//!   [`RolloutPlan::strategy`] (always, so a fallback and its end both land);
+//! * render the pod template per [`RolloutPlan::template`] (`Spec`: from the GlmDeployment,
+//!   with [`TEMPLATE_REVISION_ANNOTATION`] = [`template_revision`] of it; `Current`: the
+//!   observed Deployment's; `ReplicaSet(name)`: [`rollback_template`] of that ReplicaSet)
+//!   and the strategy per [`RolloutPlan::strategy`] via [`deployment_strategy`] (always, so
+//!   a fallback and its end both land);
 //! * store [`RolloutPlan::memory`] (status: currentRevision, updateRevision,
 //!   lastReadyRevision; plus `failedRevision` and `phase`, e.g. as status fields or one
 //!   annotation holding the serde JSON of [`RolloutMemory`]);
@@ -42,7 +45,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-pub use observe::{template_revision, TEMPLATE_REVISION_ANNOTATION};
+pub use observe::{
+    deployment_strategy, rollback_template, template_revision, TEMPLATE_REVISION_ANNOTATION,
+};
 pub use plan::plan;
 
 /// A rollout budget as Kubernetes takes it: a count or a percentage of replicas.

@@ -243,7 +243,7 @@ pub fn sample_value(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|line| {
         let rest = line.strip_prefix(name)?;
         let rest = rest.strip_prefix('{').map_or(Some(rest), |r| r.split_once('}').map(|(_, v)| v))?;
-        let value = rest.trim().split_whitespace().next()?;
+        let value = rest.split_whitespace().next()?;
         value.parse().ok()
     })
 }

@@ -1,5 +1,7 @@
 //! Router tests (tower oneshot) over the toy model: status codes, error bodies, SSE framing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/app.rs"]
 mod support;
 
@@ -337,4 +339,42 @@ async fn seeded_sampling_is_reproducible() {
     let a = post(&app.router, "/v1/chat/completions", body.clone()).await.json();
     let b = post(&app.router, "/v1/chat/completions", body).await.json();
     assert_eq!(a["choices"][0]["message"]["content"], b["choices"][0]["message"]["content"]);
+}
+
+#[tokio::test]
+async fn client_disconnect_aborts_and_frees_kv() {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let app = toy_app(Opts { step_delay_ms: 2, ..Opts::default() });
+    let body = chat_body(json!({"stream": true, "max_tokens": 400, "ignore_eos": true}));
+    let req = axum::http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    // Read a few frames so the request is running and holds KV blocks, then hang up.
+    for _ in 0..3 {
+        assert!(body.frame().await.is_some());
+    }
+    assert_eq!(app.state.engine().active(), 1);
+    drop(body);
+    for _ in 0..200 {
+        if app.state.engine().active() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(app.state.engine().active(), 0, "request still held after disconnect");
+    assert_eq!(app.lifecycle.inflight(), 0);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let m = get(&app.router, "/metrics").await.body;
+    assert_eq!(
+        glm_server::metrics::sample_value(&m, glm_server::metrics::KV_CACHE_USAGE_RATIO),
+        Some(0.0)
+    );
+    assert!(m.contains("finish_reason=\"abort\""), "{m}");
 }

@@ -2,6 +2,8 @@
 //! (glm4moe-tiny, loaded by glm_model) produce exactly the tokens each produces alone, and
 //! the KV cache is empty again afterwards.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/app.rs"]
 mod support;
 
@@ -15,7 +17,7 @@ const MAX_TOKENS: usize = 24;
 fn prompt_for(i: usize) -> Vec<u32> {
     // Distinct prompts of varied lengths; every fourth shares a 40-token prefix so prefix
     // caching and batching interact.
-    let mut p: Vec<u32> = if i % 4 == 0 { (100..140).collect() } else { Vec::new() };
+    let mut p: Vec<u32> = if i.is_multiple_of(4) { (100..140).collect() } else { Vec::new() };
     p.extend((0..(5 + (i * 7) % 37)).map(|j| ((i * 131 + j * 17) % 1900 + 10) as u32));
     p
 }

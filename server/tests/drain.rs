@@ -2,6 +2,8 @@
 //! requests get 503 `service_unavailable`, in-flight streams complete, and the process exits
 //! 0 within the drain timeout.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/process.rs"]
 mod process;
 

@@ -2,6 +2,8 @@
 //! models and errors. Skips (with a message) when no Python with `openai` is found; set
 //! GLM_TEST_PYTHON to choose the interpreter.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/process.rs"]
 mod process;
 

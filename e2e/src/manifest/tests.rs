@@ -118,3 +118,15 @@ fn compare_reports_changed_values_with_their_path() {
         Ok(())
     );
 }
+
+#[test]
+fn an_unknown_field_with_an_empty_value_is_still_unknown() {
+    let mut d = deployment();
+    d["spec"]["template"]["spec"]["containerz"] = json!([]);
+    let e = check_object(&d).unwrap_err();
+    assert_eq!(e.kind(), "unknown_field");
+    assert!(
+        e.to_string().contains(".spec.template.spec.containerz"),
+        "{e}"
+    );
+}

@@ -218,3 +218,45 @@ async fn running_job_reports_progress_from_its_log() {
     within(reconcile_glmd(&g, &ctx)).await.unwrap();
     within(verifier).await.unwrap();
 }
+
+#[tokio::test]
+async fn replicas_owned_by_another_manager_are_left_alone() {
+    let (ctx, mut api) = Context::test();
+    let mut g = glmd();
+    let job = job_name(&g);
+    let path = format!("/models/zai-org--GLM-4.5-Air/{SHA}");
+    g.status = Some(GlmDeploymentStatus {
+        model: Some(ModelStatus {
+            phase: ModelPhase::Ready,
+            job_name: Some(job),
+            commit: Some(SHA.into()),
+            path: Some(path),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    // An HPA targeting the Deployment directly owns spec.replicas.
+    let observed = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "glm45", "namespace": "llm", "managedFields": [
+            {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "apps/v1",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}, "subresource": "scale"}]},
+        "spec": {"replicas": 5, "selector": {}, "template": {}}});
+    let verifier = tokio::spawn(async move {
+        api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache"))
+            .await;
+        // The verified model is recorded in status: no Job or pod reads.
+        api.get(&format!("{NS_APPS}/deployments/glm45"), Some(observed))
+            .await;
+        let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
+        assert!(
+            d["spec"].get("replicas").is_none(),
+            "replicas must be omitted: {}",
+            d["spec"]
+        );
+        api.apply(&format!("{NS_CORE}/services/glm45")).await;
+        let status = api.apply(STATUS).await;
+        assert_eq!(status["status"]["resolvedRevision"], SHA);
+    });
+    within(reconcile_glmd(&g, &ctx)).await.unwrap();
+    within(verifier).await.unwrap();
+}

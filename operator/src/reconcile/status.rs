@@ -366,6 +366,8 @@ pub fn compute_status(inp: &StatusInputs<'_>) -> GlmDeploymentStatus {
         current_revision,
         update_revision,
         last_ready_revision,
+        failed_revision: prev.failed_revision.clone(),
+        rollout_phase: prev.rollout_phase.clone(),
     }
 }
 

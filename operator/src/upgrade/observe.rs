@@ -1,10 +1,12 @@
 //! Kubernetes objects -> the state machine's observed inputs, and the revision of a template.
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentStrategy, ReplicaSet, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 
-use super::{ObservedDeployment, ObservedPod, ObservedReplicaSet};
+use super::{ObservedDeployment, ObservedPod, ObservedReplicaSet, Strategy};
 
 /// Pod-template annotation carrying the revision (copied by Kubernetes into ReplicaSets'
 /// templates and into pods).
@@ -140,11 +142,34 @@ pub fn observe_pod(p: &Pod) -> ObservedPod {
     }
 }
 
+/// The pod template to restore for [`super::TemplateSource::ReplicaSet`]: the ReplicaSet's
+/// template without the `pod-template-hash` label the Deployment controller added (as
+/// `kubectl rollout undo` does).
+pub fn rollback_template(rs: &ReplicaSet) -> Option<PodTemplateSpec> {
+    let mut template = rs.spec.as_ref()?.template.clone()?;
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(POD_TEMPLATE_HASH);
+    }
+    Some(template)
+}
+
+/// The Deployment strategy for [`super::RolloutPlan::strategy`].
+pub fn deployment_strategy(strategy: &Strategy) -> DeploymentStrategy {
+    DeploymentStrategy {
+        type_: Some("RollingUpdate".to_string()),
+        rolling_update: Some(RollingUpdateDeployment {
+            max_surge: Some(strategy.max_surge.to_int_or_string()),
+            max_unavailable: Some(strategy.max_unavailable.to_int_or_string()),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     use std::collections::BTreeMap;
 
     #[test]
@@ -163,6 +188,47 @@ mod tests {
         let meta = t.metadata.get_or_insert_with(Default::default);
         meta.labels = Some(BTreeMap::from([("a".to_string(), "c".to_string())]));
         assert_ne!(template_revision(&t), r1);
+    }
+
+    #[test]
+    fn rollback_template_drops_the_pod_template_hash() {
+        use k8s_openapi::api::apps::v1::ReplicaSetSpec;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+        let labels = BTreeMap::from([
+            (POD_TEMPLATE_HASH.to_string(), "abc".to_string()),
+            ("app".to_string(), "glm".to_string()),
+        ]);
+        let rs = ReplicaSet {
+            spec: Some(ReplicaSetSpec {
+                template: Some(PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        ..Default::default()
+                    }),
+                    spec: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let t = rollback_template(&rs).unwrap();
+        let labels = t.metadata.unwrap().labels.unwrap();
+        assert_eq!(
+            labels,
+            BTreeMap::from([("app".to_string(), "glm".to_string())])
+        );
+        let s = deployment_strategy(&Strategy {
+            max_surge: super::super::Budget::Count(0),
+            max_unavailable: super::super::Budget::Percent(25),
+        });
+        let ru = s.rolling_update.unwrap();
+        assert_eq!(
+            (ru.max_surge, ru.max_unavailable),
+            (
+                Some(IntOrString::Int(0)),
+                Some(IntOrString::String("25%".into()))
+            )
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::{
     Json,
 };
 use futures::StreamExt;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::Instrument;
 
 use super::{
@@ -97,7 +97,7 @@ async fn render_prompt(state: &AppState, req: &ChatCompletionRequest) -> Result<
     let messages = Value::Array(req.messages.clone());
     let tools = req.tools.clone().map(Value::Array);
     let add_generation_prompt = req.add_generation_prompt.unwrap_or(true);
-    let kwargs = req.chat_template_kwargs.clone().unwrap_or_else(Map::new);
+    let kwargs = req.chat_template_kwargs.clone().unwrap_or_default();
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         span.in_scope(|| {

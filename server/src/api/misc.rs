@@ -6,7 +6,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{types::*, ApiError, ApiJson, AppState};
 use crate::metrics::CONTENT_TYPE;
@@ -78,7 +78,7 @@ pub async fn tokenize(
             (None, Some(messages)) => {
                 let template = template.ok_or_else(|| ApiError::invalid("messages", "no chat template"))?;
                 let tools = req.tools.map(Value::Array);
-                let kwargs = req.chat_template_kwargs.unwrap_or_else(Map::new);
+                let kwargs = req.chat_template_kwargs.unwrap_or_default();
                 let text = template.render(
                     &Value::Array(messages),
                     tools.as_ref(),

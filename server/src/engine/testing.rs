@@ -23,6 +23,8 @@ pub struct ToyModel {
     pub fail: bool,
     /// Makes the engine thread die on the first forward (dead-engine tests).
     pub die: bool,
+    /// Sleeps this long per forward, so tests can act while a request runs.
+    pub step_delay: std::time::Duration,
 }
 
 impl ToyModel {
@@ -45,6 +47,7 @@ impl ToyModel {
             max_batch: 0,
             fail: false,
             die: false,
+            step_delay: std::time::Duration::ZERO,
         }
     }
 
@@ -88,6 +91,9 @@ impl CausalLm for ToyModel {
         if self.die {
             // Simulates a crashed engine thread; the server must answer 503, not hang.
             std::panic::resume_unwind(Box::new("injected engine crash"));
+        }
+        if !self.step_delay.is_zero() {
+            std::thread::sleep(self.step_delay);
         }
         self.steps += 1;
         self.max_batch = self.max_batch.max(batch.seqs.len());

@@ -33,6 +33,7 @@ pub struct Opts {
     pub fail: bool,
     pub die: bool,
     pub ready: bool,
+    pub step_delay_ms: u64,
 }
 
 impl Default for Opts {
@@ -44,6 +45,7 @@ impl Default for Opts {
             fail: false,
             die: false,
             ready: true,
+            step_delay_ms: 0,
         }
     }
 }
@@ -61,6 +63,7 @@ pub fn toy_app(opts: Opts) -> TestApp {
     let mut model = ToyModel::new(tokenizer.vocab_size(), tokenizer.eos_token_ids().to_vec());
     model.fail = opts.fail;
     model.die = opts.die;
+    model.step_delay = std::time::Duration::from_millis(opts.step_delay_ms);
     let metrics = Metrics::new(MODEL);
     let engine = EngineHandle::spawn(
         Box::new(model),

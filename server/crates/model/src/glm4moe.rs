@@ -372,6 +372,12 @@ impl CausalLm for Glm4Moe {
     }
 
     fn forward(&mut self, batch: &ForwardBatch) -> Result<Vec<Option<Vec<f32>>>, ModelError> {
+        let _span = tracing::debug_span!(
+            "forward",
+            seqs = batch.seqs.len(),
+            tokens = batch.seqs.iter().map(|s| s.tokens.len()).sum::<usize>()
+        )
+        .entered();
         self.validate(batch)?;
         let h = self.config.hidden_size;
         let mut rows = Vec::new();

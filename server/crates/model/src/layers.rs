@@ -9,7 +9,7 @@ use crate::weights::Checkpoint;
 
 /// Below this many rows the streaming matrix-vector kernel wins (memory bound); from here
 /// on candle's gemm (runtime AVX2/FMA/AVX-512 dispatch) wins (compute bound).
-pub const GEMM_MIN_ROWS: usize = 2;
+pub const GEMM_MIN_ROWS: usize = 4;
 
 /// `y = x W^T (+ b)` with `W` stored `[out, in]` in f32 on the CPU.
 #[derive(Debug)]

@@ -14,6 +14,7 @@ pub mod batch;
 pub mod config;
 pub mod demo;
 pub mod glm4moe;
+pub mod glm4moelite;
 pub mod kernels;
 pub mod kv_cache;
 pub mod layers;
@@ -26,6 +27,7 @@ use std::path::Path;
 pub use batch::{CacheConfig, CausalLm, ForwardBatch, ModelError, ModelInfo, SeqInput};
 pub use config::Glm4MoeConfig;
 pub use glm4moe::Glm4Moe;
+pub use glm4moelite::Glm4MoeLite;
 pub use sampling::{Sampled, Sampler, SamplingParams};
 
 /// Loads the model in `dir`, dispatching on `architectures[0]` of its config.json.
@@ -46,6 +48,7 @@ pub fn load_model(
         .ok_or_else(|| ModelError::Config("config.json is not a JSON object".into()))?;
     match config::architecture_of(obj)?.as_str() {
         config::GLM4_MOE => Ok(Box::new(Glm4Moe::load(dir)?)),
+        glm4moelite::GLM4_MOE_LITE => Ok(Box::new(Glm4MoeLite::load(dir)?)),
         other => Err(ModelError::UnsupportedArchitecture(other.to_owned())),
     }
 }

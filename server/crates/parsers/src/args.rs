@@ -159,24 +159,48 @@ mod tests {
         );
         // A key with no value after its end tag extends lazily to the next end tag.
         assert_eq!(
-            conv("<arg_key>a</arg_key>x<arg_key>b</arg_key><arg_value>v</arg_value>", false),
+            conv(
+                "<arg_key>a</arg_key>x<arg_key>b</arg_key><arg_value>v</arg_value>",
+                false
+            ),
             r#"{"a</arg_key>x<arg_key>b": "v"}"#
         );
         assert_eq!(conv("<arg_key>a</arg_key><arg_value>1</arg_value><arg_key>a</arg_key><arg_value>2</arg_value><arg_key>b</arg_key><arg_value>3</arg_value>", false), r#"{"a": "2", "b": "3"}"#);
-        assert_eq!(conv("<arg_key>a</arg_key><arg_value>unterminated", false), "{}");
-        assert_eq!(conv("<arg_key>a</arg_key><arg_value>open", true), r#"{"a": "open"}"#);
-        assert_eq!(conv("<arg_key>a</arg_key><arg_value>1</arg_value><arg_key>b</arg_key>", true), r#"{"a": "1"}"#);
-        assert_eq!(conv("<arg_key></arg_key><arg_value>x</arg_value>", false), r#"{"": "x"}"#);
+        assert_eq!(
+            conv("<arg_key>a</arg_key><arg_value>unterminated", false),
+            "{}"
+        );
+        assert_eq!(
+            conv("<arg_key>a</arg_key><arg_value>open", true),
+            r#"{"a": "open"}"#
+        );
+        assert_eq!(
+            conv(
+                "<arg_key>a</arg_key><arg_value>1</arg_value><arg_key>b</arg_key>",
+                true
+            ),
+            r#"{"a": "1"}"#
+        );
+        assert_eq!(
+            conv("<arg_key></arg_key><arg_value>x</arg_value>", false),
+            r#"{"": "x"}"#
+        );
         assert_eq!(conv("<arg_key></arg_key><arg_value>x", true), "{}");
         // Literal backslash-n between key and value only with tolerance.
         let raw = "<arg_key>a</arg_key>\\n<arg_value>1</arg_value>";
         assert_eq!(conv(raw, false), "{}");
-        assert_eq!(dumps(&PyValue::Dict(convert(raw, false, true))), r#"{"a": "1"}"#);
+        assert_eq!(
+            dumps(&PyValue::Dict(convert(raw, false, true))),
+            r#"{"a": "1"}"#
+        );
     }
 
     #[test]
     fn name_extraction() {
-        assert_eq!(try_extract_name(r#"x "name" : "f" y"#).as_deref(), Some("f"));
+        assert_eq!(
+            try_extract_name(r#"x "name" : "f" y"#).as_deref(),
+            Some("f")
+        );
         assert_eq!(try_extract_name(r#""name": """#), None);
         assert_eq!(try_extract_name("no name"), None);
     }

@@ -25,7 +25,11 @@ pub enum ToolCallEvent {
     ContentDelta(String),
     /// A call begins: sent once per call, before any of its arguments. `index` counts the
     /// emitted calls from 0 (the position in the non-streaming `tool_calls`).
-    ToolCallStart { index: usize, id: String, name: String },
+    ToolCallStart {
+        index: usize,
+        id: String,
+        name: String,
+    },
     /// The next piece of the call's `arguments`; the pieces concatenate to the
     /// non-streaming `arguments`.
     ToolArgumentsDelta { index: usize, fragment: String },
@@ -266,7 +270,11 @@ impl CallTracker {
             if py_strip(&all).is_empty() {
                 None
             } else {
-                Some(format!("{}{}", std::mem::take(&mut self.pending_ws), self.after))
+                Some(format!(
+                    "{}{}",
+                    std::mem::take(&mut self.pending_ws),
+                    self.after
+                ))
             }
         };
         if let Some(text) = content.filter(|t| !t.is_empty()) {

@@ -147,7 +147,10 @@ impl Engine {
                 ARG_VALUE_START,
                 ARG_VALUE_END,
             ];
-            if !token.is_empty() && !known.contains(&token.as_str()) && !literals.iter().any(|(l, _)| l == token) {
+            if !token.is_empty()
+                && !known.contains(&token.as_str())
+                && !literals.iter().any(|(l, _)| l == token)
+            {
                 literals.push((token.clone(), Terminal::Drop));
             }
         }

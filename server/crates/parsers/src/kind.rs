@@ -120,15 +120,30 @@ mod tests {
 
     #[test]
     fn parse_names() {
-        assert_eq!("glm45".parse::<ToolParserKind>().unwrap(), ToolParserKind::Glm45);
-        assert_eq!("GLM47".parse::<ToolParserKind>().unwrap(), ToolParserKind::Glm47);
-        assert_eq!("none".parse::<ToolParserKind>().unwrap(), ToolParserKind::None);
-        assert_eq!("glm47".parse::<ReasoningParserKind>().unwrap(), ReasoningParserKind::Glm45);
+        assert_eq!(
+            "glm45".parse::<ToolParserKind>().unwrap(),
+            ToolParserKind::Glm45
+        );
+        assert_eq!(
+            "GLM47".parse::<ToolParserKind>().unwrap(),
+            ToolParserKind::Glm47
+        );
+        assert_eq!(
+            "none".parse::<ToolParserKind>().unwrap(),
+            ToolParserKind::None
+        );
+        assert_eq!(
+            "glm47".parse::<ReasoningParserKind>().unwrap(),
+            ReasoningParserKind::Glm45
+        );
         let err = "hermes".parse::<ToolParserKind>().unwrap_err();
         assert_eq!(err.kind(), "unknown_parser");
         assert!(err.to_string().contains("glm45, glm47, none"), "{err}");
         let err = "qwen3".parse::<ReasoningParserKind>().unwrap_err();
-        assert!(err.to_string().contains("valid values: glm45, glm47, none"), "{err}");
+        assert!(
+            err.to_string().contains("valid values: glm45, glm47, none"),
+            "{err}"
+        );
         assert_eq!(ToolParserKind::Glm47.to_string(), "glm47");
     }
 }

@@ -4,7 +4,9 @@
 use crate::ids::ToolCallIdGenerator;
 use crate::kind::{ReasoningParserKind, ToolParserKind};
 use crate::reasoning::{ReasoningParser, ReasoningStream};
-use crate::tool_parser::{ToolCall, ToolCallEvent, ToolCallParser, ToolCallStream, ToolParserOptions};
+use crate::tool_parser::{
+    ToolCall, ToolCallEvent, ToolCallParser, ToolCallStream, ToolParserOptions,
+};
 use crate::tools::ToolSet;
 
 /// Everything the API layer needs to parse one request's output.
@@ -54,8 +56,15 @@ pub struct ParsedOutput {
 pub enum OutputEvent {
     Reasoning(String),
     Content(String),
-    ToolCallStart { index: usize, id: String, name: String },
-    ToolArgumentsDelta { index: usize, fragment: String },
+    ToolCallStart {
+        index: usize,
+        id: String,
+        name: String,
+    },
+    ToolArgumentsDelta {
+        index: usize,
+        fragment: String,
+    },
 }
 
 /// Reasoning + tool-call parser for one request.
@@ -147,7 +156,9 @@ impl OutputStream {
 
     /// True once the reasoning block has closed (or there is no reasoning parser).
     pub fn reasoning_ended(&self) -> bool {
-        self.reasoning.as_ref().is_none_or(ReasoningStream::reasoning_ended)
+        self.reasoning
+            .as_ref()
+            .is_none_or(ReasoningStream::reasoning_ended)
     }
 
     /// The non-streaming view of everything fed so far (call after [`finish`](Self::finish)).
@@ -165,7 +176,9 @@ impl OutputStream {
 fn convert(event: ToolCallEvent) -> OutputEvent {
     match event {
         ToolCallEvent::ContentDelta(text) => OutputEvent::Content(text),
-        ToolCallEvent::ToolCallStart { index, id, name } => OutputEvent::ToolCallStart { index, id, name },
+        ToolCallEvent::ToolCallStart { index, id, name } => {
+            OutputEvent::ToolCallStart { index, id, name }
+        }
         ToolCallEvent::ToolArgumentsDelta { index, fragment } => {
             OutputEvent::ToolArgumentsDelta { index, fragment }
         }

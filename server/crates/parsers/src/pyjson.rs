@@ -263,7 +263,19 @@ pub(crate) fn py_float(text: &str) -> Option<f64> {
             if int_digits.is_empty() && frac_digits.is_empty() {
                 return None;
             }
-            let mut normalized = format!("{}.{}", if int_digits.is_empty() { "0" } else { &int_digits }, if frac_digits.is_empty() { "0" } else { &frac_digits });
+            let mut normalized = format!(
+                "{}.{}",
+                if int_digits.is_empty() {
+                    "0"
+                } else {
+                    &int_digits
+                },
+                if frac_digits.is_empty() {
+                    "0"
+                } else {
+                    &frac_digits
+                }
+            );
             if let Some(e) = exponent {
                 let (e_negative, e_body) = split_sign(e);
                 let e_digits = digits_with_underscores(e_body)?;
@@ -307,8 +319,14 @@ mod tests {
     #[test]
     fn loads_dumps_round_trip_like_python() {
         let cases = [
-            (r#"{"a":1,"b":[1.5,2e3,null,true],"a":"x"}"#, r#"{"a": "x", "b": [1.5, 2000.0, null, true]}"#),
-            ("  [1, -0, 10000000000000000000000000]  ", "[1, 0, 10000000000000000000000000]"),
+            (
+                r#"{"a":1,"b":[1.5,2e3,null,true],"a":"x"}"#,
+                r#"{"a": "x", "b": [1.5, 2000.0, null, true]}"#,
+            ),
+            (
+                "  [1, -0, 10000000000000000000000000]  ",
+                "[1, 0, 10000000000000000000000000]",
+            ),
             (r#""\u5317\ud83d\ude00\n""#, r#""北😀\n""#),
             ("1E400", "Infinity"),
             ("0.1", "0.1"),
@@ -317,7 +335,17 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(dumps(&loads(input).unwrap()), want, "{input}");
         }
-        for bad in ["[1,]", "{'a': 1}", "01", "\"a\u{1}\"", "tru", "1 2", "", "[1e]", "NaNx"] {
+        for bad in [
+            "[1,]",
+            "{'a': 1}",
+            "01",
+            "\"a\u{1}\"",
+            "tru",
+            "1 2",
+            "",
+            "[1e]",
+            "NaNx",
+        ] {
             assert!(loads(bad).is_none(), "{bad:?} should not parse");
         }
     }
@@ -349,12 +377,22 @@ mod tests {
         assert_eq!(integral_float_to_int(-1e15), "-1000000000000000");
         assert_eq!(integral_float_to_int(1e16), "10000000000000000");
         assert_eq!(integral_float_to_int(1e23), "99999999999999991611392");
-        assert_eq!(integral_float_to_int(2f64.powi(70)), "1180591620717411303424");
+        assert_eq!(
+            integral_float_to_int(2f64.powi(70)),
+            "1180591620717411303424"
+        );
     }
 
     #[test]
     fn float_repr_like_python() {
-        for (f, want) in [(1.0, "1.0"), (1e16, "1e+16"), (1e15, "1000000000000000.0"), (0.0001, "0.0001"), (0.00001, "1e-05"), (-2.5, "-2.5")] {
+        for (f, want) in [
+            (1.0, "1.0"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (-2.5, "-2.5"),
+        ] {
             assert_eq!(float_repr(f), want);
         }
     }

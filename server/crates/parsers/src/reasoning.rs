@@ -179,7 +179,10 @@ impl ReasoningStream {
                     delta.content.push_str(&text);
                 }
                 // The reasoning pass never enters tool states (tool parsing is skipped).
-                Event::ToolCallStart | Event::ToolName(_) | Event::ArgChunk(_) | Event::ToolCallEnd => {}
+                Event::ToolCallStart
+                | Event::ToolName(_)
+                | Event::ArgChunk(_)
+                | Event::ToolCallEnd => {}
             }
         }
         delta
@@ -200,9 +203,17 @@ mod tests {
 
     #[test]
     fn prompt_state() {
-        assert!(prompt_ends_in_reasoning("[gMASK]<sop><|user|>hi<|assistant|><think>"));
-        assert!(!prompt_ends_in_reasoning("[gMASK]<sop><|user|>hi<|assistant|></think>"));
-        assert!(!prompt_ends_in_reasoning("<|user|>\nhi<|assistant|>\n<think></think>"));
-        assert!(prompt_ends_in_reasoning("<|assistant|>\n<think>a</think>x<|user|>\nhi<|assistant|>"));
+        assert!(prompt_ends_in_reasoning(
+            "[gMASK]<sop><|user|>hi<|assistant|><think>"
+        ));
+        assert!(!prompt_ends_in_reasoning(
+            "[gMASK]<sop><|user|>hi<|assistant|></think>"
+        ));
+        assert!(!prompt_ends_in_reasoning(
+            "<|user|>\nhi<|assistant|>\n<think></think>"
+        ));
+        assert!(prompt_ends_in_reasoning(
+            "<|assistant|>\n<think>a</think>x<|user|>\nhi<|assistant|>"
+        ));
     }
 }

@@ -40,7 +40,9 @@ impl ToolSet {
         let mut specs = Vec::with_capacity(list.len());
         for (i, tool) in list.iter().enumerate() {
             let Value::Object(obj) = tool else {
-                return Err(ParserError::InvalidTools(format!("tools[{i}] must be an object")));
+                return Err(ParserError::InvalidTools(format!(
+                    "tools[{i}] must be an object"
+                )));
             };
             let function = match obj.get("function") {
                 Some(Value::Object(f)) => f,
@@ -54,7 +56,11 @@ impl ToolSet {
             let name = match function.get("name") {
                 Some(Value::String(name)) => name,
                 // Built-in tools without a function name (`{"type": "web_search"}`).
-                None if obj.get("type").and_then(Value::as_str).is_some_and(|t| t != "function") => {
+                None if obj
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t != "function") =>
+                {
                     continue
                 }
                 _ => {
@@ -189,7 +195,9 @@ fn normalize_type(t: &str) -> String {
 pub(crate) fn coerce_to_schema_type(value: &str, types: &[String]) -> PyValue {
     let allowed: Vec<String> = types.iter().map(|t| normalize_type(t)).collect();
     let has = |t: &str| allowed.iter().any(|a| a == t);
-    for candidate in ["null", "integer", "number", "boolean", "object", "array", "string"] {
+    for candidate in [
+        "null", "integer", "number", "boolean", "object", "array", "string",
+    ] {
         if !has(candidate) {
             continue;
         }
@@ -253,11 +261,20 @@ mod tests {
         assert_eq!(coerce(" 0 ", json!({"type": "boolean"})), "false");
         assert_eq!(coerce("yes", json!({"type": "boolean"})), "\"yes\"");
         assert_eq!(coerce("NULL", json!({"type": ["string", "null"]})), "null");
-        assert_eq!(coerce("{\"a\": [1, 2]}", json!({"type": "object"})), "{\"a\": [1, 2]}");
+        assert_eq!(
+            coerce("{\"a\": [1, 2]}", json!({"type": "object"})),
+            "{\"a\": [1, 2]}"
+        );
         assert_eq!(coerce("[1,2", json!({"type": "array"})), "\"[1,2\"");
         assert_eq!(coerce("5", json!({"enum": [1, 2, 5]})), "5");
         assert_eq!(coerce("5", json!({"description": "untyped"})), "\"5\"");
-        assert_eq!(coerce("5", json!({"anyOf": [{"type": "integer"}, {"type": "string"}]})), "5");
+        assert_eq!(
+            coerce(
+                "5",
+                json!({"anyOf": [{"type": "integer"}, {"type": "string"}]})
+            ),
+            "5"
+        );
         assert_eq!(coerce("abc", json!({"type": "int"})), "\"abc\"");
         assert_eq!(coerce("[1]", json!({"type": "integer"})), "[1]");
     }
@@ -275,7 +292,15 @@ mod tests {
         assert_eq!(names, ["a", "b", "c"]);
         assert!(tools.accepts("a") && !tools.accepts("d") && !tools.accepts(""));
         assert!(ToolSet::default().accepts("anything"));
-        assert_eq!(ToolSet::from_json(&json!({})).unwrap_err().kind(), "invalid_tools");
-        assert_eq!(ToolSet::from_json(&json!([{"type": "function", "function": {}}])).unwrap_err().kind(), "invalid_tools");
+        assert_eq!(
+            ToolSet::from_json(&json!({})).unwrap_err().kind(),
+            "invalid_tools"
+        );
+        assert_eq!(
+            ToolSet::from_json(&json!([{"type": "function", "function": {}}]))
+                .unwrap_err()
+                .kind(),
+            "invalid_tools"
+        );
     }
 }

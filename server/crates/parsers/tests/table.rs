@@ -1,6 +1,8 @@
 //! Table tests on realistic GLM outputs, each checked whole and streamed in pieces of
 //! 1..=7 characters (argument fragments must concatenate to the non-streaming arguments).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
 mod support;
 
 use glm_parsers::{
@@ -34,8 +36,9 @@ struct Case {
 }
 
 fn parser(literal_newlines: bool) -> OutputParser {
-    let mut config = OutputParserConfig::new(ReasoningParserKind::Glm45, ToolParserKind::Glm45, tools())
-        .with_ids(ToolCallIdGenerator::sequential("call_"));
+    let mut config =
+        OutputParserConfig::new(ReasoningParserKind::Glm45, ToolParserKind::Glm45, tools())
+            .with_ids(ToolCallIdGenerator::sequential("call_"));
     config.tool_options.tolerate_literal_newlines = literal_newlines;
     OutputParser::new(config)
 }
@@ -124,15 +127,33 @@ const CASES: &[Case] = &[
 
 fn check(parser: &OutputParser, case: &Case) {
     let whole = parser.parse(case.text);
-    let calls: Vec<(String, String)> =
-        whole.tool_calls.iter().map(|c| (c.name.clone(), c.arguments.clone())).collect();
-    let want: Vec<(String, String)> =
-        case.calls.iter().map(|(n, a)| (n.to_string(), a.to_string())).collect();
-    assert_eq!(whole.reasoning.as_deref(), case.reasoning, "{}: reasoning", case.name);
-    assert_eq!(whole.content.as_deref(), case.content, "{}: content", case.name);
+    let calls: Vec<(String, String)> = whole
+        .tool_calls
+        .iter()
+        .map(|c| (c.name.clone(), c.arguments.clone()))
+        .collect();
+    let want: Vec<(String, String)> = case
+        .calls
+        .iter()
+        .map(|(n, a)| (n.to_string(), a.to_string()))
+        .collect();
+    assert_eq!(
+        whole.reasoning.as_deref(),
+        case.reasoning,
+        "{}: reasoning",
+        case.name
+    );
+    assert_eq!(
+        whole.content.as_deref(),
+        case.content,
+        "{}: content",
+        case.name
+    );
     assert_eq!(calls, want, "{}: calls", case.name);
     for call in &whole.tool_calls {
-        assert!(serde_json::from_str::<serde_json::Value>(&call.arguments).unwrap().is_object());
+        assert!(serde_json::from_str::<serde_json::Value>(&call.arguments)
+            .unwrap()
+            .is_object());
     }
     support::assert_stream_matches(parser, case.text, &whole, case.name);
     assert_no_retraction(parser, case.text, &whole);
@@ -154,8 +175,15 @@ fn assert_no_retraction(parser: &OutputParser, text: &str, whole: &ParsedOutput)
                     _ => {}
                 }
             }
-            assert!(reasoning.starts_with(&r), "reasoning {r:?} is not a prefix of {reasoning:?}");
-            let emitted = if whole.tool_calls.is_empty() { c.as_str() } else { support::py_trim_start(&c) };
+            assert!(
+                reasoning.starts_with(&r),
+                "reasoning {r:?} is not a prefix of {reasoning:?}"
+            );
+            let emitted = if whole.tool_calls.is_empty() {
+                c.as_str()
+            } else {
+                support::py_trim_start(&c)
+            };
             assert!(
                 content.starts_with(emitted),
                 "content {c:?} is not a prefix of {content:?}"
@@ -192,7 +220,10 @@ fn name_is_sent_once_before_arguments() {
     let parser = ToolCallParser::with_options(
         ToolParserKind::Glm47,
         tools(),
-        ToolParserOptions { ids: ToolCallIdGenerator::sequential("call_"), ..Default::default() },
+        ToolParserOptions {
+            ids: ToolCallIdGenerator::sequential("call_"),
+            ..Default::default()
+        },
     );
     let text = "Sure.<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value><arg_key>days</arg_key><arg_value>2</arg_value></tool_call>";
     let mut stream = parser.stream();
@@ -201,13 +232,26 @@ fn name_is_sent_once_before_arguments() {
         events.extend(stream.feed(&piece));
     }
     events.extend(stream.finish());
-    let starts: Vec<_> = events.iter().filter(|e| matches!(e, ToolCallEvent::ToolCallStart { .. })).collect();
+    let starts: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, ToolCallEvent::ToolCallStart { .. }))
+        .collect();
     assert_eq!(
         starts,
-        [&ToolCallEvent::ToolCallStart { index: 0, id: "call_0".into(), name: "get_weather".into() }]
+        [&ToolCallEvent::ToolCallStart {
+            index: 0,
+            id: "call_0".into(),
+            name: "get_weather".into()
+        }]
     );
-    let first_start = events.iter().position(|e| matches!(e, ToolCallEvent::ToolCallStart { .. })).unwrap();
-    let first_args = events.iter().position(|e| matches!(e, ToolCallEvent::ToolArgumentsDelta { .. })).unwrap();
+    let first_start = events
+        .iter()
+        .position(|e| matches!(e, ToolCallEvent::ToolCallStart { .. }))
+        .unwrap();
+    let first_args = events
+        .iter()
+        .position(|e| matches!(e, ToolCallEvent::ToolArgumentsDelta { .. }))
+        .unwrap();
     assert!(first_start < first_args);
     let args: String = events
         .iter()
@@ -218,7 +262,10 @@ fn name_is_sent_once_before_arguments() {
         .collect();
     assert_eq!(args, r##"{"city": "Paris", "days": 2}"##);
     // Arguments stream per complete pair, not all at the end.
-    let fragments = events.iter().filter(|e| matches!(e, ToolCallEvent::ToolArgumentsDelta { .. })).count();
+    let fragments = events
+        .iter()
+        .filter(|e| matches!(e, ToolCallEvent::ToolArgumentsDelta { .. }))
+        .count();
     assert!(fragments >= 2, "{events:?}");
     let output = stream.output();
     assert_eq!(output.content.as_deref(), Some("Sure."));
@@ -239,7 +286,10 @@ fn tool_choice_none_drops_markup() {
     let parser = ToolCallParser::with_options(
         ToolParserKind::Glm45,
         tools(),
-        ToolParserOptions { suppress_tool_calls: true, ..Default::default() },
+        ToolParserOptions {
+            suppress_tool_calls: true,
+            ..Default::default()
+        },
     );
     let out = parser.parse("Before.\n<tool_call>get_time\n</tool_call>\nAfter.");
     assert_eq!(out.content.as_deref(), Some("Before.\n\nAfter."));
@@ -250,15 +300,27 @@ fn tool_choice_none_drops_markup() {
 fn reasoning_parser_modes() {
     // GLM-4.7 prompt ended in <think>: the output starts inside the reasoning.
     let r = ReasoningParser::new(true);
-    assert_eq!(r.parse("plan</think>answer"), (Some("plan".into()), Some("answer".into())));
+    assert_eq!(
+        r.parse("plan</think>answer"),
+        (Some("plan".into()), Some("answer".into()))
+    );
     assert_eq!(r.parse("never closed"), (Some("never closed".into()), None));
     // Prompt closed the reasoning: only explicit <think> blocks are reasoning.
     let r = ReasoningParser::new(false);
-    assert_eq!(r.parse("direct answer"), (None, Some("direct answer".into())));
-    assert_eq!(r.parse("<think>a</think>b"), (Some("a".into()), Some("b".into())));
+    assert_eq!(
+        r.parse("direct answer"),
+        (None, Some("direct answer".into()))
+    );
+    assert_eq!(
+        r.parse("<think>a</think>b"),
+        (Some("a".into()), Some("b".into()))
+    );
     // Thinking disabled: tags are plain text.
     let r = ReasoningParser::with_thinking(false, true);
-    assert_eq!(r.parse("<think>a</think>b"), (None, Some("<think>a</think>b".into())));
+    assert_eq!(
+        r.parse("<think>a</think>b"),
+        (None, Some("<think>a</think>b".into()))
+    );
 }
 
 #[test]
@@ -272,7 +334,10 @@ fn reasoning_stream_never_leaks_partial_tags() {
             let d = stream.feed(&piece);
             reasoning.push_str(&d.reasoning);
             content.push_str(&d.content);
-            assert!(!reasoning.contains('<') && !content.contains('<'), "leak at size {size}: {reasoning:?} {content:?}");
+            assert!(
+                !reasoning.contains('<') && !content.contains('<'),
+                "leak at size {size}: {reasoning:?} {content:?}"
+            );
         }
         let d = stream.finish();
         reasoning.push_str(&d.reasoning);
@@ -285,10 +350,12 @@ fn reasoning_stream_never_leaks_partial_tags() {
 
 #[test]
 fn drop_tokens_are_removed() {
-    let mut config = OutputParserConfig::new(ReasoningParserKind::Glm45, ToolParserKind::Glm45, tools());
+    let mut config =
+        OutputParserConfig::new(ReasoningParserKind::Glm45, ToolParserKind::Glm45, tools());
     config.tool_options.drop_tokens = vec!["<|observation|>".into(), "<|user|>".into()];
     let parser = OutputParser::new(config);
-    let out = parser.parse("<think>r</think>Hi<|user|>\n<tool_call>get_time\n</tool_call><|observation|>");
+    let out = parser
+        .parse("<think>r</think>Hi<|user|>\n<tool_call>get_time\n</tool_call><|observation|>");
     assert_eq!(out.content.as_deref(), Some("Hi"));
     assert_eq!(out.tool_calls.len(), 1);
 }

@@ -2,6 +2,8 @@
 //! glm45/glm47 parsers by make_vllm_corpus.py) parses to the same reasoning, content and
 //! tool calls here, and streaming in pieces of 1..=7 characters adds up to the same result.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
 mod support;
 
 use glm_parsers::{
@@ -48,7 +50,10 @@ fn config_for(key: &str, case: &Value, drop_tokens: &[String]) -> OutputParserCo
 #[test]
 fn corpus_has_enough_cases() {
     let corpus = corpus();
-    assert_eq!(corpus["source"], "vllm", "expectations must come from vLLM itself");
+    assert_eq!(
+        corpus["source"], "vllm",
+        "expectations must come from vLLM itself"
+    );
     assert!(corpus["cases"].as_array().unwrap().len() >= 50);
 }
 
@@ -102,5 +107,35 @@ fn every_corpus_case_matches_vllm() {
         }
     }
     assert!(checked >= 250, "only {checked} comparisons");
-    assert!(failures.is_empty(), "{} of {checked} differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Re-runs the generator against the installed vLLM (`--check`): the committed corpus must
+/// be exactly what vLLM's parsers produce. Needs the vLLM venv of server/fixtures/README.md
+/// (`GLM_VLLM_PYTHON`, default /root/venv-vllm/bin/python); skipped when it is absent.
+#[test]
+fn corpus_is_current_with_installed_vllm() {
+    let python = std::env::var("GLM_VLLM_PYTHON")
+        .unwrap_or_else(|_| "/root/venv-vllm/bin/python".to_string());
+    if !std::path::Path::new(&python).exists() {
+        println!("skipping: no vLLM python at {python} (set GLM_VLLM_PYTHON)");
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let output = std::process::Command::new(&python)
+        .arg(dir.join("make_vllm_corpus.py"))
+        .arg("--check")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "vllm_corpus.json differs from what vLLM produces:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

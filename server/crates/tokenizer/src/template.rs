@@ -132,11 +132,12 @@ impl ChatTemplate {
         let mut env = new_environment()?;
         let mut names = Vec::with_capacity(templates.len());
         for (name, source) in templates {
-            env.add_template_owned(name.clone(), source)
-                .map_err(|e| TokenizerError::TemplateSyntax {
+            env.add_template_owned(name.clone(), source).map_err(|e| {
+                TokenizerError::TemplateSyntax {
                     name: name.clone(),
                     message: describe(&e),
-                })?;
+                }
+            })?;
             names.push(name);
         }
         if names.is_empty() {
@@ -213,7 +214,11 @@ impl ChatTemplate {
             .map_err(render_error)
     }
 
-    fn pick<'a>(&'a self, name: Option<&'a str>, has_tools: bool) -> Result<&'a str, TokenizerError> {
+    fn pick<'a>(
+        &'a self,
+        name: Option<&'a str>,
+        has_tools: bool,
+    ) -> Result<&'a str, TokenizerError> {
         if let Some(name) = name {
             return match self.names.iter().find(|n| *n == name) {
                 Some(n) => Ok(n),
@@ -233,10 +238,12 @@ impl ChatTemplate {
             .iter()
             .find(|n| *n == DEFAULT_TEMPLATE_NAME)
             .or_else(|| self.names.first());
-        default.map(String::as_str).ok_or_else(|| TokenizerError::TemplateNotFound {
-            name: DEFAULT_TEMPLATE_NAME.to_string(),
-            available: String::new(),
-        })
+        default
+            .map(String::as_str)
+            .ok_or_else(|| TokenizerError::TemplateNotFound {
+                name: DEFAULT_TEMPLATE_NAME.to_string(),
+                available: String::new(),
+            })
     }
 }
 
@@ -323,8 +330,10 @@ fn new_environment() -> Result<Environment<'static>, TokenizerError> {
 }
 
 fn raise_exception(message: String) -> Result<JinjaValue, JinjaError> {
-    Err(JinjaError::new(ErrorKind::InvalidOperation, message.clone())
-        .with_source(RaisedByTemplate(message)))
+    Err(
+        JinjaError::new(ErrorKind::InvalidOperation, message.clone())
+            .with_source(RaisedByTemplate(message)),
+    )
 }
 
 /// Prints `{{ value }}` as Python's `str()` would (`None`, `True`, `1.0`, `['a']`).
@@ -340,14 +349,12 @@ fn python_formatter(
                 .write_str(value.as_str().unwrap_or_default())
                 .map_err(JinjaError::from)
         }
-        ValueKind::None
-        | ValueKind::Bool
-        | ValueKind::Number
-        | ValueKind::Seq
-        | ValueKind::Map => match to_json(value) {
-            Ok(json) => pyjson::python_str(&json),
-            Err(_) => value.to_string(),
-        },
+        ValueKind::None | ValueKind::Bool | ValueKind::Number | ValueKind::Seq | ValueKind::Map => {
+            match to_json(value) {
+                Ok(json) => pyjson::python_str(&json),
+                Err(_) => value.to_string(),
+            }
+        }
         _ => value.to_string(),
     };
     out.write_str(&text).map_err(JinjaError::from)
@@ -372,13 +379,14 @@ fn tojson(
 ) -> Result<JinjaValue, JinjaError> {
     // Python accepts separators/sort_keys positionally too, but no template does that;
     // minijinja functions take at most five arguments, so those two are keyword-only here.
-    let pick = |positional: Option<JinjaValue>, name: &str| -> Result<Option<JinjaValue>, JinjaError> {
-        if kwargs.has(name) {
-            Ok(Some(kwargs.get::<JinjaValue>(name)?))
-        } else {
-            Ok(positional)
-        }
-    };
+    let pick =
+        |positional: Option<JinjaValue>, name: &str| -> Result<Option<JinjaValue>, JinjaError> {
+            if kwargs.has(name) {
+                Ok(Some(kwargs.get::<JinjaValue>(name)?))
+            } else {
+                Ok(positional)
+            }
+        };
     let mut opts = DumpOptions::default();
     if let Some(v) = pick(ensure_ascii, "ensure_ascii")? {
         opts.ensure_ascii = v.is_true();

@@ -61,13 +61,16 @@ impl GlmTokenizer {
         let lookup = |token: &Option<String>, field: &str| -> Result<Option<u32>, TokenizerError> {
             match token {
                 None => Ok(None),
-                Some(t) => tokenizer.token_to_id(t).map(Some).ok_or_else(|| {
-                    TokenizerError::Config {
-                        path: config_path.clone(),
-                        field: field.to_string(),
-                        reason: format!("token {t:?} is not in the vocabulary"),
-                    }
-                }),
+                Some(t) => {
+                    tokenizer
+                        .token_to_id(t)
+                        .map(Some)
+                        .ok_or_else(|| TokenizerError::Config {
+                            path: config_path.clone(),
+                            field: field.to_string(),
+                            reason: format!("token {t:?} is not in the vocabulary"),
+                        })
+                }
             }
         };
         let config_eos = lookup(&special.eos_token, "eos_token")?;

@@ -1,6 +1,8 @@
 //! Byte-exact comparison with transformers' `apply_chat_template` on the fixture cases
 //! (server/fixtures/chat-templates/cases.json, made by transformers 5.23.0).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
 use std::path::PathBuf;
 
 use glm_tokenizer::{ChatTemplate, GlmTokenizer};
@@ -18,12 +20,15 @@ fn diff(expected: &str, actual: &str) -> String {
         .find(|((_, a), b)| a != b)
         .map(|((i, _), _)| i)
         .unwrap_or_else(|| expected.len().min(actual.len()));
-    let from = expected[..at].char_indices().rev().nth(40).map_or(0, |(i, _)| i);
+    let from = expected[..at]
+        .char_indices()
+        .rev()
+        .nth(40)
+        .map_or(0, |(i, _)| i);
     let from_actual = actual
         .char_indices()
         .map(|(i, _)| i)
-        .filter(|i| *i <= from)
-        .last()
+        .rfind(|i| *i <= from)
         .unwrap_or(0);
     format!(
         "first difference at byte {at}\n  expected: {:?}\n  actual:   {:?}\nfull expected:\n{expected}\nfull actual:\n{actual}",
@@ -43,11 +48,9 @@ fn every_fixture_case_matches_transformers() {
     for case in cases["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let template_file = case["template"].as_str().unwrap();
-        let template = ChatTemplate::from_file(
-            &dir.join(template_file),
-            tokenizer.special_tokens().clone(),
-        )
-        .unwrap();
+        let template =
+            ChatTemplate::from_file(&dir.join(template_file), tokenizer.special_tokens().clone())
+                .unwrap();
         let kwargs: Map<String, Value> = case
             .get("kwargs")
             .and_then(Value::as_object)
@@ -62,7 +65,8 @@ fn every_fixture_case_matches_transformers() {
         checked += 1;
         if let Some(expected_error) = case.get("expected_error").and_then(Value::as_str) {
             match result {
-                Err(e) if e.kind() == "template_raised" && e.to_string().contains(expected_error) => {}
+                Err(e)
+                    if e.kind() == "template_raised" && e.to_string().contains(expected_error) => {}
                 other => failures.push(format!(
                     "{name}: expected error {expected_error:?}, got {other:?}"
                 )),
@@ -84,7 +88,12 @@ fn every_fixture_case_matches_transformers() {
         }
     }
     assert!(checked >= 27, "only {checked} cases found");
-    assert!(failures.is_empty(), "{} of {checked} cases differ:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -107,7 +116,10 @@ fn model_directories_ship_a_working_template() {
         let mut off = Map::new();
         off.insert("enable_thinking".into(), Value::Bool(false));
         let text = template.render(&messages, None, true, &off).unwrap();
-        assert!(text.ends_with("<|user|>\nagain/nothink<|assistant|>\n<think></think>"), "{model}: {text}");
+        assert!(
+            text.ends_with("<|user|>\nagain/nothink<|assistant|>\n<think></think>"),
+            "{model}: {text}"
+        );
     }
 }
 
@@ -152,7 +164,10 @@ fn python_str_of_values_and_special_token_variables() {
     let out = template
         .render(&serde_json::json!([]), None, false, &kwargs)
         .unwrap();
-    assert_eq!(out, "<|endoftext|> None True 1.0 ['x', 2] {'k': False}|False");
+    assert_eq!(
+        out,
+        "<|endoftext|> None True 1.0 ['x', 2] {'k': False}|False"
+    );
 }
 
 #[test]
@@ -166,7 +181,9 @@ fn messages_are_preprocessed_like_transformers() {
         {"role": "assistant", "content": null, "reasoning": "r1"},
         {"role": "assistant", "content": "x", "thinking": "t", "reasoning": "r2"},
     ]);
-    let out = template.render(&messages, None, false, &Map::new()).unwrap();
+    let out = template
+        .render(&messages, None, false, &Map::new())
+        .unwrap();
     assert_eq!(out, "assistant:False:r1:r1;assistant:True:t:t;None");
 }
 
@@ -174,14 +191,20 @@ fn messages_are_preprocessed_like_transformers() {
 fn errors_have_kinds() {
     let err = ChatTemplate::from_source("{% if %}", Default::default()).unwrap_err();
     assert_eq!(err.kind(), "template_syntax");
-    let template = ChatTemplate::from_source("{{ raise_exception('nope: ' ~ x) }}", Default::default()).unwrap();
+    let template =
+        ChatTemplate::from_source("{{ raise_exception('nope: ' ~ x) }}", Default::default())
+            .unwrap();
     let mut kwargs = Map::new();
     kwargs.insert("x".into(), Value::from(3));
-    let err = template.render(&serde_json::json!([]), None, false, &kwargs).unwrap_err();
+    let err = template
+        .render(&serde_json::json!([]), None, false, &kwargs)
+        .unwrap_err();
     assert_eq!(err.kind(), "template_raised");
     assert_eq!(err.to_string(), "chat template error: nope: 3");
     assert!(err.is_client_error());
-    let err = template.render(&serde_json::json!({}), None, false, &kwargs).unwrap_err();
+    let err = template
+        .render(&serde_json::json!({}), None, false, &kwargs)
+        .unwrap_err();
     assert_eq!(err.kind(), "invalid_input");
     let err = GlmTokenizer::from_dir(std::path::Path::new("/nonexistent")).unwrap_err();
     assert_eq!(err.kind(), "tokenizer_load");
@@ -204,13 +227,21 @@ fn named_templates_pick_tool_use_when_tools_are_given() {
     let msgs = serde_json::json!([]);
     assert_eq!(template.render(&msgs, None, false, &none).unwrap(), "D</s>");
     let tools = serde_json::json!([{"type": "function"}]);
-    assert_eq!(template.render(&msgs, Some(&tools), false, &none).unwrap(), "T1");
     assert_eq!(
-        template.render_named(Some("default"), &msgs, Some(&tools), false, &none).unwrap(),
+        template.render(&msgs, Some(&tools), false, &none).unwrap(),
+        "T1"
+    );
+    assert_eq!(
+        template
+            .render_named(Some("default"), &msgs, Some(&tools), false, &none)
+            .unwrap(),
         "D</s>"
     );
     assert_eq!(
-        template.render_named(Some("x"), &msgs, None, false, &none).unwrap_err().kind(),
+        template
+            .render_named(Some("x"), &msgs, None, false, &none)
+            .unwrap_err()
+            .kind(),
         "template_not_found"
     );
     // chat_template.jinja overrides the config's default.

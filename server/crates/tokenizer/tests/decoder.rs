@@ -1,13 +1,17 @@
 //! Streaming detokenization on the fixture tokenizer (byte-level BPE with 2000 merges: most
 //! CJK characters and emoji are split over several ids).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
 use std::path::PathBuf;
 
 use glm_tokenizer::{GlmTokenizer, IncrementalDecoder};
 
 fn tokenizer() -> GlmTokenizer {
-    GlmTokenizer::from_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tokenizer"))
-        .unwrap()
+    GlmTokenizer::from_dir(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tokenizer"),
+    )
+    .unwrap()
 }
 
 const TEXTS: &[&str] = &[
@@ -30,9 +34,13 @@ fn stream(tok: &GlmTokenizer, ids: &[u32], skip: bool) -> Vec<String> {
 fn multibyte_characters_span_several_ids_in_the_fixture() {
     let tok = tokenizer();
     let ids = tok.encode("😀北", false).unwrap();
-    assert!(ids.len() > 2, "expected the characters to be split: {ids:?}");
     assert!(
-        ids.iter().any(|id| tok.decode(&[*id], false).unwrap().contains('\u{FFFD}')),
+        ids.len() > 2,
+        "expected the characters to be split: {ids:?}"
+    );
+    assert!(
+        ids.iter()
+            .any(|id| tok.decode(&[*id], false).unwrap().contains('\u{FFFD}')),
         "some single id should decode to a partial character"
     );
 }
@@ -45,13 +53,22 @@ fn streamed_text_equals_full_decode_and_never_splits_a_character() {
         let ids = tok.encode(text, false).unwrap();
         let chunks = stream(&tok, &ids, false);
         for chunk in &chunks {
-            assert!(!chunk.contains('\u{FFFD}'), "{text:?}: chunk {chunk:?} has U+FFFD");
+            assert!(
+                !chunk.contains('\u{FFFD}'),
+                "{text:?}: chunk {chunk:?} has U+FFFD"
+            );
         }
-        held_back += chunks[..chunks.len() - 1].iter().filter(|c| c.is_empty()).count();
+        held_back += chunks[..chunks.len() - 1]
+            .iter()
+            .filter(|c| c.is_empty())
+            .count();
         assert_eq!(chunks.concat(), *text);
         assert_eq!(chunks.concat(), tok.decode(&ids, false).unwrap());
     }
-    assert!(held_back > 0, "no id was held back: the test would not catch splitting");
+    assert!(
+        held_back > 0,
+        "no id was held back: the test would not catch splitting"
+    );
 }
 
 #[test]
@@ -70,7 +87,9 @@ fn skip_special_tokens_drops_only_special_ids() {
 #[test]
 fn prompt_context_is_not_emitted() {
     let tok = tokenizer();
-    let prompt = tok.encode("[gMASK]<sop><|user|>\n你好<|assistant|>", false).unwrap();
+    let prompt = tok
+        .encode("[gMASK]<sop><|user|>\n你好<|assistant|>", false)
+        .unwrap();
     let answer = tok.encode("\n世界 ok", false).unwrap();
     let mut decoder = IncrementalDecoder::with_prompt(tok.clone(), &prompt, false);
     let mut out = String::new();
@@ -128,7 +147,13 @@ fn special_token_facts_come_from_the_files() {
     assert_eq!(model.eos_token_ids(), [endoftext, user, observation]);
     assert_eq!(model.id_to_token(user).as_deref(), Some("<|user|>"));
     // Tool and think tags are added but not special.
-    for tag in ["<think>", "</think>", "<tool_call>", "<arg_key>", "/nothink"] {
+    for tag in [
+        "<think>",
+        "</think>",
+        "<tool_call>",
+        "<arg_key>",
+        "/nothink",
+    ] {
         let id = model.token_to_id(tag).unwrap();
         assert!(!model.is_special(id), "{tag}");
     }

@@ -5,7 +5,12 @@
 //! `ETag` / `X-Linked-Etag` / `X-Linked-Size` / `X-Repo-Commit` headers, 401 for a bad token,
 //! 403 for gated repos, 404 with `X-Error-Code`, and one-shot fault injection per file.
 //! Shared by the integration tests and the bench (`#[path]`-included).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::result_large_err
+)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -145,7 +145,11 @@ mod tests {
     use super::*;
 
     fn lex_all(chunks: &[&str]) -> Vec<Lexeme> {
-        let mut lexer = Lexer::new(vec!["<tool_call>".into(), "</tool_call>".into(), "<think>".into()]);
+        let mut lexer = Lexer::new(vec![
+            "<tool_call>".into(),
+            "</tool_call>".into(),
+            "<think>".into(),
+        ]);
         let mut out = Vec::new();
         for c in chunks {
             out.extend(lexer.feed(c));

@@ -1,5 +1,6 @@
 //! Shared helpers: run a parser over an output whole and in pieces.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 #![allow(dead_code)]
 
 use glm_parsers::{OutputEvent, OutputParser, ParsedOutput};
@@ -53,7 +54,11 @@ pub fn stream(parser: &OutputParser, text: &str, size: usize) -> Streamed {
     // The stream's own non-streaming view must agree with a fresh parse.
     let (a, b) = (stream.output(), parser.parse(text));
     let strip = |p: &ParsedOutput| {
-        let calls: Vec<(String, String)> = p.tool_calls.iter().map(|c| (c.name.clone(), c.arguments.clone())).collect();
+        let calls: Vec<(String, String)> = p
+            .tool_calls
+            .iter()
+            .map(|c| (c.name.clone(), c.arguments.clone()))
+            .collect();
         (p.reasoning.clone(), p.content.clone(), calls)
     };
     assert_eq!(strip(&a), strip(&b), "stream.output() differs from parse()");
@@ -71,16 +76,34 @@ pub fn py_trim_start(s: &str) -> &str {
 pub fn assert_stream_matches(parser: &OutputParser, text: &str, whole: &ParsedOutput, label: &str) {
     for size in 1..=7 {
         let s = stream(parser, text, size);
-        assert_eq!(s.reasoning, whole.reasoning.clone().unwrap_or_default(), "{label}: reasoning, piece size {size}");
+        assert_eq!(
+            s.reasoning,
+            whole.reasoning.clone().unwrap_or_default(),
+            "{label}: reasoning, piece size {size}"
+        );
         let expected_content = whole.content.clone().unwrap_or_default();
         if whole.tool_calls.is_empty() {
-            assert_eq!(s.content, expected_content, "{label}: content, piece size {size}");
+            assert_eq!(
+                s.content, expected_content,
+                "{label}: content, piece size {size}"
+            );
         } else {
-            assert_eq!(py_trim_start(&s.content), expected_content, "{label}: content, piece size {size}");
+            assert_eq!(
+                py_trim_start(&s.content),
+                expected_content,
+                "{label}: content, piece size {size}"
+            );
         }
-        let calls: Vec<(String, String)> = s.calls.iter().map(|(_, n, a)| (n.clone(), a.clone())).collect();
-        let want: Vec<(String, String)> =
-            whole.tool_calls.iter().map(|c| (c.name.clone(), c.arguments.clone())).collect();
+        let calls: Vec<(String, String)> = s
+            .calls
+            .iter()
+            .map(|(_, n, a)| (n.clone(), a.clone()))
+            .collect();
+        let want: Vec<(String, String)> = whole
+            .tool_calls
+            .iter()
+            .map(|c| (c.name.clone(), c.arguments.clone()))
+            .collect();
         assert_eq!(calls, want, "{label}: tool calls, piece size {size}");
     }
 }

@@ -335,7 +335,9 @@ mod tests {
     #[test]
     fn repr_matches_python() {
         assert_eq!(python_str(&json!(null)), "None");
-        assert_eq!(python_str(&json!(["a", 1, 1.0, false, {"k": "it's"}])),
-            r#"['a', 1, 1.0, False, {'k': "it's"}]"#);
+        assert_eq!(
+            python_str(&json!(["a", 1, 1.0, false, {"k": "it's"}])),
+            r#"['a', 1, 1.0, False, {'k': "it's"}]"#
+        );
     }
 }

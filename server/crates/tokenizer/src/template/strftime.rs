@@ -125,7 +125,11 @@ impl CivilTime {
                 'u' => write!(out, "{}", self.weekday + 1),
                 'w' => write!(out, "{}", (self.weekday + 1) % 7),
                 'F' => write!(out, "{}-{:02}-{:02}", self.year, self.month, self.day),
-                'T' => write!(out, "{:02}:{:02}:{:02}", self.hour, self.minute, self.second),
+                'T' => write!(
+                    out,
+                    "{:02}:{:02}:{:02}",
+                    self.hour, self.minute, self.second
+                ),
                 'Z' | 'z' => Ok(()),
                 '%' => write!(out, "%"),
                 other => write!(out, "%{other}"),
@@ -142,12 +146,21 @@ mod tests {
     #[test]
     fn known_dates() {
         let t = CivilTime::from_unix(0);
-        assert_eq!(t.strftime("%Y-%m-%d %H:%M:%S %A %j"), "1970-01-01 00:00:00 Thursday 001");
+        assert_eq!(
+            t.strftime("%Y-%m-%d %H:%M:%S %A %j"),
+            "1970-01-01 00:00:00 Thursday 001"
+        );
         // 2024-02-29T13:05:09Z, a leap day (a Thursday).
         let t = CivilTime::from_unix(1_709_211_909);
-        assert_eq!(t.strftime("%d %B %Y %a %I%p %j %%"), "29 February 2024 Thu 01PM 060 %");
+        assert_eq!(
+            t.strftime("%d %B %Y %a %I%p %j %%"),
+            "29 February 2024 Thu 01PM 060 %"
+        );
         // 2026-12-31T23:59:59Z
         let t = CivilTime::from_unix(1_798_761_599);
-        assert_eq!(t.strftime("%d %b %Y %H:%M:%S %j"), "31 Dec 2026 23:59:59 365");
+        assert_eq!(
+            t.strftime("%d %b %Y %H:%M:%S %j"),
+            "31 Dec 2026 23:59:59 365"
+        );
     }
 }
