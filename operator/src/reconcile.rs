@@ -10,6 +10,7 @@ pub mod events;
 pub mod job;
 pub mod meta;
 pub mod pvc;
+pub mod rollout;
 pub mod service;
 pub mod spec_check;
 pub mod status;
@@ -21,7 +22,7 @@ use glm_crds::{
 };
 use k8s_openapi::{
     api::{
-        apps::v1::Deployment,
+        apps::v1::{Deployment, ReplicaSet},
         batch::v1::Job,
         core::v1::{PersistentVolumeClaim, Pod, Service},
     },
@@ -58,6 +59,11 @@ use crate::{
         ReplicasPlan,
     },
     controller::Context,
+    upgrade::{
+        self,
+        observe::{observe_deployment, observe_pod, observe_replica_set},
+        RolloutInput, RolloutPolicy,
+    },
     Error, Result,
 };
 
@@ -65,6 +71,8 @@ use crate::{
 const DOWNLOAD_POLL: Duration = Duration::from_secs(15);
 /// Periodic resync when nothing is in flight.
 const RESYNC: Duration = Duration::from_secs(300);
+/// Rollout deadlines and the surge fallback are measured on pods, which are not watched.
+const ROLLOUT_POLL: Duration = Duration::from_secs(15);
 /// A missing existingClaim is not watched; look again after this.
 const CLAIM_RETRY: Duration = Duration::from_secs(60);
 
@@ -140,16 +148,14 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
     // 2. The download.
     let download = observe_download(glmd, ctx, ns, &mut action_events).await?;
 
-    // 3. The server, only on a verified model: the one just downloaded, else the one the
-    //    existing Deployment already serves (a new revision downloads while old pods serve).
+    // 3. The server. What its pod template becomes is the rollout plan's decision
+    //    (`crate::upgrade`): a new revision's weights download while the old pods keep serving,
+    //    a rollout that misses its deadline is rolled back to the last Ready ReplicaSet.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let observed = deployments.get_opt(name).await?;
-    let served = match &download {
-        DownloadState::Succeeded { result, .. } => Some(ServedModel {
-            commit: result.commit.clone(),
-            path: result.path.clone(),
-        }),
-        _ => observed.as_ref().and_then(served_model_of),
+    let (replica_sets, server_pods) = match &observed {
+        Some(_) => list_server_objects(ctx, ns, name).await?,
+        None => (Vec::new(), Vec::new()),
     };
     let key = ObjectKey {
         namespace: ns.to_string(),
@@ -169,29 +175,73 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
                 None
             }
         };
-    let deployment = match &served {
-        Some(model) => {
-            let image = glmd
-                .spec
-                .server
-                .image
-                .as_deref()
-                .unwrap_or(&ctx.config.default_image);
-            let desired = desired_deployment(
-                glmd,
-                &DeploymentParams {
-                    image,
-                    model,
-                    replicas,
-                },
-            )?;
-            let applied = apply(&deployments, &desired).await?;
-            let services: Api<Service> = Api::namespaced(client.clone(), ns);
-            apply(&services, &desired_service(glmd)?).await?;
-            Some(applied)
-        }
-        None => observed,
+    let image = glmd
+        .spec
+        .server
+        .image
+        .as_deref()
+        .unwrap_or(&ctx.config.default_image);
+    let render = |model: &ServedModel| {
+        desired_deployment(
+            glmd,
+            &DeploymentParams {
+                image,
+                model,
+                replicas,
+            },
+        )
     };
+    // The spec renders only on verified weights: the model path comes from the Job's result.
+    let mut spec_deployment = match &download {
+        DownloadState::Succeeded { result, .. } => Some(render(&ServedModel {
+            commit: result.commit.clone(),
+            path: result.path.clone(),
+        })?),
+        _ => None,
+    };
+    let desired_revision = spec_deployment
+        .as_mut()
+        .and_then(rollout::stamp_revision)
+        .unwrap_or_else(|| rollout::pending_revision(glmd));
+    let policy = RolloutPolicy::try_from(&glmd.spec.rollout)
+        .map_err(|e| Error::InvalidSpec(format!("spec.rollout: {e}")))?;
+    let observed_deployment = observed.as_ref().map(observe_deployment);
+    let observed_sets: Vec<_> = replica_sets.iter().map(observe_replica_set).collect();
+    let observed_pods: Vec<_> = server_pods.iter().map(observe_pod).collect();
+    let memory = rollout::memory_from_status(glmd.status.as_ref());
+    let plan = upgrade::plan(&RolloutInput {
+        desired_revision: &desired_revision,
+        weights: rollout::weights_state(&download),
+        deployment: observed_deployment.as_ref(),
+        replica_sets: &observed_sets,
+        pods: &observed_pods,
+        policy: &policy,
+        memory: &memory,
+        now: Timestamp::now(),
+    });
+    debug!(action = ?plan.action, phase = ?plan.phase, revision = %desired_revision, "rollout plan");
+    // Only the template comes from the plan's source; the rest of the Deployment (replicas,
+    // strategy, labels) is rendered from the spec, or from the model the Deployment serves
+    // while the new weights are not verified yet.
+    let base = match spec_deployment {
+        Some(d) => Some(d),
+        None => observed
+            .as_ref()
+            .and_then(served_model_of)
+            .map(|m| render(&m))
+            .transpose()?,
+    };
+    let deployment =
+        match rollout::deployment_to_apply(base, &plan, observed.as_ref(), &replica_sets) {
+            Some(desired) => {
+                let applied = apply(&deployments, &desired).await?;
+                let services: Api<Service> = Api::namespaced(client.clone(), ns);
+                apply(&services, &desired_service(glmd)?).await?;
+                Some(applied)
+            }
+            None => observed,
+        };
+    let served = deployment.as_ref().and_then(served_model_of);
     if autoscaling.enabled && deployment.is_some() {
         let config = ScaleLoopConfig::from_spec(
             autoscaling,
@@ -219,6 +269,7 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
     };
 
     // 4. Status and Events.
+    let now = Timestamp::now();
     let status = compute_status(&StatusInputs {
         glmd,
         download: &download,
@@ -227,10 +278,19 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
         desired_replicas: replicas,
         autoscaling: autoscaling_status,
         problem: None,
-        now: Timestamp::now(),
+        now,
     });
+    let mut status = status;
+    rollout::apply_to_status(
+        &mut status,
+        glmd.status.as_ref(),
+        &plan,
+        glmd.metadata.generation,
+        now,
+    );
     let mut events = action_events;
     events.extend(transition_events(glmd.status.as_ref(), &status));
+    events.extend(rollout::plan_event(&plan));
     patch_status(glmd, ctx, ns, &status).await?;
     publish(glmd, ctx, events).await;
 
@@ -238,6 +298,7 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
         DownloadState::Pending { .. } | DownloadState::Running { .. } => {
             Action::requeue(DOWNLOAD_POLL)
         }
+        _ if rollout::in_flight(&plan) => Action::requeue(ROLLOUT_POLL),
         _ => Action::requeue(RESYNC),
     })
 }
@@ -363,6 +424,18 @@ async fn observe_download(
             DownloadState::Failed { job_name, failure }
         }
     })
+}
+
+/// The server Deployment's ReplicaSets and Pods (by its selector labels), for the rollout plan.
+async fn list_server_objects(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<(Vec<ReplicaSet>, Vec<Pod>)> {
+    let lp = ListParams::default().labels(&selector_string(name));
+    let sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    Ok((sets.list(&lp).await?.items, pods.list(&lp).await?.items))
 }
 
 /// Pods of a Job (the Job controller labels them `job-name=<job>`).

@@ -172,7 +172,10 @@ impl AppState {
 
     pub fn template(&self) -> Result<Arc<ChatTemplate>, ApiError> {
         self.inner.template.clone().ok_or_else(|| {
-            ApiError::invalid("messages", "this model has no chat template; use /v1/completions")
+            ApiError::invalid(
+                "messages",
+                "this model has no chat template; use /v1/completions",
+            )
         })
     }
 
@@ -220,13 +223,17 @@ pub fn router(state: AppState) -> Router {
         .route("/tokenize", post(misc::tokenize))
         .route("/detokenize", post(misc::detokenize))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
-        .route_layer(middleware::from_fn_with_state(state.clone(), reject_when_draining));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            reject_when_draining,
+        ));
     let ops = Router::new()
         .route("/health", get(misc::health))
         .route("/ready", get(misc::ready))
         .route("/metrics", get(misc::metrics))
         .route("/version", get(misc::version));
     api.merge(ops)
+        .merge(crate::anthropic::routes(state.clone()))
         .fallback(misc::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -244,7 +251,11 @@ async fn reject_when_draining(
     Ok(next.run(req).await)
 }
 
-async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+async fn auth(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     if let Some(key) = &state.config().api_key {
         if !key_matches(req.headers(), key) {
             return Err(ApiError::Unauthorized);
@@ -255,7 +266,7 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Result
 
 /// `Authorization: Bearer KEY` (OpenAI) or `x-api-key: KEY` (Anthropic), compared in constant
 /// time so the key cannot be guessed byte by byte from response timings.
-fn key_matches(headers: &HeaderMap, key: &str) -> bool {
+pub fn key_matches(headers: &HeaderMap, key: &str) -> bool {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -121,11 +121,19 @@ pub const DEFAULT_CPU_KV_BYTES: u64 = 4 << 30;
 
 pub fn parse_kv_memory(s: &str) -> Result<KvMemory, ConfigError> {
     let t = s.trim();
-    let bad = || ConfigError::invalid("kv-cache-memory", format!("{s:?} is not a size or a fraction"));
+    let bad = || {
+        ConfigError::invalid(
+            "kv-cache-memory",
+            format!("{s:?} is not a size or a fraction"),
+        )
+    };
     if t.contains('.') && !t.chars().any(|c| c.is_ascii_alphabetic()) {
         let f: f64 = t.parse().map_err(|_| bad())?;
         if !(f > 0.0 && f <= 1.0) {
-            return Err(ConfigError::invalid("kv-cache-memory", "a fraction must be in (0, 1]"));
+            return Err(ConfigError::invalid(
+                "kv-cache-memory",
+                "a fraction must be in (0, 1]",
+            ));
         }
         return Ok(KvMemory::Fraction(f));
     }
@@ -172,13 +180,24 @@ pub fn size_kv_cache(
     total_memory: Option<u64>,
 ) -> Result<Sizing, ConfigError> {
     if args.block_size == 0 || args.block_size > 1024 {
-        return Err(ConfigError::invalid("block-size", "must be between 1 and 1024"));
+        return Err(ConfigError::invalid(
+            "block-size",
+            "must be between 1 and 1024",
+        ));
     }
-    let budget = match args.kv_cache_memory.as_deref().map(parse_kv_memory).transpose()? {
+    let budget = match args
+        .kv_cache_memory
+        .as_deref()
+        .map(parse_kv_memory)
+        .transpose()?
+    {
         Some(KvMemory::Bytes(b)) => b,
         Some(KvMemory::Fraction(f)) => {
             let total = total_memory.ok_or_else(|| {
-                ConfigError::invalid("kv-cache-memory", "device memory unknown; give a size in bytes")
+                ConfigError::invalid(
+                    "kv-cache-memory",
+                    "device memory unknown; give a size in bytes",
+                )
             })?;
             ((total as f64 * f) as u64).saturating_sub(weight_bytes)
         }
@@ -219,7 +238,10 @@ impl ServeArgs {
     /// Checks flag combinations that do not depend on the model.
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.tensor_parallel_size != 1 {
-            return Err(ConfigError::invalid("tensor-parallel-size", "only 1 is supported"));
+            return Err(ConfigError::invalid(
+                "tensor-parallel-size",
+                "only 1 is supported",
+            ));
         }
         if let Some(p) = &self.tool_call_parser {
             if !TOOL_CALL_PARSERS.contains(&p.as_str()) {
@@ -244,10 +266,19 @@ impl ServeArgs {
             ));
         }
         if self.max_num_seqs == 0 || self.max_num_batched_tokens == 0 {
-            return Err(ConfigError::invalid("max-num-seqs", "limits must be positive"));
+            return Err(ConfigError::invalid(
+                "max-num-seqs",
+                "limits must be positive",
+            ));
         }
-        if !matches!(self.dtype.as_str(), "auto" | "bfloat16" | "bf16" | "float16" | "half" | "float32" | "float") {
-            return Err(ConfigError::invalid("dtype", format!("unknown dtype {:?}", self.dtype)));
+        if !matches!(
+            self.dtype.as_str(),
+            "auto" | "bfloat16" | "bf16" | "float16" | "half" | "float32" | "float"
+        ) {
+            return Err(ConfigError::invalid(
+                "dtype",
+                format!("unknown dtype {:?}", self.dtype),
+            ));
         }
         Ok(())
     }
@@ -274,7 +305,10 @@ mod tests {
     #[test]
     fn kv_memory_units() {
         assert_eq!(parse_kv_memory("4GiB").unwrap(), KvMemory::Bytes(4 << 30));
-        assert_eq!(parse_kv_memory("512mib").unwrap(), KvMemory::Bytes(512 << 20));
+        assert_eq!(
+            parse_kv_memory("512mib").unwrap(),
+            KvMemory::Bytes(512 << 20)
+        );
         assert_eq!(parse_kv_memory("1000").unwrap(), KvMemory::Bytes(1000));
         assert_eq!(parse_kv_memory("0.5").unwrap(), KvMemory::Fraction(0.5));
         assert!(parse_kv_memory("1.5").is_err());
@@ -297,7 +331,10 @@ mod tests {
         let a = args(&["--kv-cache-memory", "64KiB", "--max-model-len", "4096"]);
         assert!(size_kv_cache(&a, 64, 0, 4096, None).is_err());
         let a = args(&["--kv-cache-memory", "64KiB"]);
-        assert_eq!(size_kv_cache(&a, 64, 0, 4096, None).unwrap().max_model_len, 1024);
+        assert_eq!(
+            size_kv_cache(&a, 64, 0, 4096, None).unwrap().max_model_len,
+            1024
+        );
     }
 
     #[test]
@@ -305,7 +342,11 @@ mod tests {
         assert!(args(&[]).check().is_ok());
         assert!(args(&["--tool-call-parser", "hermes"]).check().is_err());
         assert!(args(&["--enable-auto-tool-choice"]).check().is_err());
-        assert!(args(&["--enable-auto-tool-choice", "--tool-call-parser", "glm45"]).check().is_ok());
+        assert!(
+            args(&["--enable-auto-tool-choice", "--tool-call-parser", "glm45"])
+                .check()
+                .is_ok()
+        );
         assert!(args(&["--tensor-parallel-size", "2"]).check().is_err());
         assert!(args(&[]).enable_prefix_caching);
         assert!(!args(&["--no-enable-prefix-caching"]).enable_prefix_caching);

@@ -5,11 +5,13 @@
 //! [`scheduler`] (pure continuous batching) and [`kv_cache`] (pure paged block accounting).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod anthropic;
 pub mod api;
 pub mod config;
 pub mod engine;
 pub mod kv_cache;
 pub mod metrics;
+pub mod postprocess;
 pub mod scheduler;
 pub mod serve;
 pub mod telemetry;

@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use glm_server::{config::ServeArgs, serve, telemetry};
 
 #[derive(Debug, Parser)]
-#[command(name = "glm-server", version, about = "Inference server for the GLM-4.5 model family")]
+#[command(
+    name = "glm-server",
+    version,
+    about = "Inference server for the GLM-4.5 model family"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,7 +35,10 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => {
             telemetry::init(args.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start the async runtime");
@@ -46,7 +53,10 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Download(args) => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Command::Download(args) => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt.block_on(glm_download::cli::run(args)),
             Err(e) => {
                 eprintln!("cannot start the async runtime: {e}");

@@ -39,12 +39,12 @@ const TTFT_BUCKETS: &[f64] = &[
     20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
 ];
 const ITL_BUCKETS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-    20.0, 40.0, 80.0,
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+    40.0, 80.0,
 ];
 const REQUEST_BUCKETS: &[f64] = &[
-    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
-    240.0, 480.0, 960.0, 1920.0, 7680.0,
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0,
 ];
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -82,7 +82,9 @@ pub struct Metrics {
     inner: Arc<Inner>,
 }
 
-fn histogram_family(buckets: &'static [f64]) -> Family<ModelLabel, Histogram, impl Fn() -> Histogram + Clone> {
+fn histogram_family(
+    buckets: &'static [f64],
+) -> Family<ModelLabel, Histogram, impl Fn() -> Histogram + Clone> {
     Family::new_with_constructor(move || Histogram::new(buckets.iter().copied()))
 }
 
@@ -242,7 +244,9 @@ impl Metrics {
 pub fn sample_value(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|line| {
         let rest = line.strip_prefix(name)?;
-        let rest = rest.strip_prefix('{').map_or(Some(rest), |r| r.split_once('}').map(|(_, v)| v))?;
+        let rest = rest
+            .strip_prefix('{')
+            .map_or(Some(rest), |r| r.split_once('}').map(|(_, v)| v))?;
         let value = rest.split_whitespace().next()?;
         value.parse().ok()
     })

@@ -189,10 +189,7 @@ impl Scheduler {
         }
 
         // Admit from the queue, first come first served, unless this step had to preempt.
-        while out.preempted.is_empty()
-            && budget > 0
-            && self.running.len() < self.cfg.max_num_seqs
-        {
+        while out.preempted.is_empty() && budget > 0 && self.running.len() < self.cfg.max_num_seqs {
             let Some(&id) = self.waiting.front() else {
                 break;
             };

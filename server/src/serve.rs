@@ -85,7 +85,10 @@ fn parse_device(s: &str) -> Result<candle_core::Device, ServeError> {
 
 fn load_template(args: &ServeArgs, tok: &GlmTokenizer) -> Result<Option<ChatTemplate>, ServeError> {
     if let Some(path) = &args.chat_template {
-        return Ok(Some(ChatTemplate::from_file(path, tok.special_tokens().clone())?));
+        return Ok(Some(ChatTemplate::from_file(
+            path,
+            tok.special_tokens().clone(),
+        )?));
     }
     match tok.chat_template() {
         Ok(t) => Ok(Some(t)),
@@ -175,7 +178,14 @@ pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
         enable_auto_tool_choice: args.enable_auto_tool_choice,
         seed: args.seed,
     };
-    let state = AppState::new(engine, tokenizer, template, metrics, cfg, Arc::clone(&lifecycle));
+    let state = AppState::new(
+        engine,
+        tokenizer,
+        template,
+        metrics,
+        cfg,
+        Arc::clone(&lifecycle),
+    );
     Ok(Prepared {
         state,
         lifecycle,
@@ -258,7 +268,10 @@ pub async fn serve_until(
         .await
         .is_err()
     {
-        tracing::warn!(inflight = lifecycle.inflight(), "drain timeout reached; closing anyway");
+        tracing::warn!(
+            inflight = lifecycle.inflight(),
+            "drain timeout reached; closing anyway"
+        );
     }
     close.cancel();
     match tokio::time::timeout(CLOSE_GRACE, server).await {

@@ -18,7 +18,12 @@ pub fn init(format: LogFormat) {
     // A second init (tests) keeps the first subscriber; that is not an error worth reporting.
     let _ = if json {
         registry
-            .with(fmt::layer().json().with_current_span(true).with_span_list(false))
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
             .try_init()
     } else {
         registry.with(fmt::layer()).try_init()

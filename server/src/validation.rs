@@ -72,7 +72,12 @@ pub struct ValidSampling {
     pub stop: Vec<String>,
 }
 
-fn check_range(param: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<Option<f32>, ValidationError> {
+fn check_range(
+    param: &str,
+    v: Option<f64>,
+    lo: f64,
+    hi: f64,
+) -> Result<Option<f32>, ValidationError> {
     match v {
         None => Ok(None),
         Some(x) if x.is_finite() && x >= lo && x <= hi => Ok(Some(x as f32)),
@@ -106,7 +111,10 @@ pub fn validate_sampling(
     let max_tokens = match raw.max_tokens {
         None => room,
         Some((v, name)) if v < 1 => {
-            return Err(ValidationError::new(name, format!("`{name}` must be at least 1, got {v}")))
+            return Err(ValidationError::new(
+                name,
+                format!("`{name}` must be at least 1, got {v}"),
+            ))
         }
         Some((v, name)) => {
             let v = usize::try_from(v).unwrap_or(usize::MAX);
@@ -148,9 +156,13 @@ pub fn validate_sampling(
     let temperature = check_range("temperature", raw.temperature, 0.0, 100.0)?.unwrap_or(1.0);
     let top_p = check_range("top_p", raw.top_p, f64::MIN_POSITIVE, 1.0)?.unwrap_or(1.0);
     let min_p = check_range("min_p", raw.min_p, 0.0, 1.0)?.unwrap_or(0.0);
-    let repetition_penalty =
-        check_range("repetition_penalty", raw.repetition_penalty, f64::MIN_POSITIVE, 100.0)?
-            .unwrap_or(1.0);
+    let repetition_penalty = check_range(
+        "repetition_penalty",
+        raw.repetition_penalty,
+        f64::MIN_POSITIVE,
+        100.0,
+    )?
+    .unwrap_or(1.0);
     let presence_penalty =
         check_range("presence_penalty", raw.presence_penalty, -2.0, 2.0)?.unwrap_or(0.0);
     let frequency_penalty =
@@ -171,18 +183,28 @@ pub fn validate_sampling(
         Some((v, name)) => {
             return Err(ValidationError::new(
                 name,
-                format!("`{name}` must be between 0 and {}, got {v}", limits.max_logprobs),
+                format!(
+                    "`{name}` must be between 0 and {}, got {v}",
+                    limits.max_logprobs
+                ),
             ))
         }
     };
     if raw.stop.len() > limits.max_stop_sequences {
         return Err(ValidationError::new(
             "stop",
-            format!("at most {} stop sequences, got {}", limits.max_stop_sequences, raw.stop.len()),
+            format!(
+                "at most {} stop sequences, got {}",
+                limits.max_stop_sequences,
+                raw.stop.len()
+            ),
         ));
     }
     if raw.stop.iter().any(String::is_empty) {
-        return Err(ValidationError::new("stop", "stop sequences must not be empty"));
+        return Err(ValidationError::new(
+            "stop",
+            "stop sequences must not be empty",
+        ));
     }
     Ok(ValidSampling {
         params: GenerationParams {
@@ -231,20 +253,83 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let cases: Vec<(RawSampling, &str)> = vec![
-            (RawSampling { temperature: Some(-1.0), ..Default::default() }, "temperature"),
-            (RawSampling { top_p: Some(0.0), ..Default::default() }, "top_p"),
-            (RawSampling { top_k: Some(-3), ..Default::default() }, "top_k"),
-            (RawSampling { min_p: Some(1.5), ..Default::default() }, "min_p"),
-            (RawSampling { n: Some(0), ..Default::default() }, "n"),
-            (RawSampling { max_tokens: Some((0, "max_tokens")), ..Default::default() }, "max_tokens"),
             (
-                RawSampling { max_tokens: Some((71, "max_completion_tokens")), ..Default::default() },
+                RawSampling {
+                    temperature: Some(-1.0),
+                    ..Default::default()
+                },
+                "temperature",
+            ),
+            (
+                RawSampling {
+                    top_p: Some(0.0),
+                    ..Default::default()
+                },
+                "top_p",
+            ),
+            (
+                RawSampling {
+                    top_k: Some(-3),
+                    ..Default::default()
+                },
+                "top_k",
+            ),
+            (
+                RawSampling {
+                    min_p: Some(1.5),
+                    ..Default::default()
+                },
+                "min_p",
+            ),
+            (
+                RawSampling {
+                    n: Some(0),
+                    ..Default::default()
+                },
+                "n",
+            ),
+            (
+                RawSampling {
+                    max_tokens: Some((0, "max_tokens")),
+                    ..Default::default()
+                },
+                "max_tokens",
+            ),
+            (
+                RawSampling {
+                    max_tokens: Some((71, "max_completion_tokens")),
+                    ..Default::default()
+                },
                 "max_completion_tokens",
             ),
-            (RawSampling { logprobs: Some((21, "top_logprobs")), ..Default::default() }, "top_logprobs"),
-            (RawSampling { stop: vec![String::new()], ..Default::default() }, "stop"),
-            (RawSampling { min_tokens: Some(80), ..Default::default() }, "min_tokens"),
-            (RawSampling { presence_penalty: Some(f64::NAN), ..Default::default() }, "presence_penalty"),
+            (
+                RawSampling {
+                    logprobs: Some((21, "top_logprobs")),
+                    ..Default::default()
+                },
+                "top_logprobs",
+            ),
+            (
+                RawSampling {
+                    stop: vec![String::new()],
+                    ..Default::default()
+                },
+                "stop",
+            ),
+            (
+                RawSampling {
+                    min_tokens: Some(80),
+                    ..Default::default()
+                },
+                "min_tokens",
+            ),
+            (
+                RawSampling {
+                    presence_penalty: Some(f64::NAN),
+                    ..Default::default()
+                },
+                "presence_penalty",
+            ),
         ];
         for (raw, param) in cases {
             let e = validate_sampling(&raw, 30, "prompt", &limits()).unwrap_err();

@@ -27,7 +27,9 @@ fn assert_error(r: &Reply, status: u16, kind: &str, param: Option<&str>) {
     assert_eq!(r.status.as_u16(), status, "{}", r.body);
     let v = r.json();
     assert_eq!(v["error"]["type"], kind, "{}", r.body);
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(v["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
     match param {
         Some(p) => assert_eq!(v["error"]["param"], p, "{}", r.body),
         None => assert!(v["error"]["param"].is_null(), "{}", r.body),
@@ -36,7 +38,10 @@ fn assert_error(r: &Reply, status: u16, kind: &str, param: Option<&str>) {
 
 #[tokio::test]
 async fn ops_routes() {
-    let app = toy_app(Opts { ready: false, ..Opts::default() });
+    let app = toy_app(Opts {
+        ready: false,
+        ..Opts::default()
+    });
     assert_eq!(get(&app.router, "/health").await.status, 200);
     assert_eq!(get(&app.router, "/ready").await.status, 503);
     app.lifecycle.set_ready(true);
@@ -45,7 +50,11 @@ async fn ops_routes() {
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
     let m = get(&app.router, "/metrics").await;
     assert_eq!(m.status, 200);
-    assert!(m.content_type.contains("openmetrics-text"), "{}", m.content_type);
+    assert!(
+        m.content_type.contains("openmetrics-text"),
+        "{}",
+        m.content_type
+    );
     for name in [
         "glm_num_requests_waiting",
         "glm_num_requests_running",
@@ -79,14 +88,20 @@ async fn chat_non_streaming_has_usage_and_finish_reason() {
     assert!(p > 3);
     assert_eq!(v["usage"]["total_tokens"].as_u64().unwrap(), p + 5);
     // Greedy is deterministic.
-    let again = post(&app.router, "/v1/chat/completions", chat_body(json!({}))).await.json();
-    assert_eq!(again["choices"][0]["message"]["content"], v["choices"][0]["message"]["content"]);
+    let again = post(&app.router, "/v1/chat/completions", chat_body(json!({})))
+        .await
+        .json();
+    assert_eq!(
+        again["choices"][0]["message"]["content"],
+        v["choices"][0]["message"]["content"]
+    );
 }
 
 #[tokio::test]
 async fn chat_stream_framing() {
     let app = toy_app(Opts::default());
-    let body = chat_body(json!({"stream": true, "n": 2, "stream_options": {"include_usage": true}}));
+    let body =
+        chat_body(json!({"stream": true, "n": 2, "stream_options": {"include_usage": true}}));
     let r = post(&app.router, "/v1/chat/completions", body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let data = r.sse_data();
@@ -123,15 +138,27 @@ async fn chat_stream_framing() {
     }
     assert_eq!(finished, [true, true]);
     // The streamed text equals the non-streamed one (greedy).
-    let whole = post(&app.router, "/v1/chat/completions", chat_body(json!({}))).await.json();
-    assert_eq!(whole["choices"][0]["message"]["content"].as_str().unwrap(), texts[0]);
+    let whole = post(&app.router, "/v1/chat/completions", chat_body(json!({})))
+        .await
+        .json();
+    assert_eq!(
+        whole["choices"][0]["message"]["content"].as_str().unwrap(),
+        texts[0]
+    );
     assert_eq!(texts[0], texts[1]);
 }
 
 #[tokio::test]
 async fn bad_requests_name_the_param() {
     let app = toy_app(Opts::default());
-    let r = send(&app.router, "POST", "/v1/chat/completions", Some("{nope"), None).await;
+    let r = send(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some("{nope"),
+        None,
+    )
+    .await;
     assert_error(&r, 400, "invalid_request_error", None);
     let cases = [
         (json!({"temperature": -1}), "temperature"),
@@ -141,37 +168,87 @@ async fn bad_requests_name_the_param() {
         (json!({"max_tokens": 100000}), "max_tokens"),
         (json!({"max_completion_tokens": 0}), "max_completion_tokens"),
         (json!({"messages": []}), "messages"),
-        (json!({"logprobs": true, "top_logprobs": 50}), "top_logprobs"),
-        (json!({"response_format": {"type": "json_object"}}), "response_format"),
+        (
+            json!({"logprobs": true, "top_logprobs": 50}),
+            "top_logprobs",
+        ),
+        (
+            json!({"response_format": {"type": "json_object"}}),
+            "response_format",
+        ),
         (json!({"stop": [""]}), "stop"),
     ];
     for (extra, param) in cases {
-        let r = post(&app.router, "/v1/chat/completions", chat_body(extra.clone())).await;
+        let r = post(
+            &app.router,
+            "/v1/chat/completions",
+            chat_body(extra.clone()),
+        )
+        .await;
         assert_error(&r, 400, "invalid_request_error", Some(param));
     }
     let r = post(&app.router, "/v1/completions", json!({"model": MODEL})).await;
     assert_error(&r, 400, "invalid_request_error", Some("prompt"));
     let long = "word ".repeat(600);
-    let r = post(&app.router, "/v1/completions", json!({"prompt": long, "max_tokens": 1})).await;
+    let r = post(
+        &app.router,
+        "/v1/completions",
+        json!({"prompt": long, "max_tokens": 1}),
+    )
+    .await;
     assert_error(&r, 400, "invalid_request_error", Some("prompt"));
-    let r = post(&app.router, "/v1/completions", json!({"prompt": [999999], "max_tokens": 1})).await;
+    let r = post(
+        &app.router,
+        "/v1/completions",
+        json!({"prompt": [999999], "max_tokens": 1}),
+    )
+    .await;
     assert_error(&r, 400, "invalid_request_error", Some("prompt"));
-    let r = post(&app.router, "/v1/chat/completions", chat_body(json!({"model": "gpt-4"}))).await;
+    let r = post(
+        &app.router,
+        "/v1/chat/completions",
+        chat_body(json!({"model": "gpt-4"})),
+    )
+    .await;
     assert_error(&r, 404, "not_found_error", Some("model"));
     assert_eq!(r.json()["error"]["code"], "model_not_found");
 }
 
 #[tokio::test]
 async fn api_key_is_required_when_set() {
-    let app = toy_app(Opts { api_key: Some("sekret".into()), ..Opts::default() });
+    let app = toy_app(Opts {
+        api_key: Some("sekret".into()),
+        ..Opts::default()
+    });
     let body = chat_body(json!({})).to_string();
-    let r = send(&app.router, "POST", "/v1/chat/completions", Some(&body), None).await;
+    let r = send(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&body),
+        None,
+    )
+    .await;
     assert_error(&r, 401, "authentication_error", None);
-    let r = send(&app.router, "POST", "/v1/chat/completions", Some(&body), Some("wrong")).await;
+    let r = send(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&body),
+        Some("wrong"),
+    )
+    .await;
     assert_eq!(r.status, 401);
     let r = send(&app.router, "GET", "/v1/models", None, Some("sekret")).await;
     assert_eq!(r.status, 200);
-    let r = send(&app.router, "POST", "/v1/chat/completions", Some(&body), Some("sekret")).await;
+    let r = send(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&body),
+        Some("sekret"),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     // Probes and metrics stay open for the kubelet and Prometheus.
     assert_eq!(get(&app.router, "/health").await.status, 200);
@@ -180,7 +257,10 @@ async fn api_key_is_required_when_set() {
 
 #[tokio::test]
 async fn queue_full_draining_and_engine_faults() {
-    let app = toy_app(Opts { max_queue: 0, ..Opts::default() });
+    let app = toy_app(Opts {
+        max_queue: 0,
+        ..Opts::default()
+    });
     let r = post(&app.router, "/v1/chat/completions", chat_body(json!({}))).await;
     assert_error(&r, 429, "rate_limit_error", None);
 
@@ -192,22 +272,38 @@ async fn queue_full_draining_and_engine_faults() {
     assert_eq!(get(&app.router, "/health").await.status, 200);
 
     // A failing forward: 500 for a whole response, an error event inside a stream.
-    let app = toy_app(Opts { fail: true, ..Opts::default() });
+    let app = toy_app(Opts {
+        fail: true,
+        ..Opts::default()
+    });
     let r = post(&app.router, "/v1/chat/completions", chat_body(json!({}))).await;
     assert_error(&r, 500, "internal_error", None);
-    let r = post(&app.router, "/v1/chat/completions", chat_body(json!({"stream": true}))).await;
+    let r = post(
+        &app.router,
+        "/v1/chat/completions",
+        chat_body(json!({"stream": true})),
+    )
+    .await;
     assert_eq!(r.status, 200);
     let data = r.sse_data();
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
     assert!(data.iter().any(|d| d.contains("\"error\"")), "{data:?}");
 
     // A dead engine thread: 503 everywhere, never a hang or a panic in a handler.
-    let app = toy_app(Opts { die: true, ..Opts::default() });
+    let app = toy_app(Opts {
+        die: true,
+        ..Opts::default()
+    });
     let r = post(&app.router, "/v1/chat/completions", chat_body(json!({}))).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(get(&app.router, "/health").await.status, 503);
     assert_eq!(get(&app.router, "/ready").await.status, 503);
-    let r = post(&app.router, "/v1/completions", json!({"prompt": "hi", "max_tokens": 2})).await;
+    let r = post(
+        &app.router,
+        "/v1/completions",
+        json!({"prompt": "hi", "max_tokens": 2}),
+    )
+    .await;
     assert_error(&r, 503, "service_unavailable", None);
 }
 
@@ -215,18 +311,35 @@ async fn queue_full_draining_and_engine_faults() {
 async fn completions_prompt_forms_n_and_stream() {
     let app = toy_app(Opts::default());
     let base = json!({"model": MODEL, "prompt": "Once upon", "max_tokens": 6, "temperature": 0});
-    let v = post(&app.router, "/v1/completions", base.clone()).await.json();
+    let v = post(&app.router, "/v1/completions", base.clone())
+        .await
+        .json();
     assert_eq!(v["object"], "text_completion");
     let text = v["choices"][0]["text"].as_str().unwrap().to_string();
     assert_eq!(v["usage"]["completion_tokens"], 6);
 
     // Token-id prompt equal to the tokenized text gives the same output.
-    let toks = post(&app.router, "/tokenize", json!({"prompt": "Once upon"})).await.json();
-    let ids: Vec<u64> = toks["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect();
+    let toks = post(&app.router, "/tokenize", json!({"prompt": "Once upon"}))
+        .await
+        .json();
+    let ids: Vec<u64> = toks["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect();
     assert_eq!(toks["count"], ids.len());
-    let v2 = post(&app.router, "/v1/completions", json!({"prompt": ids, "max_tokens": 6, "temperature": 0})).await.json();
+    let v2 = post(
+        &app.router,
+        "/v1/completions",
+        json!({"prompt": ids, "max_tokens": 6, "temperature": 0}),
+    )
+    .await
+    .json();
     assert_eq!(v2["choices"][0]["text"], text.as_str());
-    let de = post(&app.router, "/detokenize", json!({"tokens": ids})).await.json();
+    let de = post(&app.router, "/detokenize", json!({"tokens": ids}))
+        .await
+        .json();
     assert!(de["prompt"].as_str().unwrap().contains("Once upon"));
 
     // Two prompts x n=2 = 4 choices, indexed prompt-major.
@@ -268,7 +381,9 @@ async fn completions_prompt_forms_n_and_stream() {
 async fn stop_strings_cut_the_text() {
     let app = toy_app(Opts::default());
     let base = json!({"prompt": "Once upon", "max_tokens": 24, "temperature": 0});
-    let full = post(&app.router, "/v1/completions", base.clone()).await.json();
+    let full = post(&app.router, "/v1/completions", base.clone())
+        .await
+        .json();
     let text = full["choices"][0]["text"].as_str().unwrap().to_string();
     let chars: Vec<char> = text.chars().collect();
     assert!(chars.len() > 8, "toy output too short: {text:?}");
@@ -295,7 +410,11 @@ async fn stop_strings_cut_the_text() {
         } else {
             let v = r.json();
             let c = &v["choices"][0];
-            (c["text"].as_str().unwrap().to_string(), c["finish_reason"].clone(), c["stop_reason"].clone())
+            (
+                c["text"].as_str().unwrap().to_string(),
+                c["finish_reason"].clone(),
+                c["stop_reason"].clone(),
+            )
         };
         assert_eq!(got, cut, "stream={stream}");
         assert_eq!(reason, "stop");
@@ -322,9 +441,13 @@ async fn logprobs_in_chat_and_completions() {
         // Greedy: the chosen token is the best alternative.
         assert_eq!(top[0]["logprob"], t["logprob"]);
     }
-    let v = post(&app.router, "/v1/completions", json!({"prompt": "Hi", "max_tokens": 4, "logprobs": 2, "temperature": 0}))
-        .await
-        .json();
+    let v = post(
+        &app.router,
+        "/v1/completions",
+        json!({"prompt": "Hi", "max_tokens": 4, "logprobs": 2, "temperature": 0}),
+    )
+    .await
+    .json();
     let lp = &v["choices"][0]["logprobs"];
     assert_eq!(lp["tokens"].as_array().unwrap().len(), 4);
     assert_eq!(lp["token_logprobs"].as_array().unwrap().len(), 4);
@@ -336,9 +459,14 @@ async fn logprobs_in_chat_and_completions() {
 async fn seeded_sampling_is_reproducible() {
     let app = toy_app(Opts::default());
     let body = chat_body(json!({"temperature": 1.0, "seed": 42, "max_tokens": 12}));
-    let a = post(&app.router, "/v1/chat/completions", body.clone()).await.json();
+    let a = post(&app.router, "/v1/chat/completions", body.clone())
+        .await
+        .json();
     let b = post(&app.router, "/v1/chat/completions", body).await.json();
-    assert_eq!(a["choices"][0]["message"]["content"], b["choices"][0]["message"]["content"]);
+    assert_eq!(
+        a["choices"][0]["message"]["content"],
+        b["choices"][0]["message"]["content"]
+    );
 }
 
 #[tokio::test]
@@ -347,7 +475,10 @@ async fn client_disconnect_aborts_and_frees_kv() {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    let app = toy_app(Opts { step_delay_ms: 2, ..Opts::default() });
+    let app = toy_app(Opts {
+        step_delay_ms: 2,
+        ..Opts::default()
+    });
     let body = chat_body(json!({"stream": true, "max_tokens": 400, "ignore_eos": true}));
     let req = axum::http::Request::post("/v1/chat/completions")
         .header("content-type", "application/json")
@@ -368,7 +499,11 @@ async fn client_disconnect_aborts_and_frees_kv() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    assert_eq!(app.state.engine().active(), 0, "request still held after disconnect");
+    assert_eq!(
+        app.state.engine().active(),
+        0,
+        "request still held after disconnect"
+    );
     assert_eq!(app.lifecycle.inflight(), 0);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let m = get(&app.router, "/metrics").await.body;

@@ -17,7 +17,11 @@ const MAX_TOKENS: usize = 24;
 fn prompt_for(i: usize) -> Vec<u32> {
     // Distinct prompts of varied lengths; every fourth shares a 40-token prefix so prefix
     // caching and batching interact.
-    let mut p: Vec<u32> = if i.is_multiple_of(4) { (100..140).collect() } else { Vec::new() };
+    let mut p: Vec<u32> = if i.is_multiple_of(4) {
+        (100..140).collect()
+    } else {
+        Vec::new()
+    };
     p.extend((0..(5 + (i * 7) % 37)).map(|j| ((i * 131 + j * 17) % 1900 + 10) as u32));
     p
 }
@@ -70,7 +74,9 @@ async fn concurrent_greedy_streams_match_solo_runs_and_free_the_cache() {
     let mut tasks = Vec::new();
     for i in 0..STREAMS {
         let app = std::sync::Arc::clone(&app);
-        tasks.push(tokio::spawn(async move { stream_tokens(&app, &prompt_for(i)).await }));
+        tasks.push(tokio::spawn(async move {
+            stream_tokens(&app, &prompt_for(i)).await
+        }));
     }
     for (i, t) in tasks.into_iter().enumerate() {
         let got = t.await.unwrap();
@@ -80,8 +86,15 @@ async fn concurrent_greedy_streams_match_solo_runs_and_free_the_cache() {
     // Let the engine run its bookkeeping step after the last finish.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let metrics = get(&app.router, "/metrics").await.body;
-    assert_eq!(sample_value(&metrics, KV_CACHE_USAGE_RATIO), Some(0.0), "{metrics}");
-    assert_eq!(sample_value(&metrics, "glm_num_requests_running"), Some(0.0));
+    assert_eq!(
+        sample_value(&metrics, KV_CACHE_USAGE_RATIO),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample_value(&metrics, "glm_num_requests_running"),
+        Some(0.0)
+    );
     assert!(sample_value(&metrics, "glm_prefix_cache_hits_total").unwrap_or(0.0) > 0.0);
     assert_eq!(
         sample_value(&metrics, "glm_generation_tokens_total"),

@@ -27,6 +27,16 @@ async fn demo_model_serves_chat() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["usage"]["completion_tokens"], 4);
-    let m = client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
-    assert!(m.contains("glm_generation_tokens_total{model_name=\"glm-test\"}"), "{m}");
+    let m = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("glm_generation_tokens_total{model_name=\"glm-test\"}"),
+        "{m}"
+    );
 }

@@ -41,7 +41,9 @@ async fn run_stream(
         buf.push_str(&String::from_utf8_lossy(&b.unwrap()));
         while let Some(i) = buf.find("\n\n") {
             let event: String = buf.drain(..i + 2).collect();
-            let Some(data) = event.trim().strip_prefix("data: ") else { continue };
+            let Some(data) = event.trim().strip_prefix("data: ") else {
+                continue;
+            };
             if data == "[DONE]" {
                 done = true;
                 continue;
@@ -81,7 +83,11 @@ async fn sigterm_drains_in_flight_streams_and_exits_zero() {
     let client = reqwest::Client::new();
     let mut saw_503 = false;
     for _ in 0..100 {
-        let r = client.get(format!("{}/ready", server.base)).send().await.unwrap();
+        let r = client
+            .get(format!("{}/ready", server.base))
+            .send()
+            .await
+            .unwrap();
         if r.status() == 503 {
             saw_503 = true;
             break;
@@ -98,14 +104,28 @@ async fn sigterm_drains_in_flight_streams_and_exits_zero() {
     assert_eq!(r.status(), 503);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "service_unavailable");
-    assert_eq!(client.get(format!("{}/health", server.base)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(format!("{}/health", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     for t in tasks {
         let (finish, done, chunks) = t.await.unwrap();
         assert_eq!(finish.as_deref(), Some("length"));
         assert!(done, "stream ended without [DONE]");
         assert!(chunks > 10);
     }
-    let status = server.wait_exit(Duration::from_secs(60)).await.expect("did not exit");
+    let status = server
+        .wait_exit(Duration::from_secs(60))
+        .await
+        .expect("did not exit");
     assert_eq!(status.code(), Some(0));
-    println!("drained {STREAMS} streams and exited in {:.2}s", t0.elapsed().as_secs_f64());
+    println!(
+        "drained {STREAMS} streams and exited in {:.2}s",
+        t0.elapsed().as_secs_f64()
+    );
 }

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let mut failed = 0usize;
     let mut checked = 0usize;
     for arg in &args {
+        let label = if arg == "-" { "stdin" } else { arg.as_str() };
         let docs = if arg == "-" {
             let mut text = String::new();
             if let Err(e) = std::io::stdin().read_to_string(&mut text) {
@@ -33,17 +34,17 @@ fn main() -> ExitCode {
         let docs = match docs {
             Ok(d) => d,
             Err(e) => {
-                eprintln!("FAIL {arg}: [{}] {e}", e.kind());
+                eprintln!("FAIL {label}: [{}] {e}", e.kind());
                 failed += 1;
                 continue;
             }
         };
         let (ok, errors) = manifest::check_all(&docs);
         for id in &ok {
-            println!("ok   {arg}: {id}");
+            println!("ok   {label}: {id}");
         }
         for e in &errors {
-            println!("FAIL {arg}: [{}] {e}", e.kind());
+            println!("FAIL {label}: [{}] {e}", e.kind());
         }
         checked += ok.len() + errors.len();
         failed += errors.len();

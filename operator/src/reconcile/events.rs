@@ -61,6 +61,13 @@ fn static_reason(reason: &str) -> &'static str {
     .unwrap_or("Degraded")
 }
 
+/// Degraded reasons the rollout plan publishes its own Events for.
+const ROLLOUT_REASONS: [&str; 3] = [
+    crate::upgrade::reasons::PROGRESS_DEADLINE_EXCEEDED,
+    crate::upgrade::reasons::ROLLED_BACK,
+    crate::upgrade::reasons::NO_ROLLBACK_TARGET,
+];
+
 /// Events for what changed between `prev` and `new`.
 pub fn transition_events(
     prev: Option<&GlmDeploymentStatus>,
@@ -95,7 +102,10 @@ pub fn transition_events(
         let was = prev_cond(conditions::DEGRADED);
         let new_problem = was
             .is_none_or(|w| w.status != d.status || w.reason != d.reason || w.message != d.message);
-        if d.status == "True" && new_problem && d.reason != reasons::DOWNLOAD_FAILED {
+        // Download failures have their own Event above; rollout problems get theirs from the
+        // rollout plan (`crate::upgrade`), which knows the transition.
+        let own_event = d.reason == reasons::DOWNLOAD_FAILED || ROLLOUT_REASONS.contains(&d.reason.as_str());
+        if d.status == "True" && new_problem && !own_event {
             out.push(PendingEvent::warning(
                 static_reason(&d.reason),
                 "Reconcile",
@@ -110,16 +120,6 @@ pub fn transition_events(
                 reasons::REPLICAS_READY,
                 "Serve",
                 r.message.clone(),
-            ));
-        }
-    }
-    let prev_update = prev.and_then(|p| p.update_revision.as_ref());
-    if let (Some(before), Some(after)) = (prev_update, new.update_revision.as_ref()) {
-        if before != after {
-            out.push(PendingEvent::normal(
-                reasons::ROLLING_OUT,
-                "Rollout",
-                format!("rolling out commit {after} (was {before})"),
             ));
         }
     }
@@ -212,6 +212,14 @@ mod tests {
             [(true, "DownloadFailed")]
         );
         assert_eq!(reasons_of(Some(&failed), &failed), []);
-        assert_eq!(reasons_of(Some(&ready), &new_rev), [(false, "RollingOut")]);
+        // Rollout Events come from the rollout plan, not from status diffs.
+        assert_eq!(reasons_of(Some(&ready), &new_rev), []);
+        let deadline = status(
+            Some(ModelPhase::Ready),
+            ("True", "ProgressDeadlineExceeded"),
+            "False",
+            Some("b"),
+        );
+        assert_eq!(reasons_of(Some(&ready), &deadline), []);
     }
 }

@@ -38,7 +38,10 @@ pub async fn chat_completions(
 
 fn check_unsupported(req: &ChatCompletionRequest) -> Result<(), ApiError> {
     if req.messages.is_empty() {
-        return Err(ApiError::invalid("messages", "`messages` must not be empty"));
+        return Err(ApiError::invalid(
+            "messages",
+            "`messages` must not be empty",
+        ));
     }
     if req.chat_template.is_some() {
         return Err(ApiError::invalid(
@@ -50,9 +53,17 @@ fn check_unsupported(req: &ChatCompletionRequest) -> Result<(), ApiError> {
         return Err(ApiError::invalid("continue_final_message", "not supported"));
     }
     if req.echo {
-        return Err(ApiError::invalid("echo", "not supported for chat completions"));
+        return Err(ApiError::invalid(
+            "echo",
+            "not supported for chat completions",
+        ));
     }
-    if req.common.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
+    if req
+        .common
+        .logit_bias
+        .as_ref()
+        .is_some_and(|m| !m.is_empty())
+    {
         return Err(ApiError::invalid("logit_bias", "not supported"));
     }
     if let Some(rf) = &req.response_format {
@@ -65,7 +76,10 @@ fn check_unsupported(req: &ChatCompletionRequest) -> Result<(), ApiError> {
         }
     }
     if req.top_logprobs.is_some() && !req.logprobs {
-        return Err(ApiError::invalid("top_logprobs", "`top_logprobs` requires `logprobs: true`"));
+        return Err(ApiError::invalid(
+            "top_logprobs",
+            "`top_logprobs` requires `logprobs: true`",
+        ));
     }
     Ok(())
 }
@@ -83,7 +97,11 @@ pub(crate) fn raw_sampling(common: &CommonParams) -> RawSampling {
         max_tokens: common.max_tokens.map(|v| (v, "max_tokens")),
         min_tokens: common.min_tokens,
         n: common.n,
-        stop: common.stop.clone().map(StopField::into_vec).unwrap_or_default(),
+        stop: common
+            .stop
+            .clone()
+            .map(StopField::into_vec)
+            .unwrap_or_default(),
         stop_token_ids: common.stop_token_ids.clone().unwrap_or_default(),
         ignore_eos: common.ignore_eos,
         logprobs: None,
@@ -91,17 +109,21 @@ pub(crate) fn raw_sampling(common: &CommonParams) -> RawSampling {
 }
 
 /// Renders and tokenizes the conversation off the async runtime.
-async fn render_prompt(state: &AppState, req: &ChatCompletionRequest) -> Result<Vec<u32>, ApiError> {
+async fn render_prompt(
+    state: &AppState,
+    req: &ChatCompletionRequest,
+) -> Result<Vec<u32>, ApiError> {
     let template = state.template()?;
     let tokenizer = state.tokenizer().clone();
-    let messages = Value::Array(req.messages.clone());
+    let messages = crate::postprocess::openai::template_messages(req)?;
     let tools = req.tools.clone().map(Value::Array);
     let add_generation_prompt = req.add_generation_prompt.unwrap_or(true);
     let kwargs = req.chat_template_kwargs.clone().unwrap_or_default();
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         span.in_scope(|| {
-            let text = template.render(&messages, tools.as_ref(), add_generation_prompt, &kwargs)?;
+            let text =
+                template.render(&messages, tools.as_ref(), add_generation_prompt, &kwargs)?;
             Ok::<_, ApiError>(tokenizer.encode(&text, false)?)
         })
     })
@@ -117,6 +139,7 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let model = state.check_model(req.model.as_deref())?;
     check_unsupported(&req)?;
+    crate::postprocess::openai::prepare(state.config(), &req)?;
     let prompt = render_prompt(&state, &req).await?;
     let mut raw = raw_sampling(&req.common);
     if let Some(v) = req.max_completion_tokens {
@@ -136,8 +159,9 @@ async fn handle(
         req.common.include_stop_str_in_output,
         &span,
     )?;
-    let procs: Vec<Box<dyn OutputProcessor>> =
-        (0..valid.n).map(|_| output_processor(&state, &req)).collect();
+    let procs: Vec<Box<dyn OutputProcessor>> = (0..valid.n)
+        .map(|_| output_processor(&state, &req))
+        .collect();
     let ctx = Ctx {
         id,
         model,
@@ -193,7 +217,8 @@ impl Ctx {
             prompt_tokens: self.prompt_tokens,
             completion_tokens,
             total_tokens: self.prompt_tokens + completion_tokens,
-            prompt_tokens_details: (cached_tokens > 0).then_some(PromptTokensDetails { cached_tokens }),
+            prompt_tokens_details: (cached_tokens > 0)
+                .then_some(PromptTokensDetails { cached_tokens }),
         }
     }
 }
@@ -330,7 +355,9 @@ async fn collect(
         };
         msg.merge(proc.push(&piece.text));
         if ctx.logprobs {
-            logprobs[index].content.extend(chat_logprobs(state, &piece).content);
+            logprobs[index]
+                .content
+                .extend(chat_logprobs(state, &piece).content);
         }
         if let Some(f) = piece.finish {
             msg.merge(proc.finish());
@@ -341,7 +368,9 @@ async fn collect(
     let mut choices = Vec::with_capacity(n);
     for (index, ((msg, lp), fin)) in messages.into_iter().zip(logprobs).zip(finishes).enumerate() {
         let Some((reason, f)) = fin else {
-            return Err(ApiError::EngineUnavailable("generation ended without a finish".into()));
+            return Err(ApiError::EngineUnavailable(
+                "generation ended without a finish".into(),
+            ));
         };
         completion_tokens += f.completion_tokens;
         cached = cached.max(f.cached_tokens);
@@ -350,7 +379,9 @@ async fn collect(
             index,
             message: ChatMessage {
                 role: "assistant",
-                content: msg.content.or_else(|| tool_calls.is_empty().then(String::new)),
+                content: msg
+                    .content
+                    .or_else(|| tool_calls.is_empty().then(String::new)),
                 reasoning_content: msg.reasoning.clone(),
                 reasoning: msg.reasoning,
                 tool_calls,

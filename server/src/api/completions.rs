@@ -39,13 +39,21 @@ fn check_unsupported(req: &CompletionRequest) -> Result<(), ApiError> {
             return Err(ApiError::invalid("best_of", "best_of > n is not supported"));
         }
     }
-    if req.common.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
+    if req
+        .common
+        .logit_bias
+        .as_ref()
+        .is_some_and(|m| !m.is_empty())
+    {
         return Err(ApiError::invalid("logit_bias", "not supported"));
     }
     Ok(())
 }
 
-async fn tokenize_prompts(state: &AppState, req: &CompletionRequest) -> Result<Vec<Vec<u32>>, ApiError> {
+async fn tokenize_prompts(
+    state: &AppState,
+    req: &CompletionRequest,
+) -> Result<Vec<Vec<u32>>, ApiError> {
     let add_special = req.add_special_tokens.unwrap_or(true);
     let texts = match &req.prompt {
         PromptField::Tokens(t) => return Ok(vec![t.clone()]),
@@ -78,7 +86,10 @@ async fn handle(
     }
     let vocab = state.tokenizer().vocab_size();
     if prompts.iter().flatten().any(|&t| t as usize >= vocab) {
-        return Err(ApiError::invalid("prompt", format!("token ids must be below {vocab}")));
+        return Err(ApiError::invalid(
+            "prompt",
+            format!("token ids must be below {vocab}"),
+        ));
     }
     let mut raw = raw_sampling(&req.common);
     raw.logprobs = req.logprobs.map(|v| (v, "logprobs"));
@@ -125,7 +136,11 @@ async fn handle(
         logprobs: valid.params.sampling.logprobs.is_some(),
     };
     if req.common.stream {
-        let include_usage = req.common.stream_options.as_ref().is_some_and(|o| o.include_usage);
+        let include_usage = req
+            .common
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage);
         let stream = async_stream::stream! {
             let _guard = guard;
             let mut s = std::pin::pin!(stream_chunks(state, ctx, gens, echo, include_usage));
@@ -168,7 +183,8 @@ impl Ctx {
             prompt_tokens: self.prompt_tokens,
             completion_tokens,
             total_tokens: self.prompt_tokens + completion_tokens,
-            prompt_tokens_details: (cached_tokens > 0).then_some(PromptTokensDetails { cached_tokens }),
+            prompt_tokens_details: (cached_tokens > 0)
+                .then_some(PromptTokensDetails { cached_tokens }),
         }
     }
 }
@@ -248,7 +264,9 @@ async fn collect(
     echo: Vec<String>,
 ) -> Result<Completion, ApiError> {
     let n = gens.len();
-    let mut texts: Vec<String> = (0..n).map(|i| echo.get(i).cloned().unwrap_or_default()).collect();
+    let mut texts: Vec<String> = (0..n)
+        .map(|i| echo.get(i).cloned().unwrap_or_default())
+        .collect();
     let mut offsets: Vec<usize> = texts.iter().map(String::len).collect();
     let mut logprobs = vec![CompletionLogprobs::default(); n];
     let mut finishes = vec![None; n];
@@ -275,7 +293,9 @@ async fn collect(
     let mut choices = Vec::with_capacity(n);
     for (index, ((text, lp), fin)) in texts.into_iter().zip(logprobs).zip(finishes).enumerate() {
         let Some(f) = fin else {
-            return Err(ApiError::EngineUnavailable("generation ended without a finish".into()));
+            return Err(ApiError::EngineUnavailable(
+                "generation ended without a finish".into(),
+            ));
         };
         completion_tokens += f.completion_tokens;
         cached = cached.max(f.cached_tokens);

@@ -165,7 +165,11 @@ mod tests {
             (ApiError::ModelNotFound("x".into()), 404, "not_found_error"),
             (ApiError::QueueFull(3), 429, "rate_limit_error"),
             (ApiError::Draining, 503, "service_unavailable"),
-            (ApiError::EngineUnavailable("x".into()), 503, "service_unavailable"),
+            (
+                ApiError::EngineUnavailable("x".into()),
+                503,
+                "service_unavailable",
+            ),
             (ApiError::Internal("x".into()), 500, "internal_error"),
         ];
         for (e, status, kind) in cases {
@@ -173,8 +177,17 @@ mod tests {
             assert_eq!(e.kind(), kind);
             assert_eq!(e.body().error.r#type, kind);
         }
-        assert_eq!(ApiError::invalid("n", "bad").body().error.param.as_deref(), Some("n"));
-        assert_eq!(ApiError::from(EngineError::QueueFull(2)).status().as_u16(), 429);
-        assert_eq!(ApiError::from(EngineError::Unavailable).status().as_u16(), 503);
+        assert_eq!(
+            ApiError::invalid("n", "bad").body().error.param.as_deref(),
+            Some("n")
+        );
+        assert_eq!(
+            ApiError::from(EngineError::QueueFull(2)).status().as_u16(),
+            429
+        );
+        assert_eq!(
+            ApiError::from(EngineError::Unavailable).status().as_u16(),
+            503
+        );
     }
 }

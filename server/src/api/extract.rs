@@ -29,10 +29,11 @@ where
 }
 
 pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidRequest {
-        param: None,
-        message: format!("malformed JSON: {e}"),
-    })?;
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidRequest {
+            param: None,
+            message: format!("malformed JSON: {e}"),
+        })?;
     serde_path_to_error::deserialize(&value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -82,7 +83,10 @@ mod tests {
             param_of(r#"{"messages":[],"temperature":"hot"}"#).as_deref(),
             Some("temperature")
         );
-        assert_eq!(param_of(r#"{"messages":[], "n": -1.5}"#).as_deref(), Some("n"));
+        assert_eq!(
+            param_of(r#"{"messages":[], "n": -1.5}"#).as_deref(),
+            Some("n")
+        );
         assert_eq!(param_of("{not json"), None);
     }
 

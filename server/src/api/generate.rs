@@ -53,7 +53,11 @@ impl ChoiceGen {
     ) -> Self {
         Self {
             stream,
-            decoder: IncrementalDecoder::with_prompt(tokenizer.clone(), prompt, skip_special_tokens),
+            decoder: IncrementalDecoder::with_prompt(
+                tokenizer.clone(),
+                prompt,
+                skip_special_tokens,
+            ),
             stop,
             generated: 0,
             done: false,
@@ -163,7 +167,9 @@ pub fn submit_all(
         for i in 0..valid.n {
             let mut params = valid.params.clone();
             params.sampling.seed = base_seed.map(|s| s.wrapping_add(i as u64));
-            let stream = state.engine().submit(prompt.clone(), params, span.clone())?;
+            let stream = state
+                .engine()
+                .submit(prompt.clone(), params, span.clone())?;
             gens.push(ChoiceGen::new(
                 stream,
                 state.tokenizer(),

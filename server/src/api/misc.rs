@@ -76,7 +76,8 @@ pub async fn tokenize(
         match (req.prompt, req.messages) {
             (Some(p), None) => Ok(tokenizer.encode(&p, req.add_special_tokens.unwrap_or(true))?),
             (None, Some(messages)) => {
-                let template = template.ok_or_else(|| ApiError::invalid("messages", "no chat template"))?;
+                let template =
+                    template.ok_or_else(|| ApiError::invalid("messages", "no chat template"))?;
                 let tools = req.tools.map(Value::Array);
                 let kwargs = req.chat_template_kwargs.unwrap_or_default();
                 let text = template.render(
@@ -87,7 +88,10 @@ pub async fn tokenize(
                 )?;
                 Ok(tokenizer.encode(&text, req.add_special_tokens.unwrap_or(false))?)
             }
-            _ => Err(ApiError::invalid("prompt", "give exactly one of `prompt` or `messages`")),
+            _ => Err(ApiError::invalid(
+                "prompt",
+                "give exactly one of `prompt` or `messages`",
+            )),
         }
     })
     .await
@@ -113,7 +117,10 @@ pub async fn detokenize(
     state.check_model(req.model.as_deref())?;
     let vocab = state.tokenizer().vocab_size();
     if let Some(bad) = req.tokens.iter().find(|&&t| t as usize >= vocab) {
-        return Err(ApiError::invalid("tokens", format!("token id {bad} is not below {vocab}")));
+        return Err(ApiError::invalid(
+            "tokens",
+            format!("token id {bad} is not below {vocab}"),
+        ));
     }
     let prompt = state.tokenizer().decode(&req.tokens, false)?;
     Ok(Json(DetokenizeResponse { prompt }))

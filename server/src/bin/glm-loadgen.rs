@@ -17,7 +17,10 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 #[derive(Debug, Parser)]
-#[command(name = "glm-loadgen", about = "Throughput and latency of an OpenAI-compatible server")]
+#[command(
+    name = "glm-loadgen",
+    about = "Throughput and latency of an OpenAI-compatible server"
+)]
 struct Args {
     /// Base URL of the server (without /v1).
     #[arg(long, default_value = "http://127.0.0.1:8000")]
@@ -54,8 +57,25 @@ struct Sample {
 
 fn prompt(i: usize, words: usize) -> String {
     const WORDS: &[&str] = &[
-        "the", "model", "serves", "many", "users", "with", "paged", "attention", "and", "batching",
-        "tokens", "flow", "through", "a", "shared", "engine", "while", "streams", "wait",
+        "the",
+        "model",
+        "serves",
+        "many",
+        "users",
+        "with",
+        "paged",
+        "attention",
+        "and",
+        "batching",
+        "tokens",
+        "flow",
+        "through",
+        "a",
+        "shared",
+        "engine",
+        "while",
+        "streams",
+        "wait",
     ];
     let mut s = format!("Request {i}:");
     for k in 0..words {
@@ -76,7 +96,9 @@ async fn one_request(client: &reqwest::Client, args: &Args, model: &str, i: usiz
         "stream": true,
         "stream_options": {"include_usage": true},
     });
-    let mut req = client.post(format!("{}/v1/completions", args.url)).json(&body);
+    let mut req = client
+        .post(format!("{}/v1/completions", args.url))
+        .json(&body);
     if let Some(k) = &args.api_key {
         req = req.bearer_auth(k);
     }
@@ -113,13 +135,16 @@ async fn one_request(client: &reqwest::Client, args: &Args, model: &str, i: usiz
             if data == "[DONE]" {
                 continue;
             }
-            let Ok(v) = serde_json::from_str::<Value>(data) else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(data) else {
+                continue;
+            };
             if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
                 sample.tokens = n as usize;
             }
-            let has_text = v["choices"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["text"].as_str().is_some_and(|t| !t.is_empty())));
+            let has_text = v["choices"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["text"].as_str().is_some_and(|t| !t.is_empty()))
+            });
             if has_text {
                 let now = Instant::now();
                 if sample.ttft.is_none() {
@@ -151,13 +176,23 @@ struct LevelResult {
     tok_per_s: f64,
 }
 
-async fn run_level(client: &reqwest::Client, args: &Arc<Args>, model: &str, c: usize) -> LevelResult {
+async fn run_level(
+    client: &reqwest::Client,
+    args: &Arc<Args>,
+    model: &str,
+    c: usize,
+) -> LevelResult {
     let n = args.requests.unwrap_or((4 * c).max(8));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
     let workers: Vec<_> = (0..c)
         .map(|_| {
-            let (client, args, model, next) = (client.clone(), Arc::clone(args), model.to_string(), Arc::clone(&next));
+            let (client, args, model, next) = (
+                client.clone(),
+                Arc::clone(args),
+                model.to_string(),
+                Arc::clone(&next),
+            );
             tokio::spawn(async move {
                 let mut out = Vec::new();
                 loop {
@@ -199,7 +234,10 @@ async fn run_level(client: &reqwest::Client, args: &Arc<Args>, model: &str, c: u
     if let Some(e) = samples.iter().find_map(|s| s.error.as_ref()) {
         eprintln!("first error at concurrency {c}: {e}");
     }
-    LevelResult { concurrency: c, tok_per_s }
+    LevelResult {
+        concurrency: c,
+        tok_per_s,
+    }
 }
 
 async fn first_model(client: &reqwest::Client, args: &Args) -> Result<String, String> {
@@ -223,7 +261,10 @@ async fn first_model(client: &reqwest::Client, args: &Args) -> Result<String, St
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Arc::new(Args::parse());
-    let client = match reqwest::Client::builder().pool_max_idle_per_host(256).build() {
+    let client = match reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cannot build an HTTP client: {e}");
@@ -253,7 +294,14 @@ async fn main() -> ExitCode {
     );
     println!(
         "{:>11} {:>8} {:>6} {:>12} {:>10} {:>10} {:>10} {:>10}",
-        "concurrency", "requests", "errors", "gen_tok/s", "ttft_p50", "ttft_p99", "itl_p50", "itl_p99"
+        "concurrency",
+        "requests",
+        "errors",
+        "gen_tok/s",
+        "ttft_p50",
+        "ttft_p99",
+        "itl_p50",
+        "itl_p99"
     );
     let mut results = Vec::new();
     for &c in &args.concurrency {

@@ -166,10 +166,12 @@ impl Engine {
         let prompt_len = req.prompt.len();
         if prompt_len == 0 || prompt_len >= self.cfg.max_model_len {
             self.shared.pending.fetch_sub(1, Ordering::AcqRel);
-            let _ = req.reply.send(EngineEvent::Error(EngineError::TooLarge(format!(
-                "prompt of {prompt_len} tokens; the context holds {}",
-                self.cfg.max_model_len
-            ))));
+            let _ = req
+                .reply
+                .send(EngineEvent::Error(EngineError::TooLarge(format!(
+                    "prompt of {prompt_len} tokens; the context holds {}",
+                    self.cfg.max_model_len
+                ))));
             return;
         }
         self.metrics.add_prompt_tokens(prompt_len as u64);
@@ -207,7 +209,8 @@ impl Engine {
                 if a.stopped.load(Ordering::Acquire) {
                     reason = FinishReason::Stop;
                 }
-                a.span.in_scope(|| tracing::debug!(seq = id, "request cancelled"));
+                a.span
+                    .in_scope(|| tracing::debug!(seq = id, "request cancelled"));
             }
             self.finish(id, reason, None);
         }
@@ -236,18 +239,17 @@ impl Engine {
             return;
         }
         if let Some(id) = self.sched.first_waiting() {
-            let msg = format!("{} KV blocks of {} tokens", self.cfg.num_blocks, self.cfg.block_size);
+            let msg = format!(
+                "{} KV blocks of {} tokens",
+                self.cfg.num_blocks, self.cfg.block_size
+            );
             self.fail(id, EngineError::TooLarge(msg));
         }
     }
 
     fn step(&mut self, out: &SchedulerOutput) {
         let batch = ForwardBatch {
-            seqs: out
-                .seqs
-                .iter()
-                .map(|s| self.seq_input(s))
-                .collect(),
+            seqs: out.seqs.iter().map(|s| self.seq_input(s)).collect(),
         };
         let result = self.model.forward(&batch);
         let logits = match result {
@@ -356,8 +358,7 @@ impl Engine {
         self.sched.remove(id);
         self.release_counters(&a);
         self.metrics.request_success(reason.as_str());
-        self.metrics
-            .observe_e2e(a.arrival.elapsed().as_secs_f64());
+        self.metrics.observe_e2e(a.arrival.elapsed().as_secs_f64());
         a.span.in_scope(|| {
             tracing::debug!(
                 seq = id,
@@ -399,13 +400,17 @@ impl Engine {
     }
 
     fn update_gauges(&mut self) {
-        self.metrics
-            .set_queue(self.sched.num_waiting() as i64, self.sched.num_running() as i64);
+        self.metrics.set_queue(
+            self.sched.num_waiting() as i64,
+            self.sched.num_running() as i64,
+        );
         self.metrics.set_kv_usage(self.sched.blocks().usage());
         let stats = self.sched.blocks().prefix_stats();
         let (q0, h0) = self.reported_prefix;
-        self.metrics
-            .add_prefix_cache(stats.queries.saturating_sub(q0), stats.hits.saturating_sub(h0));
+        self.metrics.add_prefix_cache(
+            stats.queries.saturating_sub(q0),
+            stats.hits.saturating_sub(h0),
+        );
         self.reported_prefix = (stats.queries, stats.hits);
     }
 }

@@ -62,7 +62,11 @@ async fn concurrent_requests_match_solo_results_and_free_kv() {
         let mut p = if i % 2 == 0 { prompt(1, 9) } else { Vec::new() };
         p.extend(prompt(i, 5 + i % 11));
         let stream = h
-            .submit(p.clone(), GenerationParams::greedy(12), tracing::Span::none())
+            .submit(
+                p.clone(),
+                GenerationParams::greedy(12),
+                tracing::Span::none(),
+            )
             .unwrap();
         tasks.push(tokio::spawn(async move { (p, collect(stream).await) }));
     }
@@ -93,7 +97,11 @@ async fn tight_kv_pool_preempts_but_results_do_not_change() {
     for i in 0..6u32 {
         let p = prompt(i + 10, 14);
         let s = h
-            .submit(p.clone(), GenerationParams::greedy(16), tracing::Span::none())
+            .submit(
+                p.clone(),
+                GenerationParams::greedy(16),
+                tracing::Span::none(),
+            )
             .unwrap();
         tasks.push(tokio::spawn(async move { (p, collect(s).await) }));
     }
@@ -113,16 +121,31 @@ async fn stop_tokens_eos_and_min_tokens() {
     let (h, _) = spawn(64);
     let mut params = GenerationParams::greedy(20);
     params.stop_token_ids = vec![stop];
-    let (toks, fin) = collect(h.submit(p.clone(), params.clone(), tracing::Span::none()).unwrap()).await;
+    let (toks, fin) = collect(
+        h.submit(p.clone(), params.clone(), tracing::Span::none())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(toks, exp[..=first_hit].to_vec());
     let fin = fin.unwrap();
-    assert_eq!((fin.reason, fin.stop_token), (FinishReason::Stop, Some(stop)));
+    assert_eq!(
+        (fin.reason, fin.stop_token),
+        (FinishReason::Stop, Some(stop))
+    );
 
     // EOS from the model info, honoured unless ignore_eos.
     let metrics = Metrics::new("toy");
     let eos_model = Box::new(ToyModel::new(VOCAB, vec![stop]));
     let h2 = EngineHandle::spawn(eos_model, cfg(64), metrics).unwrap();
-    let (toks, _) = collect(h2.submit(p.clone(), GenerationParams::greedy(20), tracing::Span::none()).unwrap()).await;
+    let (toks, _) = collect(
+        h2.submit(
+            p.clone(),
+            GenerationParams::greedy(20),
+            tracing::Span::none(),
+        )
+        .unwrap(),
+    )
+    .await;
     assert_eq!(toks.len(), first_hit + 1);
     let mut ignore = GenerationParams::greedy(20);
     ignore.ignore_eos = true;
@@ -136,9 +159,17 @@ async fn stop_tokens_eos_and_min_tokens() {
 
 #[tokio::test]
 async fn dropped_stream_aborts_and_frees_blocks() {
-    let (h, metrics) = spawn(256);
+    let metrics = Metrics::new("toy");
+    let mut model = ToyModel::new(VOCAB, vec![]);
+    // Slow steps so the request is still running when the stream is dropped.
+    model.step_delay = Duration::from_millis(2);
+    let h = EngineHandle::spawn(Box::new(model), cfg(256), metrics.clone()).unwrap();
     let mut s = h
-        .submit(prompt(5, 20), GenerationParams::greedy(100_000), tracing::Span::none())
+        .submit(
+            prompt(5, 20),
+            GenerationParams::greedy(200),
+            tracing::Span::none(),
+        )
         .unwrap();
     // Wait for a few tokens so the request holds blocks.
     for _ in 0..3 {
@@ -154,7 +185,10 @@ async fn dropped_stream_aborts_and_frees_blocks() {
     assert_eq!(h.active(), 0);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let text = metrics.encode();
-    assert_eq!(crate::metrics::sample_value(&text, crate::metrics::KV_CACHE_USAGE_RATIO), Some(0.0));
+    assert_eq!(
+        crate::metrics::sample_value(&text, crate::metrics::KV_CACHE_USAGE_RATIO),
+        Some(0.0)
+    );
     assert!(text.contains("finish_reason=\"abort\""), "{text}");
 }
 
@@ -166,7 +200,13 @@ async fn model_failure_becomes_an_error_event_and_queue_limit_applies() {
     let mut c = cfg(64);
     c.max_queue = 1;
     let h = EngineHandle::spawn(Box::new(model), c, metrics).unwrap();
-    let mut s = h.submit(prompt(1, 4), GenerationParams::greedy(4), tracing::Span::none()).unwrap();
+    let mut s = h
+        .submit(
+            prompt(1, 4),
+            GenerationParams::greedy(4),
+            tracing::Span::none(),
+        )
+        .unwrap();
     match s.recv().await {
         Some(EngineEvent::Error(e)) => assert_eq!(e.kind(), "model_error"),
         other => panic!("expected an error, got {other:?}"),
@@ -179,7 +219,13 @@ async fn model_failure_becomes_an_error_event_and_queue_limit_applies() {
 async fn warm_up_succeeds_and_prompt_too_long_is_reported() {
     let (h, _) = spawn(64);
     h.warm_up(vec![1, 2, 3]).await.unwrap();
-    let mut s = h.submit(vec![1; 300], GenerationParams::greedy(1), tracing::Span::none()).unwrap();
+    let mut s = h
+        .submit(
+            vec![1; 300],
+            GenerationParams::greedy(1),
+            tracing::Span::none(),
+        )
+        .unwrap();
     match s.recv().await {
         Some(EngineEvent::Error(e)) => assert_eq!(e.kind(), "too_large"),
         other => panic!("expected an error, got {other:?}"),

@@ -287,7 +287,10 @@ impl Drop for BlockTable {
                 p.put(b);
             }
         } else {
-            tracing::error!(blocks = self.blocks.len(), "KV block pool busy on drop; blocks leaked");
+            tracing::error!(
+                blocks = self.blocks.len(),
+                "KV block pool busy on drop; blocks leaked"
+            );
         }
     }
 }

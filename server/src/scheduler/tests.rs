@@ -36,16 +36,36 @@ fn prefill_then_decode_within_budget() {
     assert_eq!(
         out.seqs,
         vec![
-            ScheduledSeq { id: 1, start: 0, len: 10, want_logits: true },
-            ScheduledSeq { id: 2, start: 0, len: 7, want_logits: true },
+            ScheduledSeq {
+                id: 1,
+                start: 0,
+                len: 10,
+                want_logits: true
+            },
+            ScheduledSeq {
+                id: 2,
+                start: 0,
+                len: 7,
+                want_logits: true
+            },
         ]
     );
     let out = step(&mut s);
     assert_eq!(
         out.seqs,
         vec![
-            ScheduledSeq { id: 1, start: 10, len: 1, want_logits: true },
-            ScheduledSeq { id: 2, start: 7, len: 1, want_logits: true },
+            ScheduledSeq {
+                id: 1,
+                start: 10,
+                len: 1,
+                want_logits: true
+            },
+            ScheduledSeq {
+                id: 2,
+                start: 7,
+                len: 1,
+                want_logits: true
+            },
         ]
     );
     assert_eq!(s.block_table(1).len(), 3);
@@ -59,13 +79,45 @@ fn long_prompt_is_chunked_and_decodes_keep_running() {
     s.add(2, prompt(20, 100));
     let out = step(&mut s);
     // Decode of 1 first, then a 7-token chunk of 2 without logits.
-    assert_eq!(out.seqs[0], ScheduledSeq { id: 1, start: 3, len: 1, want_logits: true });
-    assert_eq!(out.seqs[1], ScheduledSeq { id: 2, start: 0, len: 7, want_logits: false });
+    assert_eq!(
+        out.seqs[0],
+        ScheduledSeq {
+            id: 1,
+            start: 3,
+            len: 1,
+            want_logits: true
+        }
+    );
+    assert_eq!(
+        out.seqs[1],
+        ScheduledSeq {
+            id: 2,
+            start: 0,
+            len: 7,
+            want_logits: false
+        }
+    );
     assert_eq!(out.num_tokens(), 8);
     let out = step(&mut s);
-    assert_eq!(out.seqs[1], ScheduledSeq { id: 2, start: 7, len: 7, want_logits: false });
+    assert_eq!(
+        out.seqs[1],
+        ScheduledSeq {
+            id: 2,
+            start: 7,
+            len: 7,
+            want_logits: false
+        }
+    );
     let out = step(&mut s);
-    assert_eq!(out.seqs[1], ScheduledSeq { id: 2, start: 14, len: 6, want_logits: true });
+    assert_eq!(
+        out.seqs[1],
+        ScheduledSeq {
+            id: 2,
+            start: 14,
+            len: 6,
+            want_logits: true
+        }
+    );
     let out = step(&mut s);
     assert_eq!(out.seqs.len(), 2);
     assert!(out.seqs.iter().all(|x| x.len == 1 && x.want_logits));
@@ -98,13 +150,24 @@ fn preempts_latest_when_blocks_run_out_and_recomputes() {
     // Next decode of seq 1 needs slot 5 -> a third block; seq 2 (latest) is preempted.
     let out = step(&mut s);
     assert_eq!(out.preempted, vec![2]);
-    assert_eq!(out.seqs, vec![ScheduledSeq { id: 1, start: 4, len: 1, want_logits: true }]);
+    assert_eq!(
+        out.seqs,
+        vec![ScheduledSeq {
+            id: 1,
+            start: 4,
+            len: 1,
+            want_logits: true
+        }]
+    );
     assert_eq!(s.num_waiting(), 1);
     assert_eq!(s.get(2).map(|q| q.status), Some(SequenceStatus::Preempted));
     // Once 1 finishes, 2 is recomputed from scratch: prompt + its sampled token.
     assert!(s.remove(1));
     let out = step(&mut s);
-    assert!(out.started.is_empty(), "a preempted sequence is not a new start");
+    assert!(
+        out.started.is_empty(),
+        "a preempted sequence is not a new start"
+    );
     assert_eq!(out.seqs.len(), 1);
     let q = out.seqs[0];
     assert_eq!((q.id, q.want_logits), (2, true));
@@ -135,7 +198,10 @@ fn waiting_sequence_does_not_pin_cached_blocks() {
     assert!(s.remove(1));
     assert_eq!(s.blocks().usage(), 0.0);
     let out = step(&mut s);
-    assert_eq!(out.seqs[0].start, 4, "prefix cache hit after seq 1 freed its blocks");
+    assert_eq!(
+        out.seqs[0].start, 4,
+        "prefix cache hit after seq 1 freed its blocks"
+    );
 }
 
 #[test]

@@ -131,7 +131,14 @@ fn build(
         enable_auto_tool_choice: false,
         seed: None,
     };
-    let state = AppState::new(engine, tokenizer, template, metrics, cfg, Arc::clone(&lifecycle));
+    let state = AppState::new(
+        engine,
+        tokenizer,
+        template,
+        metrics,
+        cfg,
+        Arc::clone(&lifecycle),
+    );
     TestApp {
         router: api::router(state.clone()),
         state,
@@ -169,7 +176,13 @@ impl Reply {
     }
 }
 
-pub async fn send(router: &Router, method: &str, path: &str, body: Option<&str>, key: Option<&str>) -> Reply {
+pub async fn send(
+    router: &Router,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    key: Option<&str>,
+) -> Reply {
     let mut req = Request::builder().method(method).uri(path);
     if body.is_some() {
         req = req.header("content-type", "application/json");
@@ -178,7 +191,10 @@ pub async fn send(router: &Router, method: &str, path: &str, body: Option<&str>,
         req = req.header("authorization", format!("Bearer {k}"));
     }
     let req = req
-        .body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty))
+        .body(
+            body.map(|b| Body::from(b.to_string()))
+                .unwrap_or_else(Body::empty),
+        )
         .unwrap();
     let resp = router.clone().oneshot(req).await.unwrap();
     let status = resp.status();

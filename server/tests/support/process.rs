@@ -29,8 +29,21 @@ impl ServerProcess {
         let log = std::env::temp_dir().join(format!("glm-server-test-{port}.log"));
         let log_file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_glm-server"))
-            .args(["serve", "--model", model, "--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--served-model-name", "glm-test", "--kv-cache-memory", "64MiB"])
+            .args([
+                "serve",
+                "--model",
+                model,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .args([
+                "--served-model-name",
+                "glm-test",
+                "--kv-cache-memory",
+                "64MiB",
+            ])
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(log_file.try_clone().unwrap()))
@@ -43,7 +56,10 @@ impl ServerProcess {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("server exited early ({status}); log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+                panic!(
+                    "server exited early ({status}); log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
             }
             if let Ok(r) = client.get(format!("{}/ready", server.base)).send().await {
                 if r.status() == 200 {

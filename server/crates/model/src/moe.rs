@@ -2,8 +2,6 @@
 //! to choose experts, group-limited top-k, optional renormalisation, routed scaling, plus
 //! shared experts. Only experts chosen by at least one token are computed.
 
-use rayon::prelude::*;
-
 use crate::batch::ModelError;
 use crate::kernels;
 use crate::layers::{Linear, Mlp};
@@ -161,27 +159,17 @@ impl Moe {
                 per_expert[ids[r * k + j]].push((r, weights[r * k + j]));
             }
         }
-        let active: Vec<(usize, &Vec<(usize, f32)>)> = per_expert
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| !a.is_empty())
-            .collect();
-        // Experts run concurrently (each matmul is also split): with few rows per expert a
-        // single expert's matmuls are too small to keep every thread busy.
-        let results: Vec<Result<Vec<f32>, ModelError>> = active
-            .par_iter()
-            .map(|&(e, assigned)| {
-                let mut gathered = Vec::with_capacity(assigned.len() * hidden);
-                for &(r, _) in assigned {
-                    gathered.extend_from_slice(&h[r * hidden..(r + 1) * hidden]);
-                }
-                self.experts[e].forward(&gathered, assigned.len())
-            })
-            .collect();
-        // Accumulate in expert order so results do not depend on thread timing.
         let mut out = vec![0f32; rows * hidden];
-        for (&(_, assigned), y) in active.iter().zip(results) {
-            let y = y?;
+        let mut gathered = Vec::new();
+        for (expert, assigned) in self.experts.iter().zip(&per_expert) {
+            if assigned.is_empty() {
+                continue;
+            }
+            gathered.clear();
+            for &(r, _) in assigned {
+                gathered.extend_from_slice(&h[r * hidden..(r + 1) * hidden]);
+            }
+            let y = expert.forward(&gathered, assigned.len())?;
             for (i, &(r, w)) in assigned.iter().enumerate() {
                 kernels::axpy(
                     &mut out[r * hidden..(r + 1) * hidden],

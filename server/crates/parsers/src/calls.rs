@@ -3,7 +3,7 @@
 //! prefix-stable argument streaming and the content rules.
 
 use crate::args;
-use crate::engine::Event;
+use crate::engine::{Event, ARG_VALUE_END};
 use crate::ids::ToolCallIdGenerator;
 use crate::pyjson::{self, is_py_space, py_strip, PyValue};
 use crate::tools::ToolSet;
@@ -193,7 +193,11 @@ impl CallTracker {
             }
             return;
         }
-        self.stream_args(slot_idx, out);
+        // A pair completes only when its `</arg_value>` arrives (the lexer delivers the tag
+        // as one chunk): re-scanning on other chunks would make long values quadratic.
+        if text == ARG_VALUE_END {
+            self.stream_args(slot_idx, out);
+        }
     }
 
     /// Streams the arguments of complete pairs, without the closing brace: a prefix of

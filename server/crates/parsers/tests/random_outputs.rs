@@ -13,10 +13,39 @@ use glm_parsers::{
 use serde_json::json;
 
 const FRAGMENTS: &[&str] = &[
-    "<think>", "</think>", "<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>",
-    "<arg_value>", "</arg_value>", "<tool_", "</arg", "<", ">", "/", "get_weather", "city",
-    "days", "count", "北京", "😀", " ", "\n", "\\n", "3", "4.5", "true", "[1, 2]", "{\"a\": 1}",
-    "null", "text", "é", "<|observation|>", "<|us", "er|>",
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<arg_key>",
+    "</arg_key>",
+    "<arg_value>",
+    "</arg_value>",
+    "<tool_",
+    "</arg",
+    "<",
+    ">",
+    "/",
+    "get_weather",
+    "city",
+    "days",
+    "count",
+    "北京",
+    "😀",
+    " ",
+    "\n",
+    "\\n",
+    "3",
+    "4.5",
+    "true",
+    "[1, 2]",
+    "{\"a\": 1}",
+    "null",
+    "text",
+    "é",
+    "<|observation|>",
+    "<|us",
+    "er|>",
 ];
 
 /// A small linear congruential generator: the cases are the same on every run.
@@ -24,14 +53,18 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) as usize
     }
 }
 
 /// Whether some call region names the same argument key twice.
 fn has_repeated_key(text: &str) -> bool {
-    text.split("<tool_call>").any(|region| {
+    // Calls end only at `</tool_call>`; a nested `<tool_call>` is argument text.
+    text.split("</tool_call>").any(|region| {
         let mut keys: Vec<&str> = Vec::new();
         for part in region.split("<arg_key>").skip(1) {
             let key = part.split("</arg_key>").next().unwrap_or("").trim();
@@ -55,10 +88,26 @@ fn random_outputs_parse_consistently() {
     let mut checked = 0;
     let mut calls = 0;
     for (reasoning, tool, tool_set) in [
-        (ReasoningParserKind::Glm45, ToolParserKind::Glm45, tools.clone()),
-        (ReasoningParserKind::None, ToolParserKind::Glm47, tools.clone()),
-        (ReasoningParserKind::Glm45, ToolParserKind::None, tools.clone()),
-        (ReasoningParserKind::Glm45, ToolParserKind::Glm47, ToolSet::default()),
+        (
+            ReasoningParserKind::Glm45,
+            ToolParserKind::Glm45,
+            tools.clone(),
+        ),
+        (
+            ReasoningParserKind::None,
+            ToolParserKind::Glm47,
+            tools.clone(),
+        ),
+        (
+            ReasoningParserKind::Glm45,
+            ToolParserKind::None,
+            tools.clone(),
+        ),
+        (
+            ReasoningParserKind::Glm45,
+            ToolParserKind::Glm47,
+            ToolSet::default(),
+        ),
     ] {
         let mut config = OutputParserConfig::new(reasoning, tool, tool_set)
             .with_ids(ToolCallIdGenerator::sequential("call_"));
@@ -68,7 +117,7 @@ fn random_outputs_parse_consistently() {
             let len = rng.next() % 40;
             let mut text = String::new();
             for _ in 0..len {
-                if rng.next() % 8 == 0 {
+                if rng.next().is_multiple_of(8) {
                     // A well-formed call with random keys and values, in either layout.
                     let sep = ["", "\n", " "][rng.next() % 3];
                     text.push_str("<tool_call>get_weather");
@@ -76,7 +125,9 @@ fn random_outputs_parse_consistently() {
                     for _ in 0..rng.next() % 3 {
                         let key = ["city", "days", "count", "other"][rng.next() % 4];
                         let value = FRAGMENTS[rng.next() % FRAGMENTS.len()];
-                        text.push_str(&format!("<arg_key>{key}</arg_key>{sep}<arg_value>{value}</arg_value>{sep}"));
+                        text.push_str(&format!(
+                            "<arg_key>{key}</arg_key>{sep}<arg_value>{value}</arg_value>{sep}"
+                        ));
                     }
                     text.push_str("</tool_call>");
                 } else {
@@ -103,5 +154,8 @@ fn random_outputs_parse_consistently() {
         }
     }
     assert_eq!(checked, 1200);
-    assert!(calls > 200, "only {calls} calls parsed: the generator is too weak");
+    assert!(
+        calls > 200,
+        "only {calls} calls parsed: the generator is too weak"
+    );
 }

@@ -65,7 +65,10 @@ impl OutputProcessor for PlainText {
 }
 
 /// The processor for one choice of `req`.
-pub fn output_processor(_state: &AppState, _req: &ChatCompletionRequest) -> Box<dyn OutputProcessor> {
+pub fn output_processor(
+    _state: &AppState,
+    _req: &ChatCompletionRequest,
+) -> Box<dyn OutputProcessor> {
     Box::new(PlainText)
 }
 

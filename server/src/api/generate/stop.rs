@@ -89,21 +89,36 @@ mod tests {
 
     #[test]
     fn stop_split_over_pieces_is_caught() {
-        assert_eq!(run(&["END"], false, &["abc E", "N", "D tail"]), ("abc ".into(), Some("END".into())));
-        assert_eq!(run(&["END"], true, &["abc E", "ND"]), ("abc END".into(), Some("END".into())));
+        assert_eq!(
+            run(&["END"], false, &["abc E", "N", "D tail"]),
+            ("abc ".into(), Some("END".into()))
+        );
+        assert_eq!(
+            run(&["END"], true, &["abc E", "ND"]),
+            ("abc END".into(), Some("END".into()))
+        );
     }
 
     #[test]
     fn held_back_text_is_released_when_it_diverges_or_ends() {
-        assert_eq!(run(&["END"], false, &["abc E", "x"]), ("abc Ex".into(), None));
+        assert_eq!(
+            run(&["END"], false, &["abc E", "x"]),
+            ("abc Ex".into(), None)
+        );
         assert_eq!(run(&["END"], false, &["abc EN"]), ("abc EN".into(), None));
         assert_eq!(run(&[], false, &["a", "b"]), ("ab".into(), None));
     }
 
     #[test]
     fn earliest_stop_wins_and_unicode_is_safe() {
-        assert_eq!(run(&["zz", "b"], false, &["abzz"]), ("a".into(), Some("b".into())));
-        assert_eq!(run(&["é!"], false, &["caf", "é", "!x"]), ("caf".into(), Some("é!".into())));
+        assert_eq!(
+            run(&["zz", "b"], false, &["abzz"]),
+            ("a".into(), Some("b".into()))
+        );
+        assert_eq!(
+            run(&["é!"], false, &["caf", "é", "!x"]),
+            ("caf".into(), Some("é!".into()))
+        );
         assert_eq!(run(&["éa"], false, &["ééb"]), ("ééb".into(), None));
     }
 

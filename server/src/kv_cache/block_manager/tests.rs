@@ -71,7 +71,10 @@ fn fully_cached_prompt_leaves_last_block_to_compute() {
     a.register_computed(&prompt, 8);
     drop(a);
     let (_b, cached) = bm.allocate(&prompt);
-    assert_eq!(cached, 4, "the last full block is recomputed, never shared for writing");
+    assert_eq!(
+        cached, 4,
+        "the last full block is recomputed, never shared for writing"
+    );
 }
 
 #[test]

@@ -236,3 +236,7 @@ pub fn rotate(x: &mut [f32], cos: &[f32], sin: &[f32], interleave: bool) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "attention/tests.rs"]
+mod tests;

@@ -16,6 +16,8 @@ pub(crate) struct Lexer {
     /// Every proper prefix of every literal (the buffer is held while it equals one).
     prefixes: std::collections::HashSet<String>,
     first_chars: Vec<char>,
+    /// Length in bytes of the longest literal.
+    max_len: usize,
     buffer: String,
 }
 
@@ -33,10 +35,12 @@ impl Lexer {
                 }
             }
         }
+        let max_len = literals.iter().map(String::len).max().unwrap_or(0);
         Lexer {
             literals,
             prefixes,
             first_chars,
+            max_len,
             buffer: String::new(),
         }
     }
@@ -70,60 +74,77 @@ impl Lexer {
         out
     }
 
-    fn longest_match_at_start(&self) -> Option<usize> {
-        self.literals
-            .iter()
-            .enumerate()
-            .filter(|(_, lit)| !lit.is_empty() && self.buffer.starts_with(lit.as_str()))
-            .max_by_key(|(i, lit)| (lit.len(), std::cmp::Reverse(*i)))
-            .map(|(i, _)| i)
+    /// The longest literal at the start of `rest` (first declared wins a tie).
+    fn longest_match(&self, rest: &str) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for (i, lit) in self.literals.iter().enumerate() {
+            if !lit.is_empty()
+                && rest.starts_with(lit.as_str())
+                && best.is_none_or(|b| lit.len() > self.literals[b].len())
+            {
+                best = Some(i);
+            }
+        }
+        best
     }
 
+    /// Lexes the buffer from the start, leaving in it only a tail that may still become a
+    /// literal (nothing when `final_`). Works with a cursor so a long buffer is scanned once.
     fn drain(&mut self, final_: bool) -> Vec<Lexeme> {
         let mut out = Vec::new();
-        while !self.buffer.is_empty() {
-            if !self.buffer.contains(self.first_chars.as_slice()) {
-                out.push(Lexeme::Content(std::mem::take(&mut self.buffer)));
+        let mut pos = 0;
+        let buf = std::mem::take(&mut self.buffer);
+        while pos < buf.len() {
+            let rest = &buf[pos..];
+            let Some(next) = rest.find(self.first_chars.as_slice()) else {
+                out.push(Lexeme::Content(rest.to_string()));
+                pos = buf.len();
                 break;
+            };
+            if next > 0 {
+                // No literal can start before `next`: content up to the next possible start.
+                let end = self.content_boundary(rest);
+                out.push(Lexeme::Content(rest[..end].to_string()));
+                pos += end;
+                continue;
             }
-            let best = self.longest_match_at_start();
-            if !final_ && self.prefixes.contains(&self.buffer) {
-                // The whole buffer could still grow into a (longer) literal: wait.
+            let best = self.longest_match(rest);
+            if !final_ && rest.len() < self.max_len && self.prefixes.contains(rest) {
+                // The rest could still grow into a (longer) literal: wait for more text.
                 match best {
                     Some(i) => {
                         let len = self.literals[i].len();
                         let longer = self
                             .literals
                             .iter()
-                            .any(|lit| lit.len() > len && lit.starts_with(self.buffer.as_str()));
+                            .any(|lit| lit.len() > len && lit.starts_with(rest));
                         if longer {
                             break;
                         }
                         out.push(Lexeme::Terminal(i));
-                        self.buffer.drain(..len);
+                        pos += len;
                         continue;
                     }
                     None => break,
                 }
             }
             if let Some(i) = best {
-                let len = self.literals[i].len();
                 out.push(Lexeme::Terminal(i));
-                self.buffer.drain(..len);
+                pos += self.literals[i].len();
             } else {
-                let end = self.content_boundary();
-                let piece: String = self.buffer.drain(..end).collect();
-                out.push(Lexeme::Content(piece));
+                let end = self.content_boundary(rest);
+                out.push(Lexeme::Content(rest[..end].to_string()));
+                pos += end;
             }
         }
+        self.buffer = buf[pos..].to_string();
         out
     }
 
-    /// Length of the content run at the start of the buffer: up to the first later position
+    /// Length of the content run at the start of `buf`: up to the first later position
     /// where a literal starts or where the rest of the buffer is a prefix of a literal.
     /// Always at least one character.
-    fn content_boundary(&self) -> usize {
-        let buf = self.buffer.as_str();
+    fn content_boundary(&self, buf: &str) -> usize {
         for (i, c) in buf.char_indices().skip(1) {
             if !self.first_chars.contains(&c) {
                 continue;

@@ -68,7 +68,7 @@ impl Dumper<'_> {
                 out.push('[');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        out.push_str(self.item_sep_trimmed());
+                        out.push_str(self.item_sep);
                     }
                     self.newline(out, level + 1);
                     self.write(out, item, level + 1);
@@ -88,7 +88,7 @@ impl Dumper<'_> {
                 out.push('{');
                 for (i, (key, item)) in entries.into_iter().enumerate() {
                     if i > 0 {
-                        out.push_str(self.item_sep_trimmed());
+                        out.push_str(self.item_sep);
                     }
                     self.newline(out, level + 1);
                     write_json_string(out, key, self.opts.ensure_ascii);
@@ -99,12 +99,6 @@ impl Dumper<'_> {
                 out.push('}');
             }
         }
-    }
-
-    /// Python writes the item separator as given, also with an indent (the default becomes
-    /// `","` there, but an explicit `", "` keeps its trailing space before the newline).
-    fn item_sep_trimmed(&self) -> &str {
-        self.item_sep
     }
 }
 
