@@ -26,7 +26,9 @@ const HINT: &str =
                     or run the operator in-cluster";
 
 /// Connects and checks that the apiserver answers and the CRD is installed.
-async fn connect() -> Result<Client, String> {
+/// Connects and checks that GlmDeployments can be listed where the operator watches: in the
+/// first watched namespace when namespaced (the chart then grants Roles only), else cluster-wide.
+async fn connect(namespaces: &[String]) -> Result<Client, String> {
     let client = Client::try_default()
         .await
         .map_err(|e| format!("glm-operator: no Kubernetes cluster configured ({e}); {HINT}"))?;
@@ -43,7 +45,10 @@ async fn connect() -> Result<Client, String> {
             ))
         }
     }
-    let glmds: Api<GlmDeployment> = Api::all(client.clone());
+    let glmds: Api<GlmDeployment> = match namespaces.first() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     if let Err(e) = glmds.list(&ListParams::default().limit(1)).await {
         return Err(format!(
             "glm-operator: cannot list GlmDeployments ({e}); install the CRD with \
@@ -79,7 +84,7 @@ async fn shutdown_signal() {
 async fn main() -> ExitCode {
     let config = Config::parse();
     telemetry::init(config.log_format);
-    let client = match connect().await {
+    let client = match connect(&config.namespaces).await {
         Ok(c) => c,
         Err(msg) => {
             eprintln!("{msg}");

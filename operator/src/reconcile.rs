@@ -517,3 +517,6 @@ async fn publish(glmd: &GlmDeployment, ctx: &Context, events: Vec<PendingEvent>)
 #[cfg(test)]
 #[path = "reconcile/mock_tests.rs"]
 mod mock_tests;
+#[cfg(test)]
+#[path = "reconcile/rollout_mock_tests.rs"]
+mod rollout_mock_tests;

@@ -11,14 +11,20 @@ fn run_with_kubeconfig(path: &std::path::Path) -> (Option<i32>, String) {
         .env("GLM_OPERATOR_ADMIN_PORT", "0")
         .output()
         .unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 #[test]
 fn missing_kubeconfig_is_a_clear_error() {
     let (code, stderr) = run_with_kubeconfig(std::path::Path::new("/nonexistent/kubeconfig"));
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("no Kubernetes cluster configured"), "{stderr}");
+    assert!(
+        stderr.contains("no Kubernetes cluster configured"),
+        "{stderr}"
+    );
     assert!(stderr.contains("kind create cluster"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
 }
@@ -43,7 +49,10 @@ current-context: x
     file.1.write_all(kubeconfig.as_bytes()).unwrap();
     let (code, stderr) = run_with_kubeconfig(&file.0);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("unreachable") || stderr.contains("did not answer"), "{stderr}");
+    assert!(
+        stderr.contains("unreachable") || stderr.contains("did not answer"),
+        "{stderr}"
+    );
     assert!(stderr.contains("KUBECONFIG"), "{stderr}");
     std::fs::remove_file(&file.0).ok();
 }

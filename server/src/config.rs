@@ -99,7 +99,7 @@ impl ConfigError {
         "invalid_argument"
     }
 
-    fn invalid(flag: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(flag: &'static str, message: impl Into<String>) -> Self {
         ConfigError::Invalid {
             flag,
             message: message.into(),
@@ -259,12 +259,6 @@ impl ServeArgs {
                 ));
             }
         }
-        if self.enable_auto_tool_choice && self.tool_call_parser.is_none() {
-            return Err(ConfigError::invalid(
-                "enable-auto-tool-choice",
-                "requires --tool-call-parser",
-            ));
-        }
         if self.max_num_seqs == 0 || self.max_num_batched_tokens == 0 {
             return Err(ConfigError::invalid(
                 "max-num-seqs",
@@ -341,7 +335,8 @@ mod tests {
     fn flag_checks() {
         assert!(args(&[]).check().is_ok());
         assert!(args(&["--tool-call-parser", "hermes"]).check().is_err());
-        assert!(args(&["--enable-auto-tool-choice"]).check().is_err());
+        // Without a parser flag this is checked after loading: GLM-4.7-Flash has a default.
+        assert!(args(&["--enable-auto-tool-choice"]).check().is_ok());
         assert!(
             args(&["--enable-auto-tool-choice", "--tool-call-parser", "glm45"])
                 .check()

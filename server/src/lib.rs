@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod api;
+pub mod arch;
 pub mod config;
 pub mod engine;
 pub mod kv_cache;

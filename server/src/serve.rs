@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::{self, ApiConfig, AppState, Lifecycle},
+    arch::{self, arch_defaults, ArchDefaults},
     config::{size_kv_cache, system_memory_bytes, ConfigError, ServeArgs},
     engine::{EngineConfig, EngineError, EngineHandle},
     metrics::Metrics,
@@ -83,7 +84,11 @@ fn parse_device(s: &str) -> Result<candle_core::Device, ServeError> {
     }
 }
 
-fn load_template(args: &ServeArgs, tok: &GlmTokenizer) -> Result<Option<ChatTemplate>, ServeError> {
+fn load_template(
+    args: &ServeArgs,
+    tok: &GlmTokenizer,
+    defaults: &ArchDefaults,
+) -> Result<Option<ChatTemplate>, ServeError> {
     if let Some(path) = &args.chat_template {
         return Ok(Some(ChatTemplate::from_file(
             path,
@@ -93,8 +98,12 @@ fn load_template(args: &ServeArgs, tok: &GlmTokenizer) -> Result<Option<ChatTemp
     match tok.chat_template() {
         Ok(t) => Ok(Some(t)),
         Err(TokenizerError::TemplateMissing(dir)) => {
-            tracing::warn!(dir = %dir.display(), "no chat template: /v1/chat/completions will answer 400");
-            Ok(None)
+            // The family's own layout, as the checkpoint would have shipped it.
+            tracing::warn!(dir = %dir.display(), "no chat template in the model: using the architecture's built-in GLM layout");
+            Ok(Some(ChatTemplate::from_source(
+                defaults.fallback_template,
+                tok.special_tokens().clone(),
+            )?))
         }
         Err(e) => Err(e.into()),
     }
@@ -149,7 +158,20 @@ pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
         system_memory_bytes(),
     )?;
     let tokenizer = GlmTokenizer::from_dir(&dir)?;
-    let template = load_template(args, &tokenizer)?;
+    let defaults = arch_defaults(&info.architecture);
+    let template = load_template(args, &tokenizer, &defaults)?;
+    let tool_call_parser = arch::resolve(&args.tool_call_parser, defaults.tool_call_parser);
+    let reasoning_parser = arch::resolve(&args.reasoning_parser, defaults.reasoning_parser);
+    if args.enable_auto_tool_choice && tool_call_parser.is_none() {
+        return Err(ConfigError::invalid(
+            "enable-auto-tool-choice",
+            format!(
+                "requires --tool-call-parser ({} has no default tool-call format)",
+                info.architecture
+            ),
+        )
+        .into());
+    }
     let warm_up_prompt = warm_up_prompt(&tokenizer, &dir);
     let metrics = Metrics::new(&served);
     let engine = EngineHandle::spawn(
@@ -173,8 +195,8 @@ pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
             ..Limits::default()
         },
         api_key: args.api_key.clone().filter(|k| !k.is_empty()),
-        tool_call_parser: args.tool_call_parser.clone(),
-        reasoning_parser: args.reasoning_parser.clone(),
+        tool_call_parser,
+        reasoning_parser,
         enable_auto_tool_choice: args.enable_auto_tool_choice,
         seed: args.seed,
     };

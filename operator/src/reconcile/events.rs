@@ -104,7 +104,8 @@ pub fn transition_events(
             .is_none_or(|w| w.status != d.status || w.reason != d.reason || w.message != d.message);
         // Download failures have their own Event above; rollout problems get theirs from the
         // rollout plan (`crate::upgrade`), which knows the transition.
-        let own_event = d.reason == reasons::DOWNLOAD_FAILED || ROLLOUT_REASONS.contains(&d.reason.as_str());
+        let own_event =
+            d.reason == reasons::DOWNLOAD_FAILED || ROLLOUT_REASONS.contains(&d.reason.as_str());
         if d.status == "True" && new_problem && !own_event {
             out.push(PendingEvent::warning(
                 static_reason(&d.reason),

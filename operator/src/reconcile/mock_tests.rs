@@ -131,6 +131,8 @@ async fn succeeded_job_creates_deployment_and_service() {
         );
         let ev = api.event("llm").await;
         assert_eq!(ev["reason"], "DownloadSucceeded");
+        let ev = api.event("llm").await;
+        assert_eq!(ev["reason"], "RolloutStarted");
     });
     within(reconcile_glmd(&g, &ctx)).await.unwrap();
     within(verifier).await.unwrap();
@@ -247,6 +249,20 @@ async fn replicas_owned_by_another_manager_are_left_alone() {
         // The verified model is recorded in status: no Job or pod reads.
         api.get(&format!("{NS_APPS}/deployments/glm45"), Some(observed))
             .await;
+        api.list(
+            &format!("{NS_APPS}/replicasets"),
+            "labelSelector=",
+            "ReplicaSetList",
+            vec![],
+        )
+        .await;
+        api.list(
+            &format!("{NS_CORE}/pods"),
+            "labelSelector=",
+            "PodList",
+            vec![],
+        )
+        .await;
         let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
         assert!(
             d["spec"].get("replicas").is_none(),
@@ -256,6 +272,9 @@ async fn replicas_owned_by_another_manager_are_left_alone() {
         api.apply(&format!("{NS_CORE}/services/glm45")).await;
         let status = api.apply(STATUS).await;
         assert_eq!(status["status"]["resolvedRevision"], SHA);
+        assert_eq!(status["status"]["rolloutPhase"], "Rolling");
+        let ev = api.event("llm").await;
+        assert_eq!(ev["reason"], "RolloutStarted");
     });
     within(reconcile_glmd(&g, &ctx)).await.unwrap();
     within(verifier).await.unwrap();

@@ -61,7 +61,11 @@ pub fn deployment_to_apply(
 ) -> Option<Deployment> {
     let mut deployment = desired?;
     let spec = deployment.spec.as_mut()?;
-    let current = || observed.and_then(|d| d.spec.as_ref()).map(|s| s.template.clone());
+    let current = || {
+        observed
+            .and_then(|d| d.spec.as_ref())
+            .map(|s| s.template.clone())
+    };
     let template = match &plan.template {
         TemplateSource::Spec => Some(spec.template.clone()),
         TemplateSource::Current => current(),
@@ -142,10 +146,22 @@ pub fn apply_to_status(
     status.rollout_phase = m.phase.and_then(phase_name);
     let prev: &[Condition] = previous.map_or(&[], |p| p.conditions.as_slice());
     if plan.phase != Phase::WaitingForWeights {
-        replace_condition(&mut status.conditions, prev, &plan.progressing, generation, now);
+        replace_condition(
+            &mut status.conditions,
+            prev,
+            &plan.progressing,
+            generation,
+            now,
+        );
     }
     if plan.degraded.status {
-        replace_condition(&mut status.conditions, prev, &plan.degraded, generation, now);
+        replace_condition(
+            &mut status.conditions,
+            prev,
+            &plan.degraded,
+            generation,
+            now,
+        );
     }
 }
 
@@ -178,9 +194,7 @@ mod tests {
         apps::v1::{DeploymentSpec, ReplicaSetSpec},
         core::v1::PodTemplateSpec,
     };
-    use k8s_openapi::apimachinery::pkg::{
-        apis::meta::v1::ObjectMeta, util::intstr::IntOrString,
-    };
+    use k8s_openapi::apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString};
     use std::collections::BTreeMap;
 
     fn template(label: &str) -> PodTemplateSpec {
@@ -229,8 +243,16 @@ mod tests {
     }
 
     fn label_of(d: &Deployment) -> String {
-        d.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().labels.as_ref().unwrap()
-            ["v"]
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap()["v"]
             .clone()
     }
 
@@ -269,13 +291,23 @@ mod tests {
         assert_eq!(label_of(&cur), "current");
         let back = deployment_to_apply(
             Some(deployment("spec")),
-            &plan(TemplateSource::ReplicaSet("old-rs".into()), Phase::RollingBack),
+            &plan(
+                TemplateSource::ReplicaSet("old-rs".into()),
+                Phase::RollingBack,
+            ),
             Some(&observed),
             &sets,
         )
         .unwrap();
         assert_eq!(label_of(&back), "old");
-        let labels = back.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+        let labels = back
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .labels
+            .unwrap();
         assert!(!labels.contains_key("pod-template-hash"));
         // Nothing exists and the plan keeps the current template: create nothing.
         assert!(deployment_to_apply(
@@ -292,7 +324,14 @@ mod tests {
         let mut d = deployment("x");
         let rev = stamp_revision(&mut d).unwrap();
         assert_eq!(rev, template_revision(&d.spec.as_ref().unwrap().template));
-        let annotations = d.spec.unwrap().template.metadata.unwrap().annotations.unwrap();
+        let annotations = d
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap();
         assert_eq!(annotations[TEMPLATE_REVISION_ANNOTATION], rev);
 
         let mut p = plan(TemplateSource::Spec, Phase::OneAtATime);
@@ -307,6 +346,8 @@ mod tests {
         apply_to_status(&mut status, None, &p, Some(1), Timestamp::UNIX_EPOCH);
         assert_eq!(status.rollout_phase.as_deref(), Some("OneAtATime"));
         assert_eq!(memory_from_status(Some(&status)), p.memory);
-        assert!(!pending_revision(&crate::fixtures::glmd()).chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(!pending_revision(&crate::fixtures::glmd())
+            .chars()
+            .all(|c| c.is_ascii_hexdigit()));
     }
 }

@@ -65,11 +65,12 @@ impl OutputProcessor for PlainText {
 }
 
 /// The processor for one choice of `req`.
-pub fn output_processor(
-    _state: &AppState,
-    _req: &ChatCompletionRequest,
-) -> Box<dyn OutputProcessor> {
-    Box::new(PlainText)
+pub fn output_processor(state: &AppState, req: &ChatCompletionRequest) -> Box<dyn OutputProcessor> {
+    match crate::postprocess::openai::prepare(state.config(), req) {
+        Ok(cfg) => Box::new(crate::postprocess::openai::OpenAiOutput::new(cfg)),
+        // Checked before generation in `chat::handle`.
+        Err(_) => Box::new(PlainText),
+    }
 }
 
 /// Folds streamed tool-call deltas into whole tool calls (non-streaming responses).

@@ -1,0 +1,371 @@
+//! Rolling upgrades through reconcile against a mock apiserver: which template lands on the
+//! Deployment, what status says and which Events are published.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use glm_crds::{GlmDeploymentStatus, ModelPhase, ModelStatus};
+use k8s_openapi::{
+    api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus},
+    apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time},
+};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::fixtures::{condition, glmd, SHA};
+
+const NS_CORE: &str = "/api/v1/namespaces/llm";
+const NS_BATCH: &str = "/apis/batch/v1/namespaces/llm";
+const NS_APPS: &str = "/apis/apps/v1/namespaces/llm";
+const STATUS: &str = "/apis/serving.glm.dev/v1alpha1/namespaces/llm/glmdeployments/glm45/status";
+const IMAGE: &str = "ghcr.io/glm-dev/glm-server:test";
+const OLD_SHA: &str = "fedcba9876543210fedcba9876543210fedcba98";
+
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(5), f)
+        .await
+        .expect("timed out")
+}
+
+fn model_path(sha: &str) -> String {
+    format!("/models/zai-org--GLM-4.5-Air/{sha}")
+}
+
+/// The Deployment the operator renders for `sha`, with its stamped template revision.
+fn rendered(g: &GlmDeployment, sha: &str) -> (Deployment, String) {
+    let mut d = desired_deployment(
+        g,
+        &DeploymentParams {
+            image: IMAGE,
+            model: &ServedModel {
+                commit: sha.into(),
+                path: model_path(sha),
+            },
+            replicas: Some(2),
+        },
+    )
+    .unwrap();
+    let revision = rollout::stamp_revision(&mut d).unwrap();
+    (d, revision)
+}
+
+/// `d` as the apiserver returns it, with a Deployment status.
+fn with_status(d: &Deployment, generation: i64, replicas: i64, updated: i64, ready: i64) -> Value {
+    let mut v = serde_json::to_value(d).unwrap();
+    v["metadata"]["generation"] = json!(generation);
+    v["status"] = json!({"observedGeneration": generation, "replicas": replicas,
+        "updatedReplicas": updated, "readyReplicas": ready, "availableReplicas": ready});
+    v
+}
+
+/// The ReplicaSet the Deployment controller made of `d`'s template.
+fn replica_set(d: &Deployment, name: &str, hash: &str, k8s_revision: u32) -> Value {
+    let mut template = d.spec.as_ref().unwrap().template.clone();
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert("pod-template-hash".into(), hash.into());
+    let rs = ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("llm".into()),
+            labels: Some(BTreeMap::from([(
+                "pod-template-hash".to_string(),
+                hash.to_string(),
+            )])),
+            annotations: Some(BTreeMap::from([(
+                "deployment.kubernetes.io/revision".to_string(),
+                k8s_revision.to_string(),
+            )])),
+            creation_timestamp: Some(Time("2020-01-01T00:00:00Z".parse().unwrap())),
+            ..Default::default()
+        },
+        spec: Some(ReplicaSetSpec {
+            template: Some(template),
+            ..Default::default()
+        }),
+        status: Some(ReplicaSetStatus {
+            replicas: 1,
+            ..Default::default()
+        }),
+    };
+    serde_json::to_value(rs).unwrap()
+}
+
+fn ready_true() -> Condition {
+    Condition {
+        type_: "Ready".into(),
+        status: "True".into(),
+        reason: "ReplicasReady".into(),
+        message: "2/2 replicas ready".into(),
+        observed_generation: Some(3),
+        last_transition_time: Time(Timestamp::UNIX_EPOCH),
+    }
+}
+
+fn template_of(v: &Value) -> Value {
+    v["spec"]["template"].clone()
+}
+
+fn annotation(v: &Value) -> String {
+    v["spec"]["template"]["metadata"]["annotations"][upgrade::TEMPLATE_REVISION_ANNOTATION]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn revision_change_while_weights_download_keeps_the_deployment() {
+    let (ctx, mut api) = Context::test();
+    let mut g = glmd();
+    let (old, old_rev) = rendered(&g, OLD_SHA);
+    // The spec now names another revision (a new download Job), the old one is serving.
+    g.status = Some(GlmDeploymentStatus {
+        model: Some(ModelStatus {
+            phase: ModelPhase::Ready,
+            job_name: Some("glm45-dl-old".into()),
+            commit: Some(OLD_SHA.into()),
+            path: Some(model_path(OLD_SHA)),
+            ..Default::default()
+        }),
+        conditions: vec![ready_true()],
+        current_revision: Some(old_rev.clone()),
+        update_revision: Some(old_rev.clone()),
+        last_ready_revision: Some(old_rev.clone()),
+        rollout_phase: Some("Complete".into()),
+        ..Default::default()
+    });
+    let job = job_name(&g);
+    let job_obj = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": job, "namespace": "llm"},
+        "status": {"active": 1}});
+    let observed = with_status(&old, 1, 2, 2, 2);
+    let old_template = template_of(&observed);
+    let old_rs = replica_set(&old, "glm45-old", "aaa", 1);
+    let old_rev2 = old_rev.clone();
+    let verifier = tokio::spawn(async move {
+        api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache"))
+            .await;
+        api.get(&format!("{NS_BATCH}/jobs/{job}"), Some(job_obj))
+            .await;
+        api.list(
+            &format!("{NS_CORE}/pods"),
+            "labelSelector=job-name",
+            "PodList",
+            vec![],
+        )
+        .await;
+        api.get(&format!("{NS_APPS}/deployments/glm45"), Some(observed))
+            .await;
+        api.list(
+            &format!("{NS_APPS}/replicasets"),
+            "labelSelector=",
+            "ReplicaSetList",
+            vec![old_rs],
+        )
+        .await;
+        api.list(
+            &format!("{NS_CORE}/pods"),
+            "labelSelector=",
+            "PodList",
+            vec![],
+        )
+        .await;
+        let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
+        assert_eq!(template_of(&d), old_template, "template must not change");
+        assert_eq!(annotation(&d), old_rev2);
+        api.apply(&format!("{NS_CORE}/services/glm45")).await;
+        let status = api.apply(STATUS).await;
+        let s = &status["status"];
+        assert_eq!(s["rolloutPhase"], "WaitingForWeights");
+        assert_eq!(s["currentRevision"], old_rev2.as_str());
+        assert_eq!(s["updateRevision"], old_rev2.as_str());
+        assert_eq!(s["resolvedRevision"], OLD_SHA);
+        assert_eq!(s["model"]["phase"], "Downloading");
+        assert_eq!(
+            condition(s, "Progressing"),
+            ("True".into(), "Downloading".into())
+        );
+        assert_eq!(condition(s, "Degraded").0, "False");
+    });
+    let action = within(reconcile_glmd(&g, &ctx)).await.unwrap();
+    assert_eq!(action, Action::requeue(DOWNLOAD_POLL));
+    within(verifier).await.unwrap();
+}
+
+#[tokio::test]
+async fn succeeded_job_rolls_out_the_new_template() {
+    let (ctx, mut api) = Context::test();
+    let mut g = glmd();
+    let (old, old_rev) = rendered(&g, OLD_SHA);
+    let (_, new_rev) = rendered(&g, SHA);
+    assert_ne!(old_rev, new_rev);
+    let job = job_name(&g);
+    g.status = Some(GlmDeploymentStatus {
+        model: Some(ModelStatus {
+            phase: ModelPhase::Downloading,
+            job_name: Some(job.clone()),
+            ..Default::default()
+        }),
+        conditions: vec![ready_true()],
+        current_revision: Some(old_rev.clone()),
+        update_revision: Some(old_rev.clone()),
+        last_ready_revision: Some(old_rev.clone()),
+        rollout_phase: Some("WaitingForWeights".into()),
+        ..Default::default()
+    });
+    let job_obj = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": job, "namespace": "llm"},
+        "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}});
+    let message = json!({"commit": SHA, "path": model_path(SHA), "bytes": 1234}).to_string();
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("{job}-abcde"), "namespace": "llm"},
+        "status": {"phase": "Succeeded", "containerStatuses": [{"name": "download", "image": "i", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": 0, "message": message}}}]}});
+    let observed = with_status(&old, 1, 2, 2, 2);
+    let old_rs = replica_set(&old, "glm45-old", "aaa", 1);
+    let (old_rev2, new_rev2) = (old_rev.clone(), new_rev.clone());
+    let verifier = tokio::spawn(async move {
+        api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache"))
+            .await;
+        api.get(&format!("{NS_BATCH}/jobs/{job}"), Some(job_obj))
+            .await;
+        api.list(
+            &format!("{NS_CORE}/pods"),
+            "labelSelector=job-name",
+            "PodList",
+            vec![pod],
+        )
+        .await;
+        api.get(&format!("{NS_APPS}/deployments/glm45"), Some(observed))
+            .await;
+        api.list(
+            &format!("{NS_APPS}/replicasets"),
+            "labelSelector=",
+            "ReplicaSetList",
+            vec![old_rs],
+        )
+        .await;
+        api.list(
+            &format!("{NS_CORE}/pods"),
+            "labelSelector=",
+            "PodList",
+            vec![],
+        )
+        .await;
+        let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["args"][2], model_path(SHA).as_str());
+        assert_eq!(annotation(&d), new_rev2);
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], 1);
+        api.apply(&format!("{NS_CORE}/services/glm45")).await;
+        let status = api.apply(STATUS).await;
+        let s = &status["status"];
+        assert_eq!(s["rolloutPhase"], "Rolling");
+        assert_eq!(s["updateRevision"], new_rev2.as_str());
+        assert_eq!(s["currentRevision"], old_rev2.as_str());
+        assert_eq!(s["resolvedRevision"], SHA);
+        assert_eq!(
+            condition(s, "Progressing"),
+            ("True".into(), "RollingOut".into())
+        );
+        let ev = api.event("llm").await;
+        assert_eq!(ev["reason"], "DownloadSucceeded");
+        let ev = api.event("llm").await;
+        assert_eq!(
+            (ev["reason"].as_str(), ev["type"].as_str()),
+            (Some("RolloutStarted"), Some("Normal"))
+        );
+    });
+    let action = within(reconcile_glmd(&g, &ctx)).await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(ROLLOUT_POLL),
+        "a rollout is watched"
+    );
+    within(verifier).await.unwrap();
+}
+
+#[tokio::test]
+async fn missed_progress_deadline_rolls_back_to_the_last_ready_replica_set() {
+    let (ctx, mut api) = Context::test();
+    let mut g = glmd();
+    let (old, old_rev) = rendered(&g, OLD_SHA);
+    let (new, new_rev) = rendered(&g, SHA);
+    g.status = Some(GlmDeploymentStatus {
+        model: Some(ModelStatus {
+            phase: ModelPhase::Ready,
+            job_name: Some(job_name(&g)),
+            commit: Some(SHA.into()),
+            path: Some(model_path(SHA)),
+            ..Default::default()
+        }),
+        conditions: vec![ready_true()],
+        current_revision: Some(old_rev.clone()),
+        update_revision: Some(new_rev.clone()),
+        last_ready_revision: Some(old_rev.clone()),
+        rollout_phase: Some("Rolling".into()),
+        ..Default::default()
+    });
+    // One new pod never became ready; it was created long before the deadline.
+    let observed = with_status(&new, 2, 3, 1, 2);
+    let sets = vec![
+        replica_set(&old, "glm45-old", "aaa", 1),
+        replica_set(&new, "glm45-new", "bbb", 2),
+    ];
+    let stuck = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "glm45-bbb-1", "namespace": "llm",
+        "labels": {"pod-template-hash": "bbb"}, "creationTimestamp": "2020-01-01T00:00:00Z"},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}});
+    let old_template = template_of(&serde_json::to_value(&old).unwrap());
+    let (old_rev2, new_rev2) = (old_rev.clone(), new_rev.clone());
+    let verifier = tokio::spawn(async move {
+        api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache"))
+            .await;
+        api.get(&format!("{NS_APPS}/deployments/glm45"), Some(observed))
+            .await;
+        api.list(
+            &format!("{NS_APPS}/replicasets"),
+            "labelSelector=",
+            "ReplicaSetList",
+            sets,
+        )
+        .await;
+        api.list(
+            &format!("{NS_CORE}/pods"),
+            "labelSelector=",
+            "PodList",
+            vec![stuck],
+        )
+        .await;
+        let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
+        // The old ReplicaSet's template, without the pod-template-hash the controller added.
+        assert_eq!(template_of(&d), old_template);
+        assert_eq!(annotation(&d), old_rev2);
+        api.apply(&format!("{NS_CORE}/services/glm45")).await;
+        let status = api.apply(STATUS).await;
+        let s = &status["status"];
+        assert_eq!(
+            condition(s, "Degraded"),
+            ("True".into(), "ProgressDeadlineExceeded".into())
+        );
+        assert_eq!(
+            condition(s, "Progressing"),
+            ("True".into(), "RollingBack".into())
+        );
+        assert_eq!(s["rolloutPhase"], "RollingBack");
+        assert_eq!(s["failedRevision"], new_rev2.as_str());
+        assert_eq!(s["updateRevision"], old_rev2.as_str());
+        assert_eq!(s["lastReadyRevision"], old_rev2.as_str());
+        assert_eq!(s["resolvedRevision"], OLD_SHA, "the old model serves again");
+        // Exactly one Warning: the plan's, not a second one from the status diff.
+        let ev = api.event("llm").await;
+        assert_eq!(
+            (ev["reason"].as_str(), ev["type"].as_str()),
+            (Some("ProgressDeadlineExceeded"), Some("Warning"))
+        );
+        assert!(
+            ev["note"].as_str().unwrap().contains("rolling back"),
+            "{ev}"
+        );
+    });
+    within(reconcile_glmd(&g, &ctx)).await.unwrap();
+    within(verifier).await.unwrap();
+}
