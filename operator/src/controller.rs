@@ -18,6 +18,7 @@ use kube::{
     runtime::{
         controller::{Action, Controller},
         events::{Recorder, Reporter},
+        reflector::{ObjectRef, Store},
         watcher,
     },
     Api, Client, ResourceExt,
@@ -25,7 +26,7 @@ use kube::{
 use tracing::{field, info, instrument, warn, Span};
 
 use crate::{
-    autoscale::runner::{Autoscaler, KubeBackend},
+    autoscale::runner::{Autoscaler, KubeBackend, ObjectKey},
     metrics::Metrics,
     reconcile::reconcile_glmd,
     scrape::{ScrapeConfig, Scraper},
@@ -157,23 +158,54 @@ pub async fn run_namespace(
         namespace = namespace.as_deref().unwrap_or("<all>"),
         "starting controller"
     );
-    Controller::new(
+    let controller = Controller::new(
         api::<GlmDeployment>(&client, ns),
         watcher::Config::default().any_semantic(),
-    )
-    .owns(api::<PersistentVolumeClaim>(&client, ns), owned.clone())
-    .owns(api::<Job>(&client, ns), owned.clone())
-    .owns(api::<Deployment>(&client, ns), owned.clone())
-    .owns(api::<Service>(&client, ns), owned)
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        if let Err(e) = res {
-            // Reconcile errors are already logged by error_policy; this is queue/watch noise.
-            tracing::debug!(error = %e, "controller event");
+    );
+    let sweeper = tokio::spawn(sweep_autoscalers(controller.store(), ctx.clone()));
+    controller
+        .owns(api::<PersistentVolumeClaim>(&client, ns), owned.clone())
+        .owns(api::<Job>(&client, ns), owned.clone())
+        .owns(api::<Deployment>(&client, ns), owned.clone())
+        .owns(api::<Service>(&client, ns), owned)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                // Reconcile errors are already logged by error_policy; this is queue/watch noise.
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+    sweeper.abort();
+}
+
+/// How often loops of deleted GlmDeployments are looked for.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Whether the object of an autoscaler loop still exists (and is not being deleted).
+pub fn object_exists(store: &Store<GlmDeployment>, key: &ObjectKey) -> bool {
+    store
+        .get(&ObjectRef::new(&key.name).within(&key.namespace))
+        .is_some_and(|o| o.metadata.deletion_timestamp.is_none())
+}
+
+/// Stops the autoscaler loops of deleted GlmDeployments. A deleted object is never
+/// reconciled again, so without this its loop would keep scraping and patching (and fail on
+/// a missing Deployment) until the operator restarts.
+async fn sweep_autoscalers(store: Store<GlmDeployment>, ctx: Arc<Context>) {
+    // Before the first list completes the store is empty: sweeping then would stop every loop.
+    if store.wait_until_ready().await.is_err() {
+        return;
+    }
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for key in ctx.autoscaler.retain(|k| object_exists(&store, k)) {
+            info!(glmd = %key, "object deleted; autoscaler loop stopped");
         }
-    })
-    .await;
+    }
 }
 
 #[cfg(test)]
@@ -187,5 +219,63 @@ mod tests {
             .map(|n| backoff(*n).as_secs())
             .collect();
         assert_eq!(got, [5, 10, 20, 40, 300, 300, 300]);
+    }
+
+    fn object(name: &str, deleting: bool) -> GlmDeployment {
+        let mut g = crate::fixtures::glmd();
+        g.metadata.name = Some(name.into());
+        if deleting {
+            g.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ));
+        }
+        g
+    }
+
+    #[tokio::test]
+    async fn sweeper_stops_loops_of_deleted_and_deleting_objects() {
+        let (store, mut writer) = kube::runtime::reflector::store::<GlmDeployment>();
+        for g in [
+            object("kept", false),
+            object("deleting", true),
+            object("gone", false),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(g));
+        }
+        writer.apply_watcher_event(&watcher::Event::Delete(object("gone", false)));
+        let key = |name: &str| ObjectKey {
+            namespace: "llm".into(),
+            name: name.into(),
+        };
+        assert!(object_exists(&store, &key("kept")));
+        assert!(!object_exists(&store, &key("deleting")));
+        assert!(!object_exists(&store, &key("gone")));
+        assert!(!object_exists(&store, &key("never")));
+        // Another namespace with the same name is another object.
+        assert!(!object_exists(
+            &store,
+            &ObjectKey {
+                namespace: "other".into(),
+                name: "kept".into(),
+            }
+        ));
+
+        let (ctx, _api) = Context::test();
+        let config = |name: &str| {
+            crate::autoscale::runner::ScaleLoopConfig::from_spec(
+                &Default::default(),
+                name.to_string(),
+                format!("app={name}"),
+                None,
+            )
+        };
+        for name in ["kept", "deleting", "gone"] {
+            ctx.autoscaler.ensure(key(name), config(name));
+        }
+        let stopped = ctx.autoscaler.retain(|k| object_exists(&store, k));
+        assert_eq!(stopped, [key("deleting"), key("gone")]);
+        assert_eq!(ctx.autoscaler.running_keys(), [key("kept")]);
+        ctx.autoscaler.stop_all();
     }
 }

@@ -226,6 +226,28 @@ impl<B: ScaleBackend> Autoscaler<B> {
         state.statuses.clear();
     }
 
+    /// Keys that have a loop (running, or finished and not yet stopped), sorted.
+    pub fn running_keys(&self) -> Vec<ObjectKey> {
+        let mut keys: Vec<ObjectKey> = self.state().loops.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// Stops the loops of objects `exists` says are gone (deleted GlmDeployments never
+    /// reconcile again, so nothing else would stop them); returns the stopped keys.
+    pub fn retain(&self, exists: impl Fn(&ObjectKey) -> bool) -> Vec<ObjectKey> {
+        // Collect first: `stop` takes the state lock again.
+        let gone: Vec<ObjectKey> = self
+            .running_keys()
+            .into_iter()
+            .filter(|k| !exists(k))
+            .collect();
+        for key in &gone {
+            self.stop(key);
+        }
+        gone
+    }
+
     pub fn is_running(&self, key: &ObjectKey) -> bool {
         self.state()
             .loops

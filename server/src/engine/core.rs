@@ -62,6 +62,10 @@ impl Drop for AliveGuard {
 }
 
 struct Engine {
+    /// First field, so dropped first: `alive` is false before the reply channels of the
+    /// active requests close (fields drop in declaration order), and a client that sees its
+    /// stream end on a panic never finds `/health` still 200.
+    _alive: AliveGuard,
     model: Box<dyn CausalLm>,
     sched: Scheduler,
     active: HashMap<SeqId, Active>,
@@ -112,6 +116,7 @@ pub(super) fn run(
     );
     let _ = ready.send(Ok(()));
     let mut engine = Engine {
+        _alive: AliveGuard(Arc::clone(&shared)),
         model,
         sched,
         active: HashMap::new(),

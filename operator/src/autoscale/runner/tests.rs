@@ -211,3 +211,30 @@ async fn loop_follows_a_spike_within_one_interval_and_stops() {
     assert!(!autoscaler.is_running(&key()));
     assert!(autoscaler.status(&key()).is_none());
 }
+
+#[tokio::test]
+async fn retain_stops_only_the_loops_of_deleted_objects() {
+    let backend = FakeBackend::default();
+    backend.set(Observed {
+        current_replicas: 1,
+        pods: Vec::new(),
+        foreign_owner: None,
+    });
+    let autoscaler = Autoscaler::new(backend, scraper(9));
+    let other = ObjectKey {
+        namespace: "ns".into(),
+        name: "kept".into(),
+    };
+    autoscaler.ensure(key(), config(60_000, 300));
+    autoscaler.ensure(other.clone(), config(60_000, 300));
+    assert_eq!(autoscaler.running_keys(), [key(), other.clone()]);
+
+    let stopped = autoscaler.retain(|k| k.name == "kept");
+    assert_eq!(stopped, [key()]);
+    assert!(!autoscaler.is_running(&key()));
+    assert!(autoscaler.is_running(&other));
+    assert_eq!(autoscaler.running_keys(), [other.clone()]);
+    // Nothing gone: nothing stopped.
+    assert!(autoscaler.retain(|_| true).is_empty());
+    autoscaler.stop_all();
+}
