@@ -142,7 +142,7 @@ fn expand(spec: &[(&str, &[&str], &[&str])]) -> BTreeSet<(String, String, String
     out
 }
 
-/// Exactly what the operator does with the API (issue 8's list).
+/// Exactly what the operator does with the API (docs/contract.md, "Operator RBAC").
 fn workload_grants() -> BTreeSet<(String, String, String)> {
     const CRUD: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
     expand(&[
@@ -162,6 +162,10 @@ fn workload_grants() -> BTreeSet<(String, String, String)> {
             &["update"],
         ),
         ("apps", &["deployments"], CRUD),
+        // The autoscaler writes replicas through the scale subresource; rollouts read
+        // ReplicaSets to find the template to roll back to.
+        ("apps", &["deployments/scale"], &["get", "patch", "update"]),
+        ("apps", &["replicasets"], &["get", "list", "watch"]),
         ("", &["services", "persistentvolumeclaims"], CRUD),
         ("batch", &["jobs"], CRUD),
         ("", &["pods"], &["get", "list", "watch"]),

@@ -65,7 +65,18 @@ async fn stream_tokens(app: &TestApp, prompt: &[u32]) -> (String, usize, String)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_greedy_streams_match_solo_runs_and_free_the_cache() {
-    let app = fixture_app(4096, 64);
+    concurrent_equals_solo("glm4moe-tiny").await;
+}
+
+/// GLM-4.7-Flash's MLA model under the same engine: its latent cache is paged, batched and
+/// prefix-shared exactly like Glm4Moe's K/V.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mla_model_batches_and_prefix_caches_like_glm4moe() {
+    concurrent_equals_solo("glm4moelite-tiny").await;
+}
+
+async fn concurrent_equals_solo(fixture: &str) {
+    let app = fixture_app_for(fixture, 4096, 64);
     let mut solo = Vec::new();
     for i in 0..STREAMS {
         solo.push(stream_tokens(&app, &prompt_for(i)).await);

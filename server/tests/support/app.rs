@@ -84,7 +84,13 @@ pub fn toy_app(opts: Opts) -> TestApp {
 
 /// An app over a real fixture model (`glm4moe-tiny`), loaded with glm_model.
 pub fn fixture_app(num_blocks: usize, max_num_seqs: usize) -> TestApp {
-    let dir = fixtures().join("glm4moe-tiny");
+    fixture_app_for("glm4moe-tiny", num_blocks, max_num_seqs)
+}
+
+/// The app over one of the fixture models (`glm4moe-tiny`, `glm4moelite-tiny`).
+#[allow(dead_code)] // not every test binary serves both architectures
+pub fn fixture_app_for(fixture: &str, num_blocks: usize, max_num_seqs: usize) -> TestApp {
+    let dir = fixtures().join(fixture);
     let model = glm_model::load_model(&dir, &candle_core::Device::Cpu).unwrap();
     let tokenizer = GlmTokenizer::from_dir(&dir).unwrap();
     let template = tokenizer.chat_template().ok();
