@@ -62,7 +62,7 @@ use crate::{
     upgrade::{
         self,
         observe::{observe_deployment, observe_pod, observe_replica_set},
-        RolloutInput, RolloutPolicy,
+        RolloutInput, RolloutPolicy, TemplateSource,
     },
     Error, Result,
 };
@@ -223,9 +223,12 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
     // Only the template comes from the plan's source; the rest of the Deployment (replicas,
     // strategy, labels) is rendered from the spec, or from the model the Deployment serves
     // while the new weights are not verified yet.
-    let base = match spec_deployment {
-        Some(d) => Some(d),
-        None => observed
+    let base = match (spec_deployment, &plan.template) {
+        (Some(d), _) => Some(d),
+        // The plan picks the spec's template only on verified weights; never render an
+        // unstamped stand-in for it.
+        (None, TemplateSource::Spec) => None,
+        (None, _) => observed
             .as_ref()
             .and_then(served_model_of)
             .map(|m| render(&m))
