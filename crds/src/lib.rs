@@ -45,6 +45,11 @@ pub const DEFAULT_GPU_RESOURCE: &str = "nvidia.com/gpu";
 pub const SERVER_PORT: i32 = 8000;
 /// Where the cache volume is mounted, in the download Job and (read-only) in the server.
 pub const MODELS_MOUNT: &str = "/models";
+/// Reserved `spec.model.repo` for the built-in deterministic demo model (`glm-server serve
+/// --model demo`): no cache claim, no download Job; for CPU clusters, tests and trials.
+pub const DEMO_REPO: &str = "glm-dev/demo";
+/// `--model` value, and `status.resolvedRevision`, of the built-in demo model.
+pub const DEMO_MODEL: &str = "demo";
 
 /// Label keys and values put on every child object; the selector uses `instance` + `deployment`.
 pub mod labels {

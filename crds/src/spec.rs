@@ -132,7 +132,8 @@ fn model_rules(s: &mut Schema) {
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = model_rules)]
 pub struct ModelSpec {
-    /// `owner/name` on the hub, e.g. `zai-org/GLM-4.5-Air`.
+    /// `owner/name` on the hub, e.g. `zai-org/GLM-4.5-Air`. The reserved `glm-dev/demo`
+    /// serves the built-in demo model (no cache, no download).
     #[schemars(regex(pattern = REPO_PATTERN), length(min = 3, max = 200))]
     pub repo: String,
     /// Branch, tag or commit sha; resolved to a commit sha before anything is served.
@@ -157,6 +158,13 @@ pub struct ModelSpec {
     /// Download Job policy.
     #[serde(default)]
     pub download: DownloadSpec,
+}
+
+impl ModelSpec {
+    /// Whether this is the built-in demo model ([`crate::DEMO_REPO`]).
+    pub fn is_builtin_demo(&self) -> bool {
+        self.repo == crate::DEMO_REPO
+    }
 }
 
 fn default_revision() -> String {

@@ -39,16 +39,18 @@ pub struct GlmDeploymentStatus {
     /// Last autoscaling decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingStatus>,
-    /// Commit sha all ready pods run.
+    /// Template revision (hash of model, image and arguments; pod template annotation
+    /// `serving.glm.dev/template-revision`) all ready pods run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_revision: Option<String>,
-    /// Commit sha the pod template points at (differs from current while rolling out).
+    /// Template revision the Deployment's pod template has (differs from current while
+    /// rolling out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_revision: Option<String>,
-    /// Last commit sha that was fully rolled out and Ready (rollback target).
+    /// Last template revision that was fully rolled out and Ready (rollback target).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_ready_revision: Option<String>,
-    /// Revision whose rollout missed its deadline and was rolled back; not retried while the
+    /// Template revision whose rollout missed its deadline and was rolled back; not retried while the
     /// spec still names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_revision: Option<String>,

@@ -144,31 +144,39 @@ fn expand(spec: &[(&str, &[&str], &[&str])]) -> BTreeSet<(String, String, String
 
 /// Exactly what the operator does with the API (docs/contract.md, "Operator RBAC").
 fn workload_grants() -> BTreeSet<(String, String, String)> {
-    const CRUD: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
     expand(&[
         (
             "serving.glm.dev",
             &["glmdeployments"],
-            &["get", "list", "watch", "patch"],
+            &["get", "list", "watch"],
         ),
-        (
-            "serving.glm.dev",
-            &["glmdeployments/status"],
-            &["patch", "update"],
-        ),
+        ("serving.glm.dev", &["glmdeployments/status"], &["patch"]),
         (
             "serving.glm.dev",
             &["glmdeployments/finalizers"],
             &["update"],
         ),
-        ("apps", &["deployments"], CRUD),
-        // The autoscaler writes replicas through the scale subresource; rollouts read
+        (
+            "apps",
+            &["deployments"],
+            &["get", "list", "watch", "create", "patch"],
+        ),
+        // The autoscaler writes replicas through the scale subresource; rollouts list
         // ReplicaSets to find the template to roll back to.
-        ("apps", &["deployments/scale"], &["get", "patch", "update"]),
-        ("apps", &["replicasets"], &["get", "list", "watch"]),
-        ("", &["services", "persistentvolumeclaims"], CRUD),
-        ("batch", &["jobs"], CRUD),
-        ("", &["pods"], &["get", "list", "watch"]),
+        ("apps", &["deployments/scale"], &["patch"]),
+        ("apps", &["replicasets"], &["list"]),
+        (
+            "",
+            &["persistentvolumeclaims"],
+            &["get", "list", "watch", "create", "patch"],
+        ),
+        ("", &["services"], &["list", "watch", "create", "patch"]),
+        (
+            "batch",
+            &["jobs"],
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ),
+        ("", &["pods"], &["list"]),
         ("", &["pods/log"], &["get"]),
         ("events.k8s.io", &["events"], &["create", "patch"]),
     ])
@@ -178,7 +186,7 @@ fn lease_grants() -> BTreeSet<(String, String, String)> {
     expand(&[(
         "coordination.k8s.io",
         &["leases"],
-        &["get", "create", "update", "patch"],
+        &["get", "create", "update"],
     )])
 }
 

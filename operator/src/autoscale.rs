@@ -43,8 +43,10 @@
 //!   `ctx.autoscaler.status(&key).map(|s| s.to_status())` into `status.autoscaling`.
 //! * reconcile, autoscaling disabled: `ctx.autoscaler.stop(&key)`; use
 //!   [`replicas_for_apply`] so that an HPA/KEDA owning the Deployment's replicas keeps them.
-//! * cleanup / object deleted: `ctx.autoscaler.stop(&key)`; leadership lost:
-//!   `ctx.autoscaler.stop_all()`.
+//! * object deleted: a deleted object is never reconciled again, so the controller's sweeper
+//!   (`controller::sweep_autoscalers`, every 30 s) calls `ctx.autoscaler.retain(..)` against
+//!   its reflector store and stops loops whose object is gone or being deleted; leadership
+//!   lost: `ctx.autoscaler.stop_all()`.
 //! * Each patch changes the Deployment, which the controller watches (`.owns(Deployment)`),
 //!   so a reconcile follows every scale; `subscribe()` reports every round for other uses.
 

@@ -131,22 +131,25 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
     let client = ctx.client.clone();
     let mut action_events = Vec::new();
 
-    // 1. The cache.
-    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    match desired_pvc(glmd)? {
-        Some(pvc) => {
-            apply(&pvcs, &pvc).await?;
-        }
-        None => {
-            let claim = cache_claim_name(glmd);
-            if pvcs.get_opt(&claim).await?.is_none() {
-                return Err(Error::CacheClaimNotFound(claim));
+    // 1 and 2. The cache and the download; the built-in demo model needs neither: the
+    //    server generates it in the pod.
+    let download = if glmd.spec.model.is_builtin_demo() {
+        builtin_demo_download()
+    } else {
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+        match desired_pvc(glmd)? {
+            Some(pvc) => {
+                apply(&pvcs, &pvc).await?;
+            }
+            None => {
+                let claim = cache_claim_name(glmd);
+                if pvcs.get_opt(&claim).await?.is_none() {
+                    return Err(Error::CacheClaimNotFound(claim));
+                }
             }
         }
-    }
-
-    // 2. The download.
-    let download = observe_download(glmd, ctx, ns, &mut action_events).await?;
+        observe_download(glmd, ctx, ns, &mut action_events).await?
+    };
 
     // 3. The server. What its pod template becomes is the rollout plan's decision
     //    (`crate::upgrade`): a new revision's weights download while the old pods keep serving,
@@ -307,6 +310,18 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
 }
 
 /// Creates the download Job when missing and reads its state (progress, result or failure).
+/// The built-in demo model is "downloaded" by definition: `--model demo`.
+fn builtin_demo_download() -> DownloadState {
+    DownloadState::Succeeded {
+        job_name: String::new(),
+        result: DownloadResult {
+            commit: glm_crds::DEMO_MODEL.into(),
+            path: glm_crds::DEMO_MODEL.into(),
+            bytes: None,
+        },
+    }
+}
+
 async fn observe_download(
     glmd: &GlmDeployment,
     ctx: &Context,

@@ -22,7 +22,7 @@
 //! 5. **Complete** / **Failed** (deadline exceeded with nothing to roll back to).
 //!
 //! # Integration (controller call sites)
-//! In reconcile, after the download Job's state is known and before the Deployment is
+//! Wired in `reconcile::converge` with the glue in `reconcile::rollout`. In reconcile, after the download Job's state is known and before the Deployment is
 //! applied: build a [`RolloutInput`] (see [`observe`] for the k8s conversions) with the
 //! memory from status, call [`plan`], then
 //! * render the pod template per [`RolloutPlan::template`] (`Spec`: from the GlmDeployment,

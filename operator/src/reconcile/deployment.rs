@@ -190,20 +190,24 @@ pub fn desired_deployment(
     pod_labels.insert(labels::REVISION.into(), params.model.commit.clone());
     let spec = &glmd.spec;
 
-    let mut volumes = vec![Volume {
-        name: "cache".into(),
-        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-            claim_name: cache_claim_name(glmd),
+    let (mut volumes, mut mounts) = (Vec::new(), Vec::new());
+    // The built-in demo model is generated in the pod; everything else is read from the cache.
+    if !spec.model.is_builtin_demo() {
+        volumes.push(Volume {
+            name: "cache".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: cache_claim_name(glmd),
+                read_only: Some(true),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "cache".into(),
+            mount_path: MODELS_MOUNT.into(),
             read_only: Some(true),
-        }),
-        ..Volume::default()
-    }];
-    let mut mounts = vec![VolumeMount {
-        name: "cache".into(),
-        mount_path: MODELS_MOUNT.into(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    }];
+            ..VolumeMount::default()
+        });
+    }
     if spec.resources.gpus > 1 {
         // Multi-GPU collectives exchange through /dev/shm; the container default is 64 MiB.
         volumes.push(Volume {

@@ -279,3 +279,30 @@ async fn replicas_owned_by_another_manager_are_left_alone() {
     within(reconcile_glmd(&g, &ctx)).await.unwrap();
     within(verifier).await.unwrap();
 }
+
+#[tokio::test]
+async fn builtin_demo_model_skips_cache_and_download() {
+    let (ctx, mut api) = Context::test();
+    let mut g = glmd();
+    g.spec.model.repo = glm_crds::DEMO_REPO.into();
+    let verifier = tokio::spawn(async move {
+        // The very first call is about the Deployment: no PVC, no Job.
+        api.get(&format!("{NS_APPS}/deployments/glm45"), None).await;
+        let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["containers"][0]["args"][1], "--model");
+        assert_eq!(pod["containers"][0]["args"][2], "demo");
+        let volumes = pod["volumes"].as_array().cloned().unwrap_or_default();
+        assert!(
+            volumes
+                .iter()
+                .all(|v| v.get("persistentVolumeClaim").is_none()),
+            "{volumes:?}"
+        );
+        api.apply(&format!("{NS_CORE}/services/glm45")).await;
+        let status = api.apply(STATUS).await;
+        assert_eq!(status["status"]["resolvedRevision"], "demo");
+    });
+    let _ = within(reconcile_glmd(&g, &ctx)).await;
+    within(verifier).await.unwrap();
+}

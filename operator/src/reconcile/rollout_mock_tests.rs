@@ -369,3 +369,90 @@ async fn missed_progress_deadline_rolls_back_to_the_last_ready_replica_set() {
     within(reconcile_glmd(&g, &ctx)).await.unwrap();
     within(verifier).await.unwrap();
 }
+
+#[tokio::test]
+async fn unschedulable_surge_pod_falls_back_to_one_at_a_time() {
+    let (ctx, mut api) = Context::test();
+    let mut g = glmd();
+    let (old, old_rev) = rendered(&g, OLD_SHA);
+    let (new, new_rev) = rendered(&g, SHA);
+    g.status = Some(GlmDeploymentStatus {
+        model: Some(ModelStatus {
+            phase: ModelPhase::Ready,
+            job_name: Some(job_name(&g)),
+            commit: Some(SHA.into()),
+            path: Some(model_path(SHA)),
+            ..Default::default()
+        }),
+        conditions: vec![ready_true()],
+        current_revision: Some(old_rev.clone()),
+        update_revision: Some(new_rev.clone()),
+        last_ready_revision: Some(old_rev.clone()),
+        rollout_phase: Some("Rolling".into()),
+        ..Default::default()
+    });
+    let observed = with_status(&new, 2, 3, 1, 2);
+    let sets = vec![
+        replica_set(&old, "glm45-old", "aaa", 1),
+        replica_set(&new, "glm45-new", "bbb", 2),
+    ];
+    // The surge pod waits for a GPU (well within the progress deadline); old pods serve.
+    let now = Timestamp::now();
+    let ago = |s: u64| (now - Duration::from_secs(s)).to_string();
+    let surge = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "glm45-bbb-1", "namespace": "llm",
+        "labels": {"pod-template-hash": "bbb"}, "creationTimestamp": ago(300)},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/2 nodes: Insufficient nvidia.com/gpu",
+            "lastTransitionTime": ago(290)}]}});
+    let serving = |n: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": n, "namespace": "llm",
+        "labels": {"pod-template-hash": "aaa"}, "creationTimestamp": ago(9000)},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+    };
+    let pods = vec![serving("glm45-aaa-1"), serving("glm45-aaa-2"), surge];
+    let new_template = template_of(&serde_json::to_value(&new).unwrap());
+    let verifier = tokio::spawn(async move {
+        api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache"))
+            .await;
+        api.get(&format!("{NS_APPS}/deployments/glm45"), Some(observed))
+            .await;
+        api.list(
+            &format!("{NS_APPS}/replicasets"),
+            "labelSelector=",
+            "ReplicaSetList",
+            sets,
+        )
+        .await;
+        api.list(
+            &format!("{NS_CORE}/pods"),
+            "labelSelector=",
+            "PodList",
+            pods,
+        )
+        .await;
+        let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
+        assert_eq!(template_of(&d), new_template, "the rollout goes on");
+        let ru = &d["spec"]["strategy"]["rollingUpdate"];
+        assert_eq!(
+            (&ru["maxSurge"], &ru["maxUnavailable"]),
+            (&json!(0), &json!(1))
+        );
+        api.apply(&format!("{NS_CORE}/services/glm45")).await;
+        let status = api.apply(STATUS).await;
+        let s = &status["status"];
+        assert_eq!(s["rolloutPhase"], "OneAtATime");
+        assert_eq!(
+            condition(s, "Progressing"),
+            ("True".into(), "SurgeUnschedulable".into())
+        );
+        assert_eq!(condition(s, "Degraded").0, "False");
+        let ev = api.event("llm").await;
+        assert_eq!(
+            (ev["reason"].as_str(), ev["type"].as_str()),
+            (Some("SurgeUnschedulable"), Some("Warning"))
+        );
+    });
+    let action = within(reconcile_glmd(&g, &ctx)).await.unwrap();
+    assert_eq!(action, Action::requeue(ROLLOUT_POLL));
+    within(verifier).await.unwrap();
+}

@@ -233,7 +233,7 @@ async fn retain_stops_only_the_loops_of_deleted_objects() {
     assert_eq!(stopped, [key()]);
     assert!(!autoscaler.is_running(&key()));
     assert!(autoscaler.is_running(&other));
-    assert_eq!(autoscaler.running_keys(), [other.clone()]);
+    assert_eq!(autoscaler.running_keys(), [other]);
     // Nothing gone: nothing stopped.
     assert!(autoscaler.retain(|_| true).is_empty());
     autoscaler.stop_all();

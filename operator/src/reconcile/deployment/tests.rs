@@ -235,3 +235,38 @@ fn served_model_round_trips_through_the_deployment() {
     let d = build(&glmd());
     assert_eq!(served_model_of(&d), Some(model()));
 }
+
+#[test]
+fn builtin_demo_model_runs_without_cache_or_download() {
+    let mut g = glmd();
+    g.spec.model.repo = glm_crds::DEMO_REPO.into();
+    let demo = ServedModel {
+        commit: glm_crds::DEMO_MODEL.into(),
+        path: glm_crds::DEMO_MODEL.into(),
+    };
+    let d = desired_deployment(
+        &g,
+        &DeploymentParams {
+            image: "img:2",
+            model: &demo,
+            replicas: Some(1),
+        },
+    )
+    .unwrap();
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let args = pod.containers[0].args.clone().unwrap();
+    assert_eq!(&args[..3], ["serve", "--model", "demo"]);
+    let claims: Vec<_> = pod
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| v.persistent_volume_claim.is_some())
+        .collect();
+    assert!(claims.is_empty(), "the demo mounts no cache: {claims:?}");
+    assert!(pod.containers[0]
+        .volume_mounts
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .all(|m| m.mount_path != MODELS_MOUNT));
+}

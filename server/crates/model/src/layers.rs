@@ -7,9 +7,11 @@ use crate::batch::ModelError;
 use crate::kernels;
 use crate::weights::Checkpoint;
 
-/// Below this many rows the streaming matrix-vector kernel wins (memory bound); from here
-/// on candle's gemm (runtime AVX2/FMA/AVX-512 dispatch) wins (compute bound).
-pub const GEMM_MIN_ROWS: usize = 4;
+/// Below this many rows `kernels::matmul_t` wins: it streams each weight row once per tile
+/// of rows with no packing, while candle's gemm packs the whole weight matrix per call, which
+/// dominated decode steps (experts see a handful of rows each). From here on (prefill) the
+/// packed gemm's compute efficiency pays for the packing.
+pub const GEMM_MIN_ROWS: usize = 64;
 
 /// `y = x W^T (+ b)` with `W` stored `[out, in]` in f32 on the CPU.
 #[derive(Debug)]

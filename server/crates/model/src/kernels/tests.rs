@@ -34,6 +34,9 @@ fn matmul_matches_naive_for_many_shapes() {
         (4, 33, 9),
         (9, 130, 70),
         (32, 256, 40),
+        // More rows than one tile, a row count and an out count that leave remainders.
+        (37, 70, 33),
+        (70, 16, 3),
     ] {
         let x = pseudo(rows * i, 1);
         let w = pseudo(o * i, 2);
