@@ -2,10 +2,7 @@
 
 use axum::{
     extract::State,
-    response::{
-        sse::{Event, KeepAlive, Sse},
-        IntoResponse, Response,
-    },
+    response::{sse::Event, IntoResponse, Response},
     Json,
 };
 use futures::StreamExt;
@@ -136,21 +133,11 @@ async fn handle(
         logprobs: valid.params.sampling.logprobs.is_some(),
     };
     if req.common.stream {
-        let include_usage = req
-            .common
-            .stream_options
-            .as_ref()
-            .is_some_and(|o| o.include_usage);
-        let stream = async_stream::stream! {
-            let _guard = guard;
-            let mut s = std::pin::pin!(stream_chunks(state, ctx, gens, echo, include_usage));
-            while let Some(ev) = s.next().await {
-                yield Ok::<Event, std::convert::Infallible>(ev);
-            }
-        };
-        Ok(Sse::new(stream)
-            .keep_alive(KeepAlive::default())
-            .into_response())
+        let include_usage = req.common.include_usage();
+        Ok(super::generate::sse_response(
+            guard,
+            stream_chunks(state, ctx, gens, echo, include_usage),
+        ))
     } else {
         let body = collect(&state, ctx, gens, echo).await;
         drop(guard);

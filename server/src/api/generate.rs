@@ -193,3 +193,26 @@ pub fn merged(
     });
     futures::stream::select_all(streams)
 }
+
+/// The SSE response over a generation's `events`. `guard` (the in-flight count that drain
+/// waits for) lives until the stream ends or the client goes away.
+pub fn sse_response<G: Send + 'static>(
+    guard: G,
+    events: impl futures::Stream<Item = axum::response::sse::Event> + Send + 'static,
+) -> axum::response::Response {
+    use axum::response::{
+        sse::{KeepAlive, Sse},
+        IntoResponse,
+    };
+    use futures::StreamExt;
+    let stream = async_stream::stream! {
+        let _guard = guard;
+        let mut events = std::pin::pin!(events);
+        while let Some(ev) = events.next().await {
+            yield Ok::<_, std::convert::Infallible>(ev);
+        }
+    };
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}

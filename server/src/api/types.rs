@@ -58,6 +58,15 @@ pub struct CommonParams {
     pub logit_bias: Option<Map<String, Value>>,
 }
 
+impl CommonParams {
+    /// `stream_options.include_usage`: a final usage chunk before `[DONE]`.
+    pub fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct ChatCompletionRequest {
     pub model: Option<String>,
