@@ -66,15 +66,17 @@ pub fn matmul_t(
     // Enough chunks to balance threads, each big enough to amortise task overhead.
     let chunk = (out_dim / (threads * 4)).clamp(8, 1024).min(out_dim);
     if rows == 1 {
-        // Memory bound: the portable streaming kernel (16 independent lanes) measured
-        // faster here than the dispatched one.
+        // Memory bound: one pass over the weights, written straight into `y`.
         y.par_chunks_mut(chunk).enumerate().for_each(|(ci, yc)| {
-            let o0 = ci * chunk;
-            for (j, yo) in yc.iter_mut().enumerate() {
-                let o = o0 + j;
-                let wr = &w[o * in_dim..(o + 1) * in_dim];
-                *yo = dot(wr, x) + bias.map_or(0.0, |b| b[o]);
-            }
+            arch.dispatch(Chunk {
+                x,
+                rows,
+                w,
+                in_dim,
+                bias,
+                o0: ci * chunk,
+                yc,
+            })
         });
         return;
     }
@@ -128,15 +130,29 @@ impl pulp::WithSimd for Chunk<'_> {
         let n_out = yc.len() / rows;
         let wrow = |j: usize| &w[(o0 + j) * in_dim..(o0 + j + 1) * in_dim];
         let xrow = |r: usize| &x[r * in_dim..(r + 1) * in_dim];
+        // The weight rows after `j..j + 2` (empty past the end of the matrix).
+        let ahead = |j: usize| {
+            let a = ((o0 + j + 2) * in_dim).min(w.len());
+            let b = ((o0 + j + 4) * in_dim).min(w.len());
+            &w[a..b]
+        };
         let mut t0 = 0;
         while t0 < rows {
             let t1 = (t0 + ROW_TILE).min(rows);
             let mut j = 0;
             while j < n_out {
-                // Two weight rows at a time when possible: 8 independent FMA chains.
+                // Two weight rows at a time when possible: 8 independent FMA chains. The
+                // passes over them prefetch the next two, so that memory keeps streaming
+                // while later row blocks compute from cache.
                 let pair = j + 1 < n_out;
+                let next = ahead(j);
+                let passes = (t1 - t0).div_ceil(4);
                 let mut r = t0;
                 while r < t1 {
+                    // Each pass over the pair prefetches its share of the next pair.
+                    let k = (r - t0) / 4;
+                    let pf = &next[(k * next.len() / passes).min(next.len())
+                        ..((k + 1) * next.len() / passes).min(next.len())];
                     let quad = r + 4 <= t1;
                     match (pair, quad) {
                         (true, true) => {
@@ -144,6 +160,7 @@ impl pulp::WithSimd for Chunk<'_> {
                                 simd,
                                 [wrow(j), wrow(j + 1)],
                                 [xrow(r), xrow(r + 1), xrow(r + 2), xrow(r + 3)],
+                                pf,
                             );
                             for (a, dr) in d.iter().enumerate() {
                                 yc[(j + a) * rows + r..(j + a) * rows + r + 4].copy_from_slice(dr);
@@ -151,7 +168,7 @@ impl pulp::WithSimd for Chunk<'_> {
                             r += 4;
                         }
                         (true, false) => {
-                            let d = dots::<S, 2, 1>(simd, [wrow(j), wrow(j + 1)], [xrow(r)]);
+                            let d = dots::<S, 2, 1>(simd, [wrow(j), wrow(j + 1)], [xrow(r)], pf);
                             yc[j * rows + r] = d[0][0];
                             yc[(j + 1) * rows + r] = d[1][0];
                             r += 1;
@@ -161,12 +178,14 @@ impl pulp::WithSimd for Chunk<'_> {
                                 simd,
                                 [wrow(j)],
                                 [xrow(r), xrow(r + 1), xrow(r + 2), xrow(r + 3)],
+                                pf,
                             );
                             yc[j * rows + r..j * rows + r + 4].copy_from_slice(&d[0]);
                             r += 4;
                         }
                         (false, false) => {
-                            yc[j * rows + r] = dots::<S, 1, 1>(simd, [wrow(j)], [xrow(r)])[0][0];
+                            yc[j * rows + r] =
+                                dots::<S, 1, 1>(simd, [wrow(j)], [xrow(r)], pf)[0][0];
                             r += 1;
                         }
                     }
@@ -184,19 +203,31 @@ impl pulp::WithSimd for Chunk<'_> {
 }
 
 /// `W x R` dot products (each weight row against each input row) in one pass over the
-/// vectors, with `W * R` independent SIMD accumulators.
+/// vectors, with `W * R` independent SIMD accumulators. `pf` (the next weight rows, or empty)
+/// is prefetched into L2 along the way, a cache line per 64 bytes of a weight row.
 #[inline(always)]
 fn dots<S: pulp::Simd, const W: usize, const R: usize>(
     simd: S,
     w: [&[f32]; W],
     x: [&[f32]; R],
+    pf: &[f32],
 ) -> [[f32; R]; W] {
     let ws = w.map(|s| S::as_simd_f32s(s));
     let xs = x.map(|s| S::as_simd_f32s(s));
     let n = ws[0].0.len();
+    // Floats of `pf` to cover per vector step so that it is done when the rows are.
+    let pf_step = pf.len().div_ceil(n.max(1)).next_multiple_of(16);
     let zero = simd.splat_f32s(0.0);
     let mut acc = [[zero; R]; W];
+    let mut p = 0;
     for i in 0..n {
+        if p < pf.len() {
+            let end = (p + pf_step).min(pf.len());
+            while p < end {
+                prefetch::l2(&pf[p]);
+                p += 16;
+            }
+        }
         let xv: [S::f32s; R] = core::array::from_fn(|b| xs[b].0[i]);
         for a in 0..W {
             let wv = ws[a].0[i];
@@ -216,6 +247,27 @@ fn dots<S: pulp::Simd, const W: usize, const R: usize>(
         }
     }
     out
+}
+
+/// Software prefetch: the hardware prefetchers alone leave DRAM idle while a weight row that
+/// is already in cache is multiplied with several input rows.
+mod prefetch {
+    /// Hints that the cache line holding `v` will be read soon (into L2). A hint only: it
+    /// never faults and has no effect on results.
+    #[inline(always)]
+    pub fn l2(v: &f32) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetch is a hint that cannot fault, and the pointer comes from a live
+        // reference.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
+                (v as *const f32).cast::<i8>(),
+            );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = v;
+    }
 }
 
 /// RMSNorm over each `dim`-sized row in place: `w * x / sqrt(mean(x^2) + eps)`.

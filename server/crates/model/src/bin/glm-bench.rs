@@ -1,7 +1,10 @@
 //! Prefill and decode throughput of a model directory against the memory-bandwidth bound.
 //!
 //! `cargo run --release -p glm-model --bin glm-bench -- --model DIR [--prompt-len 256]
-//!  [--decode-steps 64] [--batches 1,8,32]`
+//!  [--decode-steps 64] [--batches 1,8,32] [--batch-prompt-len 32]`
+//!
+//! Leaving 1 out of `--batches` skips the bandwidth measure and the batch-1 run (for
+//! profiling batched decode alone).
 //!
 //! Decode at batch 1 reads every active weight once per token, so its ceiling is
 //! `measured bandwidth / active weight bytes per token`.
@@ -19,6 +22,8 @@ struct Args {
     prompt_len: usize,
     decode_steps: usize,
     batches: Vec<usize>,
+    /// Prompt length of each sequence in the batched decode runs.
+    batch_prompt_len: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -26,6 +31,7 @@ fn parse_args() -> Result<Args, String> {
     let mut prompt_len = 256;
     let mut decode_steps = 64;
     let mut batches = vec![1, 8, 32];
+    let mut batch_prompt_len = 32;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));
@@ -33,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
         match a.as_str() {
             "--model" => model = Some(PathBuf::from(val()?)),
             "--prompt-len" => prompt_len = num(val()?)?,
+            "--batch-prompt-len" => batch_prompt_len = num(val()?)?,
             "--decode-steps" => decode_steps = num(val()?)?,
             "--batches" => {
                 batches = val()?
@@ -43,7 +50,7 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => {
                 return Err(
                     "usage: glm-bench --model DIR [--prompt-len N] [--decode-steps N] \
-                            [--batches 1,8,32]"
+                            [--batches 1,8,32] [--batch-prompt-len N]"
                         .into(),
                 )
             }
@@ -55,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
         prompt_len: prompt_len.max(1),
         decode_steps: decode_steps.max(1),
         batches,
+        batch_prompt_len: batch_prompt_len.max(1),
     })
 }
 
@@ -165,7 +173,11 @@ fn bench(args: &Args) -> Result<(), ModelError> {
         "bytes/token      {:.1} MiB of weights read per decoded token (batch 1)",
         bytes / (1 << 20) as f64
     );
-    let bw = measure_bandwidth();
+    let bw = if args.batches.contains(&1) {
+        measure_bandwidth()
+    } else {
+        f64::NAN
+    };
     let bound = bw / bytes;
     println!(
         "bandwidth        {:.2} GB/s measured (parallel streaming read, best of 3)",
@@ -175,7 +187,29 @@ fn bench(args: &Args) -> Result<(), ModelError> {
 
     // Warm up (page in weights, grow allocator pools).
     run(m.as_mut(), 1, 16, 2)?;
-    let (prefill, decode) = run(m.as_mut(), 1, args.prompt_len, args.decode_steps)?;
+    if args.batches.contains(&1) {
+        batch_one(m.as_mut(), args, bound)?;
+    }
+    for &b in args.batches.iter().filter(|&&b| b > 1) {
+        let (_, decode) = run(
+            m.as_mut(),
+            b,
+            args.batch_prompt_len,
+            args.decode_steps.min(32),
+        )?;
+        let steps = args.decode_steps.min(32);
+        let tps = (b * steps) as f64 / decode;
+        println!(
+            "decode batch {b:<3} {tps:.1} tokens/s ({:.2} ms/step)",
+            1000.0 * decode / steps as f64
+        );
+    }
+    Ok(())
+}
+
+/// Prefill of one prompt, then batch-1 decode against the bandwidth bound.
+fn batch_one(m: &mut dyn CausalLm, args: &Args, bound: f64) -> Result<(), ModelError> {
+    let (prefill, decode) = run(m, 1, args.prompt_len, args.decode_steps)?;
     println!(
         "prefill          {:.1} tokens/s ({} tokens in {:.3} s)",
         args.prompt_len as f64 / prefill,
@@ -188,14 +222,5 @@ fn bench(args: &Args) -> Result<(), ModelError> {
         1000.0 / tps,
         100.0 * tps / bound
     );
-    for &b in args.batches.iter().filter(|&&b| b > 1) {
-        let (_, decode) = run(m.as_mut(), b, 32, args.decode_steps.min(32))?;
-        let steps = args.decode_steps.min(32);
-        let tps = (b * steps) as f64 / decode;
-        println!(
-            "decode batch {b:<3} {tps:.1} tokens/s ({:.2} ms/step)",
-            1000.0 * decode / steps as f64
-        );
-    }
     Ok(())
 }
