@@ -80,8 +80,9 @@ pub struct ServeArgs {
     /// Accepted for vLLM compatibility; only 1 is supported.
     #[arg(long, default_value_t = 1)]
     pub tensor_parallel_size: usize,
-    /// Accepted for vLLM compatibility (auto, bfloat16, float16, float32); weights are
-    /// converted as the device's kernels need.
+    /// Type the linear-layer weights are kept in (vLLM's spellings): auto keeps the
+    /// checkpoint's (bf16 for GLM releases, half the bytes per decoded token of float32);
+    /// float32, bfloat16 or float16 convert at load. Compute is f32 either way.
     #[arg(long, default_value = "auto")]
     pub dtype: String,
     #[arg(long, value_enum, default_value_t = LogFormat::Auto)]
@@ -236,6 +237,13 @@ pub fn size_kv_cache(
 
 impl ServeArgs {
     /// Checks flag combinations that do not depend on the model.
+    /// `--dtype` parsed.
+    pub fn weight_dtype(&self) -> Result<glm_model::WeightDtype, ConfigError> {
+        self.dtype
+            .parse()
+            .map_err(|e: String| ConfigError::invalid("dtype", e))
+    }
+
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.tensor_parallel_size != 1 {
             return Err(ConfigError::invalid(
@@ -265,15 +273,7 @@ impl ServeArgs {
                 "limits must be positive",
             ));
         }
-        if !matches!(
-            self.dtype.as_str(),
-            "auto" | "bfloat16" | "bf16" | "float16" | "half" | "float32" | "float"
-        ) {
-            return Err(ConfigError::invalid(
-                "dtype",
-                format!("unknown dtype {:?}", self.dtype),
-            ));
-        }
+        self.weight_dtype()?;
         Ok(())
     }
 }

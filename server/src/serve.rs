@@ -137,10 +137,12 @@ pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
     let served = args.served_model_name.clone().unwrap_or(default_name);
     let device = parse_device(&args.device)?;
     let load_dir = dir.clone();
+    let dtype = args.weight_dtype()?;
     let started = std::time::Instant::now();
-    let model = tokio::task::spawn_blocking(move || glm_model::load_model(&load_dir, &device))
-        .await
-        .map_err(|e| io("model load task")(std::io::Error::other(e)))??;
+    let model =
+        tokio::task::spawn_blocking(move || glm_model::load_model_with(&load_dir, &device, dtype))
+            .await
+            .map_err(|e| io("model load task")(std::io::Error::other(e)))??;
     let info = model.info().clone();
     tracing::info!(
         dir = %dir.display(),

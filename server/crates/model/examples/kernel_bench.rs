@@ -1,41 +1,71 @@
-//! Throughput of `kernels::matmul_t` at the shapes a decode step of the GLM MoE models runs:
-//! `cargo run --release -p glm-model --example kernel_bench`.
+//! Throughput of `kernels::matmul_w` at the shapes a decode step of the GLM MoE models runs,
+//! with weights streamed from memory (more copies than the last-level cache holds):
+//! `cargo run --release -p glm-model --example kernel_bench [f32|bf16|f16]...`.
 use std::time::Instant;
 
+use glm_model::kernels::{matmul_w, WeightsRef};
+
+enum Store {
+    F32(Vec<f32>),
+    Bf16(Vec<u16>),
+    F16(Vec<u16>),
+}
+
+impl Store {
+    fn as_ref(&self) -> WeightsRef<'_> {
+        match self {
+            Store::F32(w) => WeightsRef::F32(w),
+            Store::Bf16(w) => WeightsRef::Bf16(w),
+            Store::F16(w) => WeightsRef::F16(w),
+        }
+    }
+}
+
 fn main() {
-    let shapes: &[(&str, usize, usize, usize)] = &[
-        ("qkv/o 1024x1024", 1024, 1024, 0),
-        ("expert gate 512x1024", 512, 1024, 0),
-        ("expert down 1024x512", 1024, 512, 0),
-        ("dense 2816x1024", 2816, 1024, 0),
+    let mut dtypes: Vec<String> = std::env::args().skip(1).collect();
+    if dtypes.is_empty() {
+        dtypes = vec!["f32".into(), "bf16".into()];
+    }
+    let shapes: &[(&str, usize, usize)] = &[
+        ("qkv 2048x1024", 2048, 1024),
+        ("expert gate_up 1024x1024", 1024, 1024),
+        ("expert down 1024x512", 1024, 512),
+        ("dense gate_up 5632x1024", 5632, 1024),
     ];
-    for &(name, out, inp, _) in shapes {
-        // Enough copies to exceed the last-level cache, as the model's weights do.
-        let copies = (256usize << 20) / (4 * out * inp);
-        let ws: Vec<Vec<f32>> = (0..copies)
-            .map(|c| {
-                (0..out * inp)
-                    .map(|i| (((i + c) % 13) as f32 - 6.0) * 0.01)
-                    .collect()
-            })
-            .collect();
-        for rows in [1usize, 2, 4, 8, 16, 32] {
-            let x: Vec<f32> = (0..rows * inp).map(|i| ((i % 7) as f32) * 0.1).collect();
-            let mut y = vec![0f32; rows * out];
-            let iters = 400;
-            glm_model::kernels::matmul_t(&x, rows, &ws[0], inp, out, None, &mut y);
-            let t = Instant::now();
-            for it in 0..iters {
-                let w = &ws[it % copies];
-                glm_model::kernels::matmul_t(&x, rows, w, inp, out, None, &mut y);
+    for dtype in &dtypes {
+        let width = if dtype == "f32" { 4 } else { 2 };
+        for &(name, out, inp) in shapes {
+            let copies = ((256usize << 20) / (width * out * inp)).max(2);
+            let ws: Vec<Store> = (0..copies)
+                .map(|c| {
+                    let v = (0..out * inp).map(|i| (((i + c) % 13) as f32 - 6.0) * 0.01);
+                    match dtype.as_str() {
+                        "bf16" => {
+                            Store::Bf16(v.map(|f| half::bf16::from_f32(f).to_bits()).collect())
+                        }
+                        "f16" => Store::F16(v.map(|f| half::f16::from_f32(f).to_bits()).collect()),
+                        _ => Store::F32(v.collect()),
+                    }
+                })
+                .collect();
+            for rows in [1usize, 2, 4, 8, 16, 32] {
+                let x: Vec<f32> = (0..rows * inp).map(|i| ((i % 7) as f32) * 0.1).collect();
+                let mut y = vec![0f32; rows * out];
+                let iters = 400;
+                matmul_w(&x, rows, ws[0].as_ref(), inp, out, None, &mut y);
+                let t = Instant::now();
+                for it in 0..iters {
+                    let w = ws[it % copies].as_ref();
+                    matmul_w(&x, rows, w, inp, out, None, &mut y);
+                }
+                let dt = t.elapsed().as_secs_f64() / iters as f64;
+                println!(
+                    "{dtype:<4} {name:<26} rows {rows:>2}: {:>7.1} us {:>6.1} GFLOP/s {:>5.1} GB/s",
+                    dt * 1e6,
+                    2.0 * (rows * out * inp) as f64 / dt / 1e9,
+                    (width * out * inp) as f64 / dt / 1e9
+                );
             }
-            let dt = t.elapsed().as_secs_f64() / iters as f64;
-            println!(
-                "{name:<22} rows {rows:>2}: {:>7.1} us  {:>6.1} GFLOP/s  {:>5.1} GB/s weights",
-                dt * 1e6,
-                2.0 * (rows * out * inp) as f64 / dt / 1e9,
-                (4 * out * inp) as f64 / dt / 1e9
-            );
         }
     }
 }

@@ -11,13 +11,12 @@ use crate::config::Glm4MoeConfig;
 use crate::kv_cache::{PagedKvCache, RowMeta};
 use crate::layers::{Linear, Mlp, RmsNorm, Rope};
 use crate::moe::{Moe, RouterConfig};
-use crate::weights::Checkpoint;
+use crate::weights::{Checkpoint, WeightDtype};
 
 #[derive(Debug)]
 pub struct Attention {
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
+    /// q, k and v projections fused at load: `[q | k | v]` per row.
+    pub qkv: Linear,
     pub o: Linear,
     pub q_norm: Option<RmsNorm>,
     pub k_norm: Option<RmsNorm>,
@@ -30,35 +29,19 @@ impl Attention {
     fn load(ck: &Checkpoint, p: &str, c: &Glm4MoeConfig) -> Result<Self, ModelError> {
         let (h, hd) = (c.hidden_size, c.head_dim);
         let norm = |n: &str| RmsNorm::load(ck, &format!("{p}.{n}.weight"), hd, c.rms_norm_eps);
+        let (q, kv) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);
         Ok(Self {
-            q: Linear::load(
+            qkv: Linear::load_fused(
                 ck,
-                &format!("{p}.q_proj"),
+                &[
+                    (&format!("{p}.q_proj"), q),
+                    (&format!("{p}.k_proj"), kv),
+                    (&format!("{p}.v_proj"), kv),
+                ],
                 h,
-                c.num_attention_heads * hd,
                 c.attention_bias,
             )?,
-            k: Linear::load(
-                ck,
-                &format!("{p}.k_proj"),
-                h,
-                c.num_key_value_heads * hd,
-                c.attention_bias,
-            )?,
-            v: Linear::load(
-                ck,
-                &format!("{p}.v_proj"),
-                h,
-                c.num_key_value_heads * hd,
-                c.attention_bias,
-            )?,
-            o: Linear::load(
-                ck,
-                &format!("{p}.o_proj"),
-                c.num_attention_heads * hd,
-                h,
-                false,
-            )?,
+            o: Linear::load(ck, &format!("{p}.o_proj"), q, h, false)?,
             q_norm: c.use_qk_norm.then(|| norm("q_norm")).transpose()?,
             k_norm: c.use_qk_norm.then(|| norm("k_norm")).transpose()?,
             heads: c.num_attention_heads,
@@ -68,9 +51,7 @@ impl Attention {
     }
 
     fn bytes(&self) -> u64 {
-        self.q.bytes()
-            + self.k.bytes()
-            + self.v.bytes()
+        self.qkv.bytes()
             + self.o.bytes()
             + self.q_norm.as_ref().map_or(0, RmsNorm::bytes)
             + self.k_norm.as_ref().map_or(0, RmsNorm::bytes)
@@ -86,9 +67,16 @@ impl Attention {
     ) -> Result<Vec<f32>, ModelError> {
         let n = step.rows.len();
         let hd = self.head_dim;
-        let mut q = self.q.forward(h, n)?;
-        let mut k = self.k.forward(h, n)?;
-        let v = self.v.forward(h, n)?;
+        let (qw, kvw) = (self.heads * hd, self.kv_heads * hd);
+        let qkv = self.qkv.forward(h, n)?;
+        let mut q = Vec::with_capacity(n * qw);
+        let mut k = Vec::with_capacity(n * kvw);
+        let mut v = Vec::with_capacity(n * kvw);
+        for row in qkv.chunks_exact(qw + 2 * kvw) {
+            q.extend_from_slice(&row[..qw]);
+            k.extend_from_slice(&row[qw..qw + kvw]);
+            v.extend_from_slice(&row[qw + kvw..]);
+        }
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             qn.apply(&mut q);
             kn.apply(&mut k);
@@ -280,9 +268,14 @@ pub struct Glm4Moe {
 impl Glm4Moe {
     /// Loads config.json, generation_config.json and the safetensors weights of `dir`.
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        Self::load_with(dir, WeightDtype::Auto)
+    }
+
+    /// [`Self::load`] keeping linear-layer weights as `dtype`.
+    pub fn load_with(dir: &Path, dtype: WeightDtype) -> Result<Self, ModelError> {
         let _span = info_span!("load_glm4moe", dir = %dir.display()).entered();
         let c = Glm4MoeConfig::from_dir(dir)?;
-        let ck = Checkpoint::open(dir)?;
+        let ck = Checkpoint::open(dir)?.with_dtype(dtype);
         let (h, v) = (c.hidden_size, c.vocab_size);
         let embed = ck.f32("model.embed_tokens.weight", &[v, h])?;
         let layers = (0..c.num_hidden_layers)

@@ -17,7 +17,7 @@ use crate::batch::{CacheConfig, CausalLm, ForwardBatch, ModelError, ModelInfo};
 use crate::kv_cache::RowMeta;
 use crate::layers::{Linear, Mlp, RmsNorm, Rope};
 use crate::moe::Moe;
-use crate::weights::Checkpoint;
+use crate::weights::{Checkpoint, WeightDtype};
 use attention::MlaAttention;
 use cache::LatentCache;
 pub use config::{Glm4MoeLiteConfig, KvLayoutReport, GLM4_MOE_LITE};
@@ -133,9 +133,14 @@ impl Glm4MoeLite {
     /// Loads config.json, generation_config.json and the safetensors weights of `dir`.
     /// MTP layers (`model.layers.{num_hidden_layers}..`) are not loaded.
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        Self::load_with(dir, WeightDtype::Auto)
+    }
+
+    /// [`Self::load`] keeping linear-layer weights as `dtype`.
+    pub fn load_with(dir: &Path, dtype: WeightDtype) -> Result<Self, ModelError> {
         let _span = info_span!("load_glm4moelite", dir = %dir.display()).entered();
         let c = Glm4MoeLiteConfig::from_dir(dir)?;
-        let ck = Checkpoint::open(dir)?;
+        let ck = Checkpoint::open(dir)?.with_dtype(dtype);
         let (h, v) = (c.hidden_size, c.vocab_size);
         let embed = ck.f32("model.embed_tokens.weight", &[v, h])?;
         let layers = (0..c.num_hidden_layers)

@@ -5,18 +5,31 @@ use candle_core::{Device, Storage, Tensor};
 
 use crate::batch::ModelError;
 use crate::kernels;
-use crate::weights::Checkpoint;
+use crate::kernels::WeightsRef;
+use crate::weights::{self, Checkpoint, Matrix};
 
-/// Below this many rows `kernels::matmul_t` wins: it streams each weight row once per tile
-/// of rows with no packing, while candle's gemm packs the whole weight matrix per call, which
-/// dominated decode steps (experts see a handful of rows each). From here on (prefill) the
-/// packed gemm's compute efficiency pays for the packing.
+/// Below this many rows `kernels::matmul_w` wins for f32 weights: it streams each weight
+/// row once per tile of rows with no packing, while candle's gemm packs the whole weight
+/// matrix per call, which dominated decode steps (experts see a handful of rows each). From
+/// here on (prefill) the packed gemm's compute efficiency pays for the packing.
 pub const GEMM_MIN_ROWS: usize = 64;
 
-/// `y = x W^T (+ b)` with `W` stored `[out, in]` in f32 on the CPU.
+/// The same for 16-bit weights, which must first be widened to an f32 copy for the gemm.
+pub const GEMM_MIN_ROWS_HALF: usize = 256;
+
+/// A linear layer's weight `[out, in]`: f32 as a candle tensor (for the prefill gemm), or
+/// 16-bit bits widened on the fly.
+#[derive(Debug)]
+enum Weight {
+    F32(Tensor),
+    Bf16(Vec<u16>),
+    F16(Vec<u16>),
+}
+
+/// `y = x W^T (+ b)` with `W` stored `[out, in]` on the CPU, in f32, bf16 or f16.
 #[derive(Debug)]
 pub struct Linear {
-    weight: Tensor,
+    weight: Weight,
     pub bias: Option<Vec<f32>>,
     pub in_dim: usize,
     pub out_dim: usize,
@@ -29,12 +42,31 @@ impl Linear {
         in_dim: usize,
         out_dim: usize,
     ) -> Result<Self, ModelError> {
-        let weight = Tensor::from_vec(weight, (out_dim, in_dim), &Device::Cpu)?;
+        Self::from_matrix(Matrix::F32(weight), bias, in_dim, out_dim)
+    }
+
+    pub fn from_matrix(
+        weight: Matrix,
+        bias: Option<Vec<f32>>,
+        in_dim: usize,
+        out_dim: usize,
+    ) -> Result<Self, ModelError> {
+        if weight.len() != in_dim * out_dim {
+            return Err(ModelError::Compute(format!(
+                "weight has {} values, expected {out_dim} x {in_dim}",
+                weight.len()
+            )));
+        }
         if bias.as_ref().is_some_and(|b| b.len() != out_dim) {
             return Err(ModelError::Compute(format!(
                 "bias length differs from {out_dim}"
             )));
         }
+        let weight = match weight {
+            Matrix::F32(w) => Weight::F32(Tensor::from_vec(w, (out_dim, in_dim), &Device::Cpu)?),
+            Matrix::Bf16(w) => Weight::Bf16(w),
+            Matrix::F16(w) => Weight::F16(w),
+        };
         Ok(Self {
             weight,
             bias,
@@ -51,13 +83,33 @@ impl Linear {
         out_dim: usize,
         bias: bool,
     ) -> Result<Self, ModelError> {
-        let weight = ck.f32(&format!("{prefix}.weight"), &[out_dim, in_dim])?;
-        let bias = if bias {
-            Some(ck.f32(&format!("{prefix}.bias"), &[out_dim])?)
-        } else {
-            None
-        };
-        Self::new(weight, bias, in_dim, out_dim)
+        Self::load_fused(ck, &[(prefix, out_dim)], in_dim, bias)
+    }
+
+    /// Several projections of the same input as one layer: their output rows one after the
+    /// other, in the order given (`(prefix, out_dim)` each). One pass over the input and one
+    /// parallel region instead of several.
+    pub fn load_fused(
+        ck: &Checkpoint,
+        parts: &[(&str, usize)],
+        in_dim: usize,
+        bias: bool,
+    ) -> Result<Self, ModelError> {
+        let mut weight: Option<Matrix> = None;
+        let mut b: Vec<f32> = Vec::new();
+        for &(prefix, out) in parts {
+            let w = ck.matrix(&format!("{prefix}.weight"), &[out, in_dim])?;
+            weight = Some(match weight {
+                None => w,
+                Some(acc) => acc.concat(w),
+            });
+            if bias {
+                b.extend(ck.f32(&format!("{prefix}.bias"), &[out])?);
+            }
+        }
+        let out_dim = parts.iter().map(|p| p.1).sum();
+        let weight = weight.ok_or_else(|| ModelError::Compute("no projection to load".into()))?;
+        Self::from_matrix(weight, bias.then_some(b), in_dim, out_dim)
     }
 
     /// `x` holds `rows` rows of `in_dim`; returns `rows` rows of `out_dim`.
@@ -69,12 +121,23 @@ impl Linear {
                 self.in_dim
             )));
         }
-        if rows >= GEMM_MIN_ROWS {
+        let gemm = match &self.weight {
+            Weight::F32(t) if rows >= GEMM_MIN_ROWS => Some(t.clone()),
+            Weight::Bf16(w) if rows >= GEMM_MIN_ROWS_HALF => Some(Tensor::from_vec(
+                weights::bf16_to_f32(w),
+                (self.out_dim, self.in_dim),
+                &Device::Cpu,
+            )?),
+            Weight::F16(w) if rows >= GEMM_MIN_ROWS_HALF => Some(Tensor::from_vec(
+                weights::f16_to_f32(w),
+                (self.out_dim, self.in_dim),
+                &Device::Cpu,
+            )?),
+            _ => None,
+        };
+        if let Some(w) = gemm {
             let xt = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
-            let mut y = xt
-                .matmul(&self.weight.t()?)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
+            let mut y = xt.matmul(&w.t()?)?.flatten_all()?.to_vec1::<f32>()?;
             if let Some(b) = &self.bias {
                 for row in y.chunks_exact_mut(self.out_dim) {
                     row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
@@ -83,16 +146,26 @@ impl Linear {
             return Ok(y);
         }
         let mut y = vec![0f32; rows * self.out_dim];
-        let (storage, layout) = self.weight.storage_and_layout();
-        let w = match (&*storage, layout.contiguous_offsets()) {
-            (Storage::Cpu(cpu), Some((a, b))) => &cpu.as_slice::<f32>()?[a..b],
-            _ => {
-                return Err(ModelError::Compute(
-                    "linear weight is not contiguous CPU f32".into(),
-                ))
+        let storage;
+        let w = match &self.weight {
+            Weight::F32(t) => {
+                let (s, layout) = t.storage_and_layout();
+                storage = s;
+                match (&*storage, layout.contiguous_offsets()) {
+                    (Storage::Cpu(cpu), Some((a, b))) => {
+                        WeightsRef::F32(&cpu.as_slice::<f32>()?[a..b])
+                    }
+                    _ => {
+                        return Err(ModelError::Compute(
+                            "linear weight is not contiguous CPU f32".into(),
+                        ))
+                    }
+                }
             }
+            Weight::Bf16(w) => WeightsRef::Bf16(w),
+            Weight::F16(w) => WeightsRef::F16(w),
         };
-        kernels::matmul_t(
+        kernels::matmul_w(
             x,
             rows,
             w,
@@ -104,8 +177,13 @@ impl Linear {
         Ok(y)
     }
 
+    /// Bytes of weight (at its storage width) and bias.
     pub fn bytes(&self) -> u64 {
-        4 * (self.in_dim * self.out_dim + self.bias.as_ref().map_or(0, Vec::len)) as u64
+        let width = match self.weight {
+            Weight::F32(_) => 4,
+            Weight::Bf16(_) | Weight::F16(_) => 2,
+        };
+        (width * self.in_dim * self.out_dim + 4 * self.bias.as_ref().map_or(0, Vec::len)) as u64
     }
 }
 
@@ -134,12 +212,13 @@ impl RmsNorm {
 }
 
 /// SwiGLU MLP: `down(silu(gate(x)) * up(x))`. Used for dense layers, experts and shared
-/// experts.
+/// experts. `gate_proj` and `up_proj` are fused at load into one `[2 * inter, hidden]`
+/// layer (gate rows first).
 #[derive(Debug)]
 pub struct Mlp {
-    pub gate: Linear,
-    pub up: Linear,
+    pub gate_up: Linear,
     pub down: Linear,
+    pub inter: usize,
 }
 
 impl Mlp {
@@ -150,21 +229,46 @@ impl Mlp {
         inter: usize,
     ) -> Result<Self, ModelError> {
         Ok(Self {
-            gate: Linear::load(ck, &format!("{prefix}.gate_proj"), hidden, inter, false)?,
-            up: Linear::load(ck, &format!("{prefix}.up_proj"), hidden, inter, false)?,
+            gate_up: Linear::load_fused(
+                ck,
+                &[
+                    (&format!("{prefix}.gate_proj"), inter),
+                    (&format!("{prefix}.up_proj"), inter),
+                ],
+                hidden,
+                false,
+            )?,
             down: Linear::load(ck, &format!("{prefix}.down_proj"), inter, hidden, false)?,
+            inter,
+        })
+    }
+
+    /// From separate gate and up weights (`[inter, hidden]` each, f32).
+    pub fn from_parts(gate: Vec<f32>, up: Vec<f32>, down: Linear) -> Result<Self, ModelError> {
+        let (inter, hidden) = (down.in_dim, down.out_dim);
+        let mut w = gate;
+        w.extend_from_slice(&up);
+        Ok(Self {
+            gate_up: Linear::new(w, None, hidden, 2 * inter)?,
+            down,
+            inter,
         })
     }
 
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, ModelError> {
-        let mut g = self.gate.forward(x, rows)?;
-        let u = self.up.forward(x, rows)?;
-        kernels::swiglu_in_place(&mut g, &u);
-        self.down.forward(&g, rows)
+        let gu = self.gate_up.forward(x, rows)?;
+        let i = self.inter;
+        let mut act = vec![0f32; rows * i];
+        for (a, row) in act.chunks_exact_mut(i).zip(gu.chunks_exact(2 * i)) {
+            let (g, u) = row.split_at(i);
+            a.copy_from_slice(g);
+            kernels::swiglu_in_place(a, u);
+        }
+        self.down.forward(&act, rows)
     }
 
     pub fn bytes(&self) -> u64 {
-        self.gate.bytes() + self.up.bytes() + self.down.bytes()
+        self.gate_up.bytes() + self.down.bytes()
     }
 }
 

@@ -5,9 +5,10 @@
 //! block table) and gets logits back. The model owns the KV cache tensors; the engine owns
 //! block accounting (which physical block belongs to which sequence).
 //!
-//! On the CPU the weights are converted once at load to f32 and run through hand-written
-//! kernels (`kernels`): decode is memory bound and candle's bf16 matrix-vector path is far
-//! slower than a streaming f32 dot product.
+//! On the CPU the linear-layer weights keep the checkpoint's type (bf16 for the GLM releases)
+//! and run through hand-written kernels (`kernels`) that widen them to f32 exactly as they
+//! stream: decode is memory bound, and candle's bf16 matrix-vector path is far slower.
+//! Everything else (norms, biases, embeddings, activations, KV cache) is f32.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod batch;
@@ -29,12 +30,22 @@ pub use config::Glm4MoeConfig;
 pub use glm4moe::Glm4Moe;
 pub use glm4moelite::Glm4MoeLite;
 pub use sampling::{Sampled, Sampler, SamplingParams};
+pub use weights::WeightDtype;
 
 /// Loads the model in `dir`, dispatching on `architectures[0]` of its config.json.
 /// Unknown architectures give [`ModelError::UnsupportedArchitecture`].
 pub fn load_model(
     dir: &Path,
     device: &candle_core::Device,
+) -> Result<Box<dyn CausalLm>, ModelError> {
+    load_model_with(dir, device, WeightDtype::Auto)
+}
+
+/// [`load_model`] keeping linear-layer weights as `dtype` (vLLM's `--dtype`).
+pub fn load_model_with(
+    dir: &Path,
+    device: &candle_core::Device,
+    dtype: WeightDtype,
 ) -> Result<Box<dyn CausalLm>, ModelError> {
     if !device.is_cpu() {
         return Err(ModelError::Config(format!(
@@ -47,8 +58,8 @@ pub fn load_model(
         .as_object()
         .ok_or_else(|| ModelError::Config("config.json is not a JSON object".into()))?;
     match config::architecture_of(obj)?.as_str() {
-        config::GLM4_MOE => Ok(Box::new(Glm4Moe::load(dir)?)),
-        glm4moelite::GLM4_MOE_LITE => Ok(Box::new(Glm4MoeLite::load(dir)?)),
+        config::GLM4_MOE => Ok(Box::new(Glm4Moe::load_with(dir, dtype)?)),
+        glm4moelite::GLM4_MOE_LITE => Ok(Box::new(Glm4MoeLite::load_with(dir, dtype)?)),
         other => Err(ModelError::UnsupportedArchitecture(other.to_owned())),
     }
 }

@@ -2,6 +2,8 @@
 //! to choose experts, group-limited top-k, optional renormalisation, routed scaling, plus
 //! shared experts. Only experts chosen by at least one token are computed.
 
+use rayon::prelude::*;
+
 use crate::batch::ModelError;
 use crate::kernels;
 use crate::layers::{Linear, Mlp};
@@ -159,17 +161,30 @@ impl Moe {
                 per_expert[ids[r * k + j]].push((r, weights[r * k + j]));
             }
         }
-        let mut out = vec![0f32; rows * hidden];
-        let mut gathered = Vec::new();
-        for (expert, assigned) in self.experts.iter().zip(&per_expert) {
-            if assigned.is_empty() {
-                continue;
-            }
-            gathered.clear();
-            for &(r, _) in assigned {
-                gathered.extend_from_slice(&h[r * hidden..(r + 1) * hidden]);
-            }
-            let y = expert.forward(&gathered, assigned.len())?;
+        // The chosen experts (and the shared experts) run side by side: one parallel region
+        // for the layer's experts instead of one per projection.
+        let jobs: Vec<(&Mlp, &[(usize, f32)])> = self
+            .experts
+            .iter()
+            .zip(&per_expert)
+            .filter(|(_, a)| !a.is_empty())
+            .map(|(e, a)| (e, a.as_slice()))
+            .collect();
+        let shared = || self.shared.as_ref().map(|s| s.forward(h, rows)).transpose();
+        let routed = || {
+            jobs.par_iter()
+                .map(|&(expert, assigned)| {
+                    let mut gathered = Vec::with_capacity(assigned.len() * hidden);
+                    for &(r, _) in assigned {
+                        gathered.extend_from_slice(&h[r * hidden..(r + 1) * hidden]);
+                    }
+                    expert.forward(&gathered, assigned.len())
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let (shared_out, routed_out) = rayon::join(shared, routed);
+        let mut out = shared_out?.unwrap_or_else(|| vec![0f32; rows * hidden]);
+        for (&(_, assigned), y) in jobs.iter().zip(routed_out?) {
             for (i, &(r, w)) in assigned.iter().enumerate() {
                 kernels::axpy(
                     &mut out[r * hidden..(r + 1) * hidden],
@@ -177,10 +192,6 @@ impl Moe {
                     &y[i * hidden..(i + 1) * hidden],
                 );
             }
-        }
-        if let Some(shared) = &self.shared {
-            let s = shared.forward(h, rows)?;
-            out.iter_mut().zip(&s).for_each(|(o, v)| *o += v);
         }
         Ok(out)
     }

@@ -1,5 +1,8 @@
 //! Safetensors checkpoints opened by mmap: one `model.safetensors` or shards listed in
-//! `model.safetensors.index.json`. Tensors are converted once, at load, to f32 on the CPU.
+//! `model.safetensors.index.json`. Vectors (norms, biases, embeddings) are converted once, at
+//! load, to f32; the matrices of linear layers keep the checkpoint's 16-bit type unless a
+//! [`WeightDtype`] says otherwise, since decode streams them from memory every token and the
+//! kernels widen bf16/f16 to f32 exactly on the fly.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -23,11 +26,117 @@ struct Shard {
     metadata: Metadata,
 }
 
+/// The type linear-layer weights are kept in after loading (vLLM's `--dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightDtype {
+    /// The checkpoint's own type: bf16 and f16 stay 16-bit, f32 stays f32.
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+    F16,
+}
+
+impl std::str::FromStr for WeightDtype {
+    type Err = String;
+
+    /// vLLM's spellings: auto, float32/float, bfloat16/bf16, float16/half/fp16.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "float32" | "float" | "f32" | "fp32" => Ok(Self::F32),
+            "bfloat16" | "bf16" => Ok(Self::Bf16),
+            "float16" | "half" | "f16" | "fp16" => Ok(Self::F16),
+            other => Err(format!(
+                "unknown dtype {other:?} (auto, float32, bfloat16, float16)"
+            )),
+        }
+    }
+}
+
+/// A weight matrix in the type it is computed from. Values are the raw bits for 16-bit types.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Matrix {
+    F32(Vec<f32>),
+    Bf16(Vec<u16>),
+    F16(Vec<u16>),
+}
+
+impl Matrix {
+    pub fn len(&self) -> usize {
+        match self {
+            Matrix::F32(v) => v.len(),
+            Matrix::Bf16(v) | Matrix::F16(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes per element.
+    pub fn width(&self) -> usize {
+        match self {
+            Matrix::F32(_) => 4,
+            Matrix::Bf16(_) | Matrix::F16(_) => 2,
+        }
+    }
+
+    /// Values widened to f32 (exact for every type).
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self {
+            Matrix::F32(v) => v.clone(),
+            Matrix::Bf16(v) => bf16_to_f32(v),
+            Matrix::F16(v) => f16_to_f32(v),
+        }
+    }
+
+    /// Appends `other`'s rows after this matrix's (fused projections). Both must share a
+    /// type; mixed types are widened to f32.
+    pub fn concat(self, other: Matrix) -> Matrix {
+        match (self, other) {
+            (Matrix::F32(mut a), Matrix::F32(b)) => {
+                a.extend_from_slice(&b);
+                Matrix::F32(a)
+            }
+            (Matrix::Bf16(mut a), Matrix::Bf16(b)) => {
+                a.extend_from_slice(&b);
+                Matrix::Bf16(a)
+            }
+            (Matrix::F16(mut a), Matrix::F16(b)) => {
+                a.extend_from_slice(&b);
+                Matrix::F16(a)
+            }
+            (a, b) => {
+                let mut v = a.to_f32();
+                v.extend_from_slice(&b.to_f32());
+                Matrix::F32(v)
+            }
+        }
+    }
+}
+
+/// bf16 bits widened to f32 (exact), in parallel.
+pub fn bf16_to_f32(bits: &[u16]) -> Vec<f32> {
+    bits.par_iter()
+        .map(|&b| f32::from_bits(u32::from(b) << 16))
+        .collect()
+}
+
+/// f16 bits widened to f32 (exact), in parallel.
+pub fn f16_to_f32(bits: &[u16]) -> Vec<f32> {
+    bits.par_iter()
+        .map(|&b| f16::from_bits(b).to_f32())
+        .collect()
+}
+
 /// The tensors of a checkpoint directory, by name.
 pub struct Checkpoint {
     shards: Vec<Shard>,
     /// Tensor name -> index into `shards`.
     index: HashMap<String, usize>,
+    /// What [`Checkpoint::matrix`] keeps weight matrices as.
+    dtype: WeightDtype,
 }
 
 impl std::fmt::Debug for Checkpoint {
@@ -63,7 +172,17 @@ impl Checkpoint {
             }
             shards.push(shard);
         }
-        Ok(Self { shards, index })
+        Ok(Self {
+            shards,
+            index,
+            dtype: WeightDtype::Auto,
+        })
+    }
+
+    /// Sets the type [`Checkpoint::matrix`] returns weight matrices in.
+    pub fn with_dtype(mut self, dtype: WeightDtype) -> Self {
+        self.dtype = dtype;
+        self
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -93,8 +212,8 @@ impl Checkpoint {
         }
     }
 
-    /// Tensor `name` as f32, checked against `shape`.
-    pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
+    /// Tensor `name`'s bytes and type, checked against `shape`.
+    fn raw(&self, name: &str, shape: &[usize]) -> Result<(&[u8], Dtype), ModelError> {
         let &i = self
             .index
             .get(name)
@@ -132,7 +251,42 @@ impl Checkpoint {
                 format!("{} bytes of data for {n} elements", bytes.len()),
             ));
         }
-        Ok(convert(bytes, info.dtype))
+        Ok((bytes, info.dtype))
+    }
+
+    /// Tensor `name` as f32, checked against `shape`.
+    pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
+        let (bytes, dtype) = self.raw(name, shape)?;
+        Ok(convert(bytes, dtype))
+    }
+
+    /// Weight matrix `name` in the checkpoint's [`WeightDtype`], checked against `shape`.
+    /// Narrowing f32 to a 16-bit type rounds to nearest even.
+    pub fn matrix(&self, name: &str, shape: &[usize]) -> Result<Matrix, ModelError> {
+        let (bytes, dtype) = self.raw(name, shape)?;
+        let bits = || -> Vec<u16> {
+            bytes
+                .par_chunks(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                .collect()
+        };
+        Ok(match (self.dtype, dtype) {
+            (WeightDtype::Auto | WeightDtype::Bf16, Dtype::BF16) => Matrix::Bf16(bits()),
+            (WeightDtype::Auto | WeightDtype::F16, Dtype::F16) => Matrix::F16(bits()),
+            (WeightDtype::Bf16, _) => Matrix::Bf16(
+                convert(bytes, dtype)
+                    .par_iter()
+                    .map(|&v| bf16::from_f32(v).to_bits())
+                    .collect(),
+            ),
+            (WeightDtype::F16, _) => Matrix::F16(
+                convert(bytes, dtype)
+                    .par_iter()
+                    .map(|&v| f16::from_f32(v).to_bits())
+                    .collect(),
+            ),
+            (WeightDtype::Auto | WeightDtype::F32, _) => Matrix::F32(convert(bytes, dtype)),
+        })
     }
 
     /// Like [`Checkpoint::f32`] for an optional tensor (e.g. a bias that may be absent).

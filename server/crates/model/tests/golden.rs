@@ -186,3 +186,32 @@ fn forward_rejects_bad_batches() {
         .unwrap();
     assert_eq!(out, vec![None]);
 }
+
+#[test]
+fn bf16_weights_kept_16_bit_equal_weights_widened_to_f32() {
+    // The fixture stores bf16 matrices; widening is exact, so keeping them 16-bit (the
+    // default) must give the logits of the f32 copy, through prefill and decode.
+    let mut half = model();
+    let mut full = glm_model::load_model_with(
+        &fixture_dir(),
+        &candle_core::Device::Cpu,
+        glm_model::WeightDtype::F32,
+    )
+    .unwrap();
+    assert!(half.info().weight_bytes < full.info().weight_bytes);
+    for case in golden_cases() {
+        let blocks = (case.input_ids.len() + 12).div_ceil(BLOCK) + 1;
+        let table: Vec<u32> = (0..blocks as u32).collect();
+        init(half.as_mut(), blocks);
+        init(full.as_mut(), blocks);
+        let (a, ta) = greedy(half.as_mut(), &case.input_ids, 12, usize::MAX, &table);
+        let (b, tb) = greedy(full.as_mut(), &case.input_ids, 12, usize::MAX, &table);
+        let d = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(d < 1e-5, "{}: logits differ by {d}", case.name);
+        assert_eq!(ta, tb, "{}", case.name);
+    }
+}

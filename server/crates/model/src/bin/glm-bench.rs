@@ -1,7 +1,7 @@
 //! Prefill and decode throughput of a model directory against the memory-bandwidth bound.
 //!
 //! `cargo run --release -p glm-model --bin glm-bench -- --model DIR [--prompt-len 256]
-//!  [--decode-steps 64] [--batches 1,8,32] [--batch-prompt-len 32]`
+//!  [--decode-steps 64] [--batches 1,8,32] [--batch-prompt-len 32] [--dtype auto]`
 //!
 //! Leaving 1 out of `--batches` skips the bandwidth measure and the batch-1 run (for
 //! profiling batched decode alone).
@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use glm_model::{load_model, CacheConfig, CausalLm, ForwardBatch, ModelError, SeqInput};
+use glm_model::{load_model_with, CacheConfig, CausalLm, ForwardBatch, ModelError, SeqInput};
 use rayon::prelude::*;
 
 const BLOCK: usize = 16;
@@ -24,6 +24,7 @@ struct Args {
     batches: Vec<usize>,
     /// Prompt length of each sequence in the batched decode runs.
     batch_prompt_len: usize,
+    dtype: glm_model::WeightDtype,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -32,6 +33,7 @@ fn parse_args() -> Result<Args, String> {
     let mut decode_steps = 64;
     let mut batches = vec![1, 8, 32];
     let mut batch_prompt_len = 32;
+    let mut dtype = glm_model::WeightDtype::Auto;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));
@@ -40,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
             "--model" => model = Some(PathBuf::from(val()?)),
             "--prompt-len" => prompt_len = num(val()?)?,
             "--batch-prompt-len" => batch_prompt_len = num(val()?)?,
+            "--dtype" => dtype = val()?.parse()?,
             "--decode-steps" => decode_steps = num(val()?)?,
             "--batches" => {
                 batches = val()?
@@ -50,7 +53,8 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => {
                 return Err(
                     "usage: glm-bench --model DIR [--prompt-len N] [--decode-steps N] \
-                            [--batches 1,8,32] [--batch-prompt-len N]"
+                            [--batches 1,8,32] [--batch-prompt-len N] \
+                            [--dtype auto|float32|bfloat16|float16]"
                         .into(),
                 )
             }
@@ -63,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
         decode_steps: decode_steps.max(1),
         batches,
         batch_prompt_len: batch_prompt_len.max(1),
+        dtype,
     })
 }
 
@@ -158,15 +163,16 @@ fn main() {
 
 fn bench(args: &Args) -> Result<(), ModelError> {
     let t = Instant::now();
-    let mut m = load_model(&args.model, &candle_core::Device::Cpu)?;
+    let mut m = load_model_with(&args.model, &candle_core::Device::Cpu, args.dtype)?;
     let load_s = t.elapsed().as_secs_f64();
     let info = m.info().clone();
     println!("model            {}", args.model.display());
     println!("architecture     {}", info.architecture);
     println!("threads          {}", rayon::current_num_threads());
     println!(
-        "weights          {:.1} MiB f32 in memory, loaded in {load_s:.2} s",
-        info.weight_bytes as f64 / (1 << 20) as f64
+        "weights          {:.1} MiB in memory ({:?} linear weights), loaded in {load_s:.2} s",
+        info.weight_bytes as f64 / (1 << 20) as f64,
+        args.dtype
     );
     let bytes = info.active_weight_bytes_per_token as f64;
     println!(

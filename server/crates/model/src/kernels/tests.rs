@@ -67,3 +67,48 @@ fn rms_norm_softmax_silu() {
     assert!((s[0] - 1.0 / 3.0).abs() < 1e-6 && (s[1] - 2.0 / 3.0).abs() < 1e-6);
     assert!((silu(1.0) - 1.0 / (1.0 + (-1.0f32).exp())).abs() < 1e-7);
 }
+
+#[test]
+fn bf16_and_f16_weights_equal_their_f32_widening() {
+    // Widening is exact, and every path accumulates in the same order, so the results must
+    // be identical to the f32 kernel on the widened weights, for the in-register path
+    // (rows <= 4), the buffered path and odd sizes.
+    for &(rows, i, o) in &[
+        (1, 37, 5),
+        (1, 1024, 33),
+        (2, 130, 9),
+        (4, 64, 17),
+        (5, 70, 3),
+        (33, 48, 11),
+    ] {
+        let x = pseudo(rows * i, 4);
+        let w = pseudo(o * i, 5);
+        let b = pseudo(o, 6);
+        let bf: Vec<u16> = w
+            .iter()
+            .map(|&v| half::bf16::from_f32(v).to_bits())
+            .collect();
+        let hf: Vec<u16> = w
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_bits())
+            .collect();
+        let bf_wide: Vec<f32> = bf
+            .iter()
+            .map(|&v| half::bf16::from_bits(v).to_f32())
+            .collect();
+        let hf_wide: Vec<f32> = hf
+            .iter()
+            .map(|&v| half::f16::from_bits(v).to_f32())
+            .collect();
+        for (narrow, wide) in [
+            (WeightsRef::Bf16(&bf), &bf_wide),
+            (WeightsRef::F16(&hf), &hf_wide),
+        ] {
+            let mut got = vec![0f32; rows * o];
+            matmul_w(&x, rows, narrow, i, o, Some(&b), &mut got);
+            let mut want = vec![0f32; rows * o];
+            matmul_t(&x, rows, wide, i, o, Some(&b), &mut want);
+            assert_eq!(got, want, "rows {rows} in {i} out {o} {narrow:?}");
+        }
+    }
+}

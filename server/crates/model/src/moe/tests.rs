@@ -74,10 +74,13 @@ fn top_indices_best_first_lowest_index_on_ties() {
 fn moe_forward_equals_weighted_sum_of_chosen_experts_plus_shared() {
     let hidden = 4;
     let inter = 3;
-    let mk = |seed: f32| Mlp {
-        gate: lin(hidden, inter, seed),
-        up: lin(hidden, inter, seed + 1.0),
-        down: lin(inter, hidden, seed + 2.0),
+    let mk = |seed: f32| {
+        Mlp::from_parts(
+            vals(hidden * inter, seed),
+            vals(hidden * inter, seed + 1.0),
+            lin(inter, hidden, seed + 2.0),
+        )
+        .unwrap()
     };
     let moe = Moe {
         router: router(1, 1, 2, vec![0.0; 4]),
@@ -100,9 +103,10 @@ fn moe_forward_equals_weighted_sum_of_chosen_experts_plus_shared() {
     }
 }
 
+fn vals(n: usize, seed: f32) -> Vec<f32> {
+    (0..n).map(|k| ((k as f32 + seed) * 0.37).sin()).collect()
+}
+
 fn lin(i: usize, o: usize, seed: f32) -> Linear {
-    let w = (0..i * o)
-        .map(|k| ((k as f32 + seed) * 0.37).sin())
-        .collect();
-    Linear::new(w, None, i, o).unwrap()
+    Linear::new(vals(i * o, seed), None, i, o).unwrap()
 }

@@ -1,0 +1,482 @@
+//! `y = x W^T + b` for the CPU, with `W` in f32, bf16 or f16.
+//!
+//! Work is split over output rows so that every weight row is read once per tile of
+//! `ROW_TILE` input rows, with the next weight rows prefetched while the current ones are
+//! multiplied. 16-bit weight rows are widened to f32 (exactly) into a small buffer in L1 and
+//! then used for every input row of the tile, so decode reads half the bytes for the same
+//! arithmetic. The inner loops use `pulp`'s runtime AVX2+FMA / AVX-512 dispatch: the crate
+//! is built for baseline x86-64, where plain code would only get SSE2.
+
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+use rayon::prelude::*;
+
+/// Rows of `x` processed together against one weight row: their slices stay in L1/L2 while
+/// the weight streams from memory once per tile.
+const ROW_TILE: usize = 32;
+
+/// Below this many multiply-adds a product runs on the calling thread: waking the pool
+/// costs more than it saves (the MoE router, tiny test models).
+const PAR_MIN_MACS: usize = 1 << 16;
+
+/// Up to this many input rows, bf16 weights are widened in registers as they stream (each
+/// row pass widens again); beyond, once per tile into an L1 buffer.
+const DIRECT_MAX_ROWS: usize = 4;
+
+/// A weight matrix `[out, in]`, row-major, in its storage type (16-bit types as raw bits).
+#[derive(Debug, Clone, Copy)]
+pub enum WeightsRef<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [u16]),
+    F16(&'a [u16]),
+}
+
+impl WeightsRef<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            WeightsRef::F32(w) => w.len(),
+            WeightsRef::Bf16(w) | WeightsRef::F16(w) => w.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `y[r, o] = x[r, :] . w[o, :] + bias[o]` for `rows` rows of f32 weights.
+pub fn matmul_t(
+    x: &[f32],
+    rows: usize,
+    w: &[f32],
+    in_dim: usize,
+    out_dim: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    matmul_w(x, rows, WeightsRef::F32(w), in_dim, out_dim, bias, y)
+}
+
+/// `y[r, o] = x[r, :] . w[o, :] + bias[o]` for `rows` rows; `w` is `[out, in]` row-major in
+/// any [`WeightsRef`] type, accumulated in f32.
+pub fn matmul_w(
+    x: &[f32],
+    rows: usize,
+    w: WeightsRef<'_>,
+    in_dim: usize,
+    out_dim: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    debug_assert_eq!(x.len(), rows * in_dim);
+    debug_assert_eq!(w.len(), out_dim * in_dim);
+    debug_assert_eq!(y.len(), rows * out_dim);
+    if rows == 0 || out_dim == 0 || in_dim == 0 {
+        y.iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = bias.map_or(0.0, |b| b[i % out_dim.max(1)]));
+        return;
+    }
+    let arch = pulp::Arch::new();
+    let serial = rows * in_dim * out_dim < PAR_MIN_MACS;
+    let threads = rayon::current_num_threads().max(1);
+    // Enough chunks to balance threads, each big enough to amortise task overhead.
+    let chunk = if serial {
+        out_dim
+    } else {
+        (out_dim / (threads * 4)).clamp(8, 1024).min(out_dim)
+    };
+    let task = |ci: usize, yc: &mut [f32]| {
+        arch.dispatch(Chunk {
+            x,
+            rows,
+            w,
+            in_dim,
+            bias,
+            o0: ci * chunk,
+            yc,
+        })
+    };
+    // One task runs here: handing it to the pool would only add a thread handoff.
+    let run_all = |out: &mut [f32]| {
+        if serial {
+            task(0, out)
+        } else {
+            out.par_chunks_mut(chunk * rows)
+                .enumerate()
+                .for_each(|(ci, yc)| task(ci, yc))
+        }
+    };
+    if rows == 1 {
+        // Written straight into `y` (one row is its own transpose).
+        run_all(y);
+        return;
+    }
+    // Transposed result [out, rows] so each task writes one contiguous block.
+    let mut yt = vec![0f32; out_dim * rows];
+    run_all(&mut yt);
+    for (r, yr) in y.chunks_exact_mut(out_dim).enumerate() {
+        for (o, v) in yr.iter_mut().enumerate() {
+            *v = yt[o * rows + r];
+        }
+    }
+}
+
+/// One task of `matmul_w`: output rows `o0..o0 + yc.len() / rows`, written `[out, rows]`.
+struct Chunk<'a> {
+    x: &'a [f32],
+    rows: usize,
+    w: WeightsRef<'a>,
+    in_dim: usize,
+    bias: Option<&'a [f32]>,
+    o0: usize,
+    yc: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Chunk<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let Chunk {
+            x,
+            rows,
+            w,
+            in_dim,
+            bias,
+            o0,
+            yc,
+        } = self;
+        let t = Task {
+            x,
+            rows,
+            in_dim,
+            o0,
+        };
+        match w {
+            WeightsRef::F32(w) => t.run::<S, AsF32>(simd, w, yc),
+            // A row or a few: widening into registers beats a buffer pass.
+            WeightsRef::Bf16(w) if rows <= DIRECT_MAX_ROWS => t.run_bf16_direct(simd, w, yc),
+            WeightsRef::Bf16(w) => t.run::<S, AsBf16>(simd, w, yc),
+            WeightsRef::F16(w) => t.run::<S, AsF16>(simd, w, yc),
+        }
+        if let Some(b) = bias {
+            for (j, yo) in yc.chunks_exact_mut(rows).enumerate() {
+                yo.iter_mut().for_each(|v| *v += b[o0 + j]);
+            }
+        }
+    }
+}
+
+/// How a weight storage type becomes f32 rows.
+trait Widen {
+    type Raw: Copy;
+    /// Whether rows are widened into a buffer (false: used in place).
+    const BUFFERED: bool;
+    /// `raw` as f32, in place or in `buf`.
+    fn widen<'a>(raw: &'a [Self::Raw], buf: &'a mut [f32]) -> &'a [f32];
+}
+
+struct AsF32;
+struct AsBf16;
+struct AsF16;
+
+impl Widen for AsF32 {
+    type Raw = f32;
+    const BUFFERED: bool = false;
+    #[inline(always)]
+    fn widen<'a>(raw: &'a [f32], _buf: &'a mut [f32]) -> &'a [f32] {
+        raw
+    }
+}
+
+impl Widen for AsBf16 {
+    type Raw = u16;
+    const BUFFERED: bool = true;
+    /// bf16 is the top half of an f32: a shift, which vectorises in the SIMD context.
+    #[inline(always)]
+    fn widen<'a>(raw: &'a [u16], buf: &'a mut [f32]) -> &'a [f32] {
+        let out = &mut buf[..raw.len()];
+        for (d, s) in out.iter_mut().zip(raw) {
+            *d = f32::from_bits(u32::from(*s) << 16);
+        }
+        out
+    }
+}
+
+impl Widen for AsF16 {
+    type Raw = u16;
+    const BUFFERED: bool = true;
+    /// `half` converts with F16C when the CPU has it.
+    #[inline(always)]
+    fn widen<'a>(raw: &'a [u16], buf: &'a mut [f32]) -> &'a [f32] {
+        let out = &mut buf[..raw.len()];
+        raw.reinterpret_cast::<half::f16>()
+            .convert_to_f32_slice(out);
+        out
+    }
+}
+
+/// The shape of one task.
+struct Task<'a> {
+    x: &'a [f32],
+    rows: usize,
+    in_dim: usize,
+    o0: usize,
+}
+
+impl Task<'_> {
+    #[inline(always)]
+    fn run<S: pulp::Simd, K: Widen>(&self, simd: S, w: &[K::Raw], yc: &mut [f32]) {
+        let Task {
+            x,
+            rows,
+            in_dim,
+            o0,
+        } = *self;
+        let n_out = yc.len() / rows;
+        let mut buf = if K::BUFFERED {
+            vec![0f32; 2 * in_dim]
+        } else {
+            Vec::new()
+        };
+        let xrow = |r: usize| &x[r * in_dim..(r + 1) * in_dim];
+        // The weight rows after `j..j + 2` (empty past the end of the matrix).
+        let ahead = |j: usize| {
+            let a = ((o0 + j + 2) * in_dim).min(w.len());
+            let b = ((o0 + j + 4) * in_dim).min(w.len());
+            &w[a..b]
+        };
+        let mut t0 = 0;
+        while t0 < rows {
+            let t1 = (t0 + ROW_TILE).min(rows);
+            let mut j = 0;
+            while j < n_out {
+                // Two weight rows at a time when possible: 8 independent FMA chains. The
+                // passes over them prefetch the next two, so that memory keeps streaming
+                // while later row blocks compute from cache.
+                let pair = j + 1 < n_out;
+                let np = if pair { 2 } else { 1 };
+                let wr = K::widen(&w[(o0 + j) * in_dim..(o0 + j + np) * in_dim], &mut buf);
+                let (w0, w1) = wr.split_at(in_dim);
+                let next = ahead(j);
+                let passes = (t1 - t0).div_ceil(4);
+                let mut r = t0;
+                while r < t1 {
+                    // Each pass over the pair prefetches its share of the next pair.
+                    let k = (r - t0) / 4;
+                    let pf = &next[(k * next.len() / passes).min(next.len())
+                        ..((k + 1) * next.len() / passes).min(next.len())];
+                    let quad = r + 4 <= t1;
+                    match (pair, quad) {
+                        (true, true) => {
+                            let d = dots::<S, _, 2, 4>(
+                                simd,
+                                [w0, w1],
+                                [xrow(r), xrow(r + 1), xrow(r + 2), xrow(r + 3)],
+                                pf,
+                            );
+                            for (a, dr) in d.iter().enumerate() {
+                                yc[(j + a) * rows + r..(j + a) * rows + r + 4].copy_from_slice(dr);
+                            }
+                            r += 4;
+                        }
+                        (true, false) => {
+                            let d = dots::<S, _, 2, 1>(simd, [w0, w1], [xrow(r)], pf);
+                            yc[j * rows + r] = d[0][0];
+                            yc[(j + 1) * rows + r] = d[1][0];
+                            r += 1;
+                        }
+                        (false, true) => {
+                            let d = dots::<S, _, 1, 4>(
+                                simd,
+                                [w0],
+                                [xrow(r), xrow(r + 1), xrow(r + 2), xrow(r + 3)],
+                                pf,
+                            );
+                            yc[j * rows + r..j * rows + r + 4].copy_from_slice(&d[0]);
+                            r += 4;
+                        }
+                        (false, false) => {
+                            yc[j * rows + r] = dots::<S, _, 1, 1>(simd, [w0], [xrow(r)], pf)[0][0];
+                            r += 1;
+                        }
+                    }
+                }
+                j += np;
+            }
+            t0 = t1;
+        }
+    }
+}
+
+impl Task<'_> {
+    /// Rows `<= DIRECT_MAX_ROWS` against bf16 weights, widened in registers.
+    #[inline(always)]
+    fn run_bf16_direct<S: pulp::Simd>(&self, simd: S, w: &[u16], yc: &mut [f32]) {
+        let Task {
+            x,
+            rows,
+            in_dim,
+            o0,
+        } = *self;
+        let n_out = yc.len() / rows;
+        let xrow = |r: usize| &x[r * in_dim..(r + 1) * in_dim];
+        let wrow = |j: usize| &w[(o0 + j) * in_dim..(o0 + j + 1) * in_dim];
+        let ahead = |j: usize| {
+            let a = ((o0 + j + 2) * in_dim).min(w.len());
+            let b = ((o0 + j + 4) * in_dim).min(w.len());
+            &w[a..b]
+        };
+        let mut j = 0;
+        while j < n_out {
+            let pf = ahead(j);
+            if j + 1 < n_out {
+                if rows == 4 {
+                    let d = dots_bf16::<S, _, 2, 4>(
+                        simd,
+                        [wrow(j), wrow(j + 1)],
+                        [xrow(0), xrow(1), xrow(2), xrow(3)],
+                        pf,
+                    );
+                    for (a, dr) in d.iter().enumerate() {
+                        yc[(j + a) * rows..(j + a + 1) * rows].copy_from_slice(dr);
+                    }
+                } else {
+                    for r in 0..rows {
+                        let pf = if r == 0 { pf } else { &[][..] };
+                        let d =
+                            dots_bf16::<S, _, 2, 1>(simd, [wrow(j), wrow(j + 1)], [xrow(r)], pf);
+                        yc[j * rows + r] = d[0][0];
+                        yc[(j + 1) * rows + r] = d[1][0];
+                    }
+                }
+                j += 2;
+            } else {
+                for r in 0..rows {
+                    yc[j * rows + r] =
+                        dots_bf16::<S, u16, 1, 1>(simd, [wrow(j)], [xrow(r)], &[])[0][0];
+                }
+                j += 1;
+            }
+        }
+    }
+}
+
+/// [`dots`] with bf16 weight rows, each SIMD vector of weights widened in registers.
+#[inline(always)]
+fn dots_bf16<S: pulp::Simd, P, const W: usize, const R: usize>(
+    simd: S,
+    w: [&[u16]; W],
+    x: [&[f32]; R],
+    pf: &[P],
+) -> [[f32; R]; W] {
+    let lanes = core::mem::size_of::<S::f32s>() / 4;
+    let xs = x.map(|s| S::as_simd_f32s(s));
+    let n = xs[0].0.len();
+    let per_line = (64 / core::mem::size_of::<P>().max(1)).max(1);
+    let pf_step = pf.len().div_ceil(n.max(1)).next_multiple_of(per_line);
+    let zero = simd.splat_f32s(0.0);
+    let mut acc = [[zero; R]; W];
+    let mut p = 0;
+    for i in 0..n {
+        if p < pf.len() {
+            let end = (p + pf_step).min(pf.len());
+            while p < end {
+                prefetch::l2(&pf[p]);
+                p += per_line;
+            }
+        }
+        let xv: [S::f32s; R] = core::array::from_fn(|b| xs[b].0[i]);
+        for a in 0..W {
+            let raw = &w[a][i * lanes..(i + 1) * lanes];
+            let mut wide = [0f32; 16];
+            for (d, s) in wide.iter_mut().zip(raw) {
+                *d = f32::from_bits(u32::from(*s) << 16);
+            }
+            let wv: S::f32s = pulp::cast_lossy(wide);
+            for b in 0..R {
+                acc[a][b] = simd.mul_add_f32s(wv, xv[b], acc[a][b]);
+            }
+        }
+    }
+    let mut out = [[0f32; R]; W];
+    for a in 0..W {
+        for b in 0..R {
+            let mut s = simd.reduce_sum_f32s(acc[a][b]);
+            for (p, q) in w[a][n * lanes..].iter().zip(xs[b].1) {
+                s += f32::from_bits(u32::from(*p) << 16) * q;
+            }
+            out[a][b] = s;
+        }
+    }
+    out
+}
+
+/// `W x R` dot products (each weight row against each input row) in one pass over the
+/// vectors, with `W * R` independent SIMD accumulators. `pf` (the next weight rows, or empty)
+/// is prefetched into L2 along the way, one hint per 64-byte line.
+#[inline(always)]
+fn dots<S: pulp::Simd, P, const W: usize, const R: usize>(
+    simd: S,
+    w: [&[f32]; W],
+    x: [&[f32]; R],
+    pf: &[P],
+) -> [[f32; R]; W] {
+    let ws = w.map(|s| S::as_simd_f32s(s));
+    let xs = x.map(|s| S::as_simd_f32s(s));
+    let n = ws[0].0.len();
+    let per_line = (64 / core::mem::size_of::<P>().max(1)).max(1);
+    // Elements of `pf` to cover per vector step so that it is done when the rows are.
+    let pf_step = pf.len().div_ceil(n.max(1)).next_multiple_of(per_line);
+    let zero = simd.splat_f32s(0.0);
+    let mut acc = [[zero; R]; W];
+    let mut p = 0;
+    for i in 0..n {
+        if p < pf.len() {
+            let end = (p + pf_step).min(pf.len());
+            while p < end {
+                prefetch::l2(&pf[p]);
+                p += per_line;
+            }
+        }
+        let xv: [S::f32s; R] = core::array::from_fn(|b| xs[b].0[i]);
+        for a in 0..W {
+            let wv = ws[a].0[i];
+            for b in 0..R {
+                acc[a][b] = simd.mul_add_f32s(wv, xv[b], acc[a][b]);
+            }
+        }
+    }
+    let mut out = [[0f32; R]; W];
+    for a in 0..W {
+        for b in 0..R {
+            let mut s = simd.reduce_sum_f32s(acc[a][b]);
+            for (p, q) in ws[a].1.iter().zip(xs[b].1) {
+                s += p * q;
+            }
+            out[a][b] = s;
+        }
+    }
+    out
+}
+
+/// Software prefetch: the hardware prefetchers alone leave DRAM idle while a weight row that
+/// is already in cache is multiplied with several input rows.
+mod prefetch {
+    /// Hints that the cache line holding `v` will be read soon (into L2). A hint only: it
+    /// never faults and has no effect on results.
+    #[inline(always)]
+    pub fn l2<T>(v: &T) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetch is a hint that cannot fault, and the pointer comes from a live
+        // reference.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
+                (v as *const T).cast::<i8>(),
+            );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = v;
+    }
+}
