@@ -3,23 +3,8 @@
 //! `cargo run --release -p glm-model --example kernel_bench [f32|bf16|f16]...`.
 use std::time::Instant;
 
-use glm_model::kernels::{matmul_w, WeightsRef};
-
-enum Store {
-    F32(Vec<f32>),
-    Bf16(Vec<u16>),
-    F16(Vec<u16>),
-}
-
-impl Store {
-    fn as_ref(&self) -> WeightsRef<'_> {
-        match self {
-            Store::F32(w) => WeightsRef::F32(w),
-            Store::Bf16(w) => WeightsRef::Bf16(w),
-            Store::F16(w) => WeightsRef::F16(w),
-        }
-    }
-}
+use glm_model::kernels::matmul_w;
+use glm_model::weights::Matrix;
 
 fn main() {
     let mut dtypes: Vec<String> = std::env::args().skip(1).collect();
@@ -36,15 +21,15 @@ fn main() {
         let width = if dtype == "f32" { 4 } else { 2 };
         for &(name, out, inp) in shapes {
             let copies = ((256usize << 20) / (width * out * inp)).max(2);
-            let ws: Vec<Store> = (0..copies)
+            let ws: Vec<Matrix> = (0..copies)
                 .map(|c| {
                     let v = (0..out * inp).map(|i| (((i + c) % 13) as f32 - 6.0) * 0.01);
                     match dtype.as_str() {
                         "bf16" => {
-                            Store::Bf16(v.map(|f| half::bf16::from_f32(f).to_bits()).collect())
+                            Matrix::Bf16(v.map(|f| half::bf16::from_f32(f).to_bits()).collect())
                         }
-                        "f16" => Store::F16(v.map(|f| half::f16::from_f32(f).to_bits()).collect()),
-                        _ => Store::F32(v.collect()),
+                        "f16" => Matrix::F16(v.map(|f| half::f16::from_f32(f).to_bits()).collect()),
+                        _ => Matrix::F32(v.collect()),
                     }
                 })
                 .collect();
@@ -52,10 +37,10 @@ fn main() {
                 let x: Vec<f32> = (0..rows * inp).map(|i| ((i % 7) as f32) * 0.1).collect();
                 let mut y = vec![0f32; rows * out];
                 let iters = 400;
-                matmul_w(&x, rows, ws[0].as_ref(), inp, out, None, &mut y);
+                matmul_w(&x, rows, ws[0].view(), inp, out, None, &mut y);
                 let t = Instant::now();
                 for it in 0..iters {
-                    let w = ws[it % copies].as_ref();
+                    let w = ws[it % copies].view();
                     matmul_w(&x, rows, w, inp, out, None, &mut y);
                 }
                 let dt = t.elapsed().as_secs_f64() / iters as f64;

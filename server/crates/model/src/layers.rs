@@ -6,7 +6,7 @@ use candle_core::{Device, Storage, Tensor};
 use crate::batch::ModelError;
 use crate::kernels;
 use crate::kernels::WeightsRef;
-use crate::weights::{self, Checkpoint, Matrix};
+use crate::weights::{Checkpoint, Matrix};
 
 /// Below this many rows `kernels::matmul_w` wins for f32 weights: it streams each weight
 /// row once per tile of rows with no packing, while candle's gemm packs the whole weight
@@ -18,12 +18,11 @@ pub const GEMM_MIN_ROWS: usize = 64;
 pub const GEMM_MIN_ROWS_HALF: usize = 256;
 
 /// A linear layer's weight `[out, in]`: f32 as a candle tensor (for the prefill gemm), or
-/// 16-bit bits widened on the fly.
+/// 16-bit, widened on the fly.
 #[derive(Debug)]
 enum Weight {
     F32(Tensor),
-    Bf16(Vec<u16>),
-    F16(Vec<u16>),
+    Half(Matrix),
 }
 
 /// `y = x W^T (+ b)` with `W` stored `[out, in]` on the CPU, in f32, bf16 or f16.
@@ -64,8 +63,7 @@ impl Linear {
         }
         let weight = match weight {
             Matrix::F32(w) => Weight::F32(Tensor::from_vec(w, (out_dim, in_dim), &Device::Cpu)?),
-            Matrix::Bf16(w) => Weight::Bf16(w),
-            Matrix::F16(w) => Weight::F16(w),
+            half => Weight::Half(half),
         };
         Ok(Self {
             weight,
@@ -123,13 +121,8 @@ impl Linear {
         }
         let gemm = match &self.weight {
             Weight::F32(t) if rows >= GEMM_MIN_ROWS => Some(t.clone()),
-            Weight::Bf16(w) if rows >= GEMM_MIN_ROWS_HALF => Some(Tensor::from_vec(
-                weights::bf16_to_f32(w),
-                (self.out_dim, self.in_dim),
-                &Device::Cpu,
-            )?),
-            Weight::F16(w) if rows >= GEMM_MIN_ROWS_HALF => Some(Tensor::from_vec(
-                weights::f16_to_f32(w),
+            Weight::Half(w) if rows >= GEMM_MIN_ROWS_HALF => Some(Tensor::from_vec(
+                w.to_f32(),
                 (self.out_dim, self.in_dim),
                 &Device::Cpu,
             )?),
@@ -162,8 +155,7 @@ impl Linear {
                     }
                 }
             }
-            Weight::Bf16(w) => WeightsRef::Bf16(w),
-            Weight::F16(w) => WeightsRef::F16(w),
+            Weight::Half(w) => w.view(),
         };
         kernels::matmul_w(
             x,
@@ -179,9 +171,9 @@ impl Linear {
 
     /// Bytes of weight (at its storage width) and bias.
     pub fn bytes(&self) -> u64 {
-        let width = match self.weight {
+        let width = match &self.weight {
             Weight::F32(_) => 4,
-            Weight::Bf16(_) | Weight::F16(_) => 2,
+            Weight::Half(w) => w.width(),
         };
         (width * self.in_dim * self.out_dim + 4 * self.bias.as_ref().map_or(0, Vec::len)) as u64
     }

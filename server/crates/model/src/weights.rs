@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use safetensors::tensor::{Dtype, Metadata, SafeTensors};
 
 use crate::batch::ModelError;
+use crate::kernels::WeightsRef;
 
 const SINGLE_FILE: &str = "model.safetensors";
 const INDEX_FILE: &str = "model.safetensors.index.json";
@@ -82,12 +83,24 @@ impl Matrix {
         }
     }
 
+    /// The matrix as the kernels take it.
+    pub fn view(&self) -> WeightsRef<'_> {
+        match self {
+            Matrix::F32(v) => WeightsRef::F32(v),
+            Matrix::Bf16(v) => WeightsRef::Bf16(v),
+            Matrix::F16(v) => WeightsRef::F16(v),
+        }
+    }
+
     /// Values widened to f32 (exact for every type).
     pub fn to_f32(&self) -> Vec<f32> {
         match self {
             Matrix::F32(v) => v.clone(),
-            Matrix::Bf16(v) => bf16_to_f32(v),
-            Matrix::F16(v) => f16_to_f32(v),
+            Matrix::Bf16(v) => v
+                .par_iter()
+                .map(|&b| f32::from_bits(u32::from(b) << 16))
+                .collect(),
+            Matrix::F16(v) => v.par_iter().map(|&b| f16::from_bits(b).to_f32()).collect(),
         }
     }
 
@@ -114,20 +127,6 @@ impl Matrix {
             }
         }
     }
-}
-
-/// bf16 bits widened to f32 (exact), in parallel.
-pub fn bf16_to_f32(bits: &[u16]) -> Vec<f32> {
-    bits.par_iter()
-        .map(|&b| f32::from_bits(u32::from(b) << 16))
-        .collect()
-}
-
-/// f16 bits widened to f32 (exact), in parallel.
-pub fn f16_to_f32(bits: &[u16]) -> Vec<f32> {
-    bits.par_iter()
-        .map(|&b| f16::from_bits(b).to_f32())
-        .collect()
 }
 
 /// The tensors of a checkpoint directory, by name.

@@ -225,6 +225,14 @@ struct Task<'a> {
 }
 
 impl Task<'_> {
+    /// The two weight rows after `j..j + 2` of this task (empty past the end of `w`).
+    #[inline(always)]
+    fn ahead<'w, T>(&self, w: &'w [T], j: usize) -> &'w [T] {
+        let a = ((self.o0 + j + 2) * self.in_dim).min(w.len());
+        let b = ((self.o0 + j + 4) * self.in_dim).min(w.len());
+        &w[a..b]
+    }
+
     #[inline(always)]
     fn run<S: pulp::Simd, K: Widen>(&self, simd: S, w: &[K::Raw], yc: &mut [f32]) {
         let Task {
@@ -240,12 +248,6 @@ impl Task<'_> {
             Vec::new()
         };
         let xrow = |r: usize| &x[r * in_dim..(r + 1) * in_dim];
-        // The weight rows after `j..j + 2` (empty past the end of the matrix).
-        let ahead = |j: usize| {
-            let a = ((o0 + j + 2) * in_dim).min(w.len());
-            let b = ((o0 + j + 4) * in_dim).min(w.len());
-            &w[a..b]
-        };
         let mut t0 = 0;
         while t0 < rows {
             let t1 = (t0 + ROW_TILE).min(rows);
@@ -258,7 +260,7 @@ impl Task<'_> {
                 let np = if pair { 2 } else { 1 };
                 let wr = K::widen(&w[(o0 + j) * in_dim..(o0 + j + np) * in_dim], &mut buf);
                 let (w0, w1) = wr.split_at(in_dim);
-                let next = ahead(j);
+                let next = self.ahead(w, j);
                 let passes = (t1 - t0).div_ceil(4);
                 let mut r = t0;
                 while r < t1 {
@@ -322,14 +324,9 @@ impl Task<'_> {
         let n_out = yc.len() / rows;
         let xrow = |r: usize| &x[r * in_dim..(r + 1) * in_dim];
         let wrow = |j: usize| &w[(o0 + j) * in_dim..(o0 + j + 1) * in_dim];
-        let ahead = |j: usize| {
-            let a = ((o0 + j + 2) * in_dim).min(w.len());
-            let b = ((o0 + j + 4) * in_dim).min(w.len());
-            &w[a..b]
-        };
         let mut j = 0;
         while j < n_out {
-            let pf = ahead(j);
+            let pf = self.ahead(w, j);
             if j + 1 < n_out {
                 if rows == 4 {
                     let d = dots_bf16::<S, _, 2, 4>(
@@ -373,19 +370,11 @@ fn dots_bf16<S: pulp::Simd, P, const W: usize, const R: usize>(
     let lanes = core::mem::size_of::<S::f32s>() / 4;
     let xs = x.map(|s| S::as_simd_f32s(s));
     let n = xs[0].0.len();
-    let per_line = (64 / core::mem::size_of::<P>().max(1)).max(1);
-    let pf_step = pf.len().div_ceil(n.max(1)).next_multiple_of(per_line);
+    let mut pf = prefetch::Spread::new(pf, n);
     let zero = simd.splat_f32s(0.0);
     let mut acc = [[zero; R]; W];
-    let mut p = 0;
     for i in 0..n {
-        if p < pf.len() {
-            let end = (p + pf_step).min(pf.len());
-            while p < end {
-                prefetch::l2(&pf[p]);
-                p += per_line;
-            }
-        }
+        pf.step();
         let xv: [S::f32s; R] = core::array::from_fn(|b| xs[b].0[i]);
         for a in 0..W {
             let raw = &w[a][i * lanes..(i + 1) * lanes];
@@ -425,20 +414,11 @@ fn dots<S: pulp::Simd, P, const W: usize, const R: usize>(
     let ws = w.map(|s| S::as_simd_f32s(s));
     let xs = x.map(|s| S::as_simd_f32s(s));
     let n = ws[0].0.len();
-    let per_line = (64 / core::mem::size_of::<P>().max(1)).max(1);
-    // Elements of `pf` to cover per vector step so that it is done when the rows are.
-    let pf_step = pf.len().div_ceil(n.max(1)).next_multiple_of(per_line);
+    let mut pf = prefetch::Spread::new(pf, n);
     let zero = simd.splat_f32s(0.0);
     let mut acc = [[zero; R]; W];
-    let mut p = 0;
     for i in 0..n {
-        if p < pf.len() {
-            let end = (p + pf_step).min(pf.len());
-            while p < end {
-                prefetch::l2(&pf[p]);
-                p += per_line;
-            }
-        }
+        pf.step();
         let xv: [S::f32s; R] = core::array::from_fn(|b| xs[b].0[i]);
         for a in 0..W {
             let wv = ws[a].0[i];
@@ -463,6 +443,38 @@ fn dots<S: pulp::Simd, P, const W: usize, const R: usize>(
 /// Software prefetch: the hardware prefetchers alone leave DRAM idle while a weight row that
 /// is already in cache is multiplied with several input rows.
 mod prefetch {
+    /// Prefetch hints for a slice spread evenly over the `n` steps of a loop, one per
+    /// 64-byte line, so that the slice is in cache when the loop ends.
+    pub struct Spread<'a, P> {
+        pf: &'a [P],
+        next: usize,
+        per_step: usize,
+        per_line: usize,
+    }
+
+    impl<'a, P> Spread<'a, P> {
+        #[inline(always)]
+        pub fn new(pf: &'a [P], n: usize) -> Self {
+            let per_line = (64 / core::mem::size_of::<P>().max(1)).max(1);
+            Self {
+                pf,
+                next: 0,
+                per_step: pf.len().div_ceil(n.max(1)).next_multiple_of(per_line),
+                per_line,
+            }
+        }
+
+        /// Issues this step's share of the hints.
+        #[inline(always)]
+        pub fn step(&mut self) {
+            let end = (self.next + self.per_step).min(self.pf.len());
+            while self.next < end {
+                l2(&self.pf[self.next]);
+                self.next += self.per_line;
+            }
+        }
+    }
+
     /// Hints that the cache line holding `v` will be read soon (into L2). A hint only: it
     /// never faults and has no effect on results.
     #[inline(always)]
