@@ -65,10 +65,7 @@ pub enum Matrix {
 
 impl Matrix {
     pub fn len(&self) -> usize {
-        match self {
-            Matrix::F32(v) => v.len(),
-            Matrix::Bf16(v) | Matrix::F16(v) => v.len(),
-        }
+        self.view().len()
     }
 
     pub fn is_empty(&self) -> bool {
