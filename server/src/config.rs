@@ -71,9 +71,19 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
-    /// `cpu`, `cuda` or `cuda:N`.
+    /// `cpu`, `cuda` (= `cuda:0`) or `cuda:N`. A GPU needs a build with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// What runs the model: `auto` (`cpu` on the CPU, `cuda` on a GPU), `cpu` (hand-written
+    /// SIMD kernels), `reference` (the device-generic tensor path, on any device), `cuda`.
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+    /// Check instead of serving: parse every flag, read config.json and the tokenizer, check
+    /// architecture, backend, device and dtype, print what would run and exit 0 (or 2 with
+    /// the reason) without loading weights. `all` also requires this build and machine to
+    /// have the device; `args` checks what any glm-server build accepts (the operator's test).
+    #[arg(long, value_enum, value_name = "SCOPE", num_args = 0..=1, default_missing_value = "all")]
+    pub check: Option<CheckScope>,
     /// Seed for requests that bring none (reproducible sampling across a run).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -87,6 +97,15 @@ pub struct ServeArgs {
     pub dtype: String,
     #[arg(long, value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
+}
+
+/// `--check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckScope {
+    /// The flags, the model directory, and this build and machine.
+    All,
+    /// The flags and the model directory against what glm-server supports in any build.
+    Args,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -236,7 +255,6 @@ pub fn size_kv_cache(
 }
 
 impl ServeArgs {
-    /// Checks flag combinations that do not depend on the model.
     /// `--dtype` parsed.
     pub fn weight_dtype(&self) -> Result<glm_model::WeightDtype, ConfigError> {
         self.dtype
@@ -244,11 +262,27 @@ impl ServeArgs {
             .map_err(|e: String| ConfigError::invalid("dtype", e))
     }
 
+    /// `--device`, `--backend` and `--dtype` as the model crate takes them.
+    pub fn load_options(&self) -> Result<glm_model::LoadOptions, ConfigError> {
+        Ok(glm_model::LoadOptions {
+            backend: self
+                .backend
+                .parse()
+                .map_err(|e: String| ConfigError::invalid("backend", e))?,
+            device: self
+                .device
+                .parse()
+                .map_err(|e: String| ConfigError::invalid("device", e))?,
+            dtype: self.weight_dtype()?,
+        })
+    }
+
+    /// Checks flag combinations that do not depend on the model.
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.tensor_parallel_size != 1 {
             return Err(ConfigError::invalid(
                 "tensor-parallel-size",
-                "only 1 is supported",
+                "only 1 is supported (no tensor parallelism yet)",
             ));
         }
         if let Some(p) = &self.tool_call_parser {
@@ -273,7 +307,9 @@ impl ServeArgs {
                 "limits must be positive",
             ));
         }
-        self.weight_dtype()?;
+        let opts = self.load_options()?;
+        opts.resolve()
+            .map_err(|e| ConfigError::invalid("backend", e.to_string()))?;
         Ok(())
     }
 }
@@ -343,6 +379,15 @@ mod tests {
                 .is_ok()
         );
         assert!(args(&["--tensor-parallel-size", "2"]).check().is_err());
+        assert!(args(&["--device", "cuda:1"]).check().is_ok());
+        assert!(args(&["--device", "gpu"]).check().is_err());
+        assert!(args(&["--backend", "reference"]).check().is_ok());
+        assert!(args(&["--backend", "tpu"]).check().is_err());
+        // The SIMD kernels run on the host only; cuda needs a GPU.
+        assert!(args(&["--device", "cuda", "--backend", "cpu"])
+            .check()
+            .is_err());
+        assert!(args(&["--backend", "cuda"]).check().is_err());
         assert!(args(&[]).enable_prefix_caching);
         assert!(!args(&["--no-enable-prefix-caching"]).enable_prefix_caching);
     }

@@ -45,6 +45,19 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            if let Some(scope) = args.check {
+                // --check: one line on stdout, the reason on stderr, 0 or 2.
+                return match runtime.block_on(serve::check(&args, scope)) {
+                    Ok(line) => {
+                        println!("{line}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("glm-server: {} ({})", e, e.kind());
+                        ExitCode::from(2)
+                    }
+                };
+            }
             match runtime.block_on(serve::run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

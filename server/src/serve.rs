@@ -14,11 +14,14 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::{self, ApiConfig, AppState, Lifecycle},
     arch::{self, arch_defaults, ArchDefaults},
-    config::{size_kv_cache, system_memory_bytes, ConfigError, ServeArgs},
+    config::{size_kv_cache, system_memory_bytes, CheckScope, ConfigError, ServeArgs},
     engine::{EngineConfig, EngineError, EngineHandle},
     metrics::Metrics,
     validation::Limits,
 };
+
+/// `--kv-cache-memory` on a GPU when the flag is absent.
+const DEFAULT_GPU_KV_FRACTION: &str = "0.9";
 
 /// How long the HTTP server may take to close idle connections after the drain.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -69,21 +72,6 @@ pub fn demo_dir() -> PathBuf {
         .join(format!("glm-server-demo-{}", env!("CARGO_PKG_VERSION")))
 }
 
-fn parse_device(s: &str) -> Result<candle_core::Device, ServeError> {
-    let bad = |m: String| ConfigError::Invalid {
-        flag: "device",
-        message: m,
-    };
-    match s {
-        "cpu" => Ok(candle_core::Device::Cpu),
-        "cuda" => candle_core::Device::new_cuda(0).map_err(|e| bad(e.to_string()).into()),
-        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => candle_core::Device::new_cuda(n).map_err(|e| bad(e.to_string()).into()),
-            _ => Err(bad(format!("{other:?} is not cpu, cuda or cuda:N")).into()),
-        },
-    }
-}
-
 fn load_template(
     args: &ServeArgs,
     tok: &GlmTokenizer,
@@ -116,64 +104,126 @@ pub struct Prepared {
     pub warm_up_prompt: Vec<u32>,
 }
 
-/// Loads the model and tokenizer, sizes the KV cache and spawns the engine.
-pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
-    args.check()?;
-    let (dir, default_name) = if args.model == "demo" {
+/// The model directory `--model` names (writing the demo model for `demo`) and the name
+/// clients use by default.
+async fn model_dir(args: &ServeArgs) -> Result<(PathBuf, String), ServeError> {
+    if args.model == "demo" {
         let dir = demo_dir();
         let d = dir.clone();
         tokio::task::spawn_blocking(move || glm_model::demo::write_demo_model(&d))
             .await
             .map_err(|e| io("demo model task")(std::io::Error::other(e)))??;
-        (dir, "demo".to_string())
-    } else {
-        let dir = PathBuf::from(&args.model);
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| args.model.clone());
-        (dir, name)
-    };
-    let served = args.served_model_name.clone().unwrap_or(default_name);
-    let device = parse_device(&args.device)?;
-    let load_dir = dir.clone();
-    let dtype = args.weight_dtype()?;
-    let started = std::time::Instant::now();
-    let model =
-        tokio::task::spawn_blocking(move || glm_model::load_model_with(&load_dir, &device, dtype))
-            .await
-            .map_err(|e| io("model load task")(std::io::Error::other(e)))??;
-    let info = model.info().clone();
-    tracing::info!(
-        dir = %dir.display(),
-        architecture = %info.architecture,
-        weight_bytes = info.weight_bytes,
-        device = %info.device,
-        secs = started.elapsed().as_secs_f64(),
-        "model loaded"
-    );
-    let sizing = size_kv_cache(
-        args,
-        info.kv_bytes_per_token,
-        info.weight_bytes,
-        info.max_position_embeddings,
-        system_memory_bytes(),
-    )?;
-    let tokenizer = GlmTokenizer::from_dir(&dir)?;
-    let defaults = arch_defaults(&info.architecture);
+        return Ok((dir, "demo".to_string()));
+    }
+    let dir = PathBuf::from(&args.model);
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| args.model.clone());
+    Ok((dir, name))
+}
+
+/// Tokenizer, chat template and parsers for `architecture`, checked against the flags.
+struct TextSide {
+    tokenizer: GlmTokenizer,
+    template: Option<ChatTemplate>,
+    tool_call_parser: Option<String>,
+    reasoning_parser: Option<String>,
+}
+
+fn text_side(args: &ServeArgs, dir: &Path, architecture: &str) -> Result<TextSide, ServeError> {
+    let tokenizer = GlmTokenizer::from_dir(dir)?;
+    let defaults = arch_defaults(architecture);
     let template = load_template(args, &tokenizer, &defaults)?;
     let tool_call_parser = arch::resolve(&args.tool_call_parser, defaults.tool_call_parser);
     let reasoning_parser = arch::resolve(&args.reasoning_parser, defaults.reasoning_parser);
     if args.enable_auto_tool_choice && tool_call_parser.is_none() {
         return Err(ConfigError::invalid(
             "enable-auto-tool-choice",
-            format!(
-                "requires --tool-call-parser ({} has no default tool-call format)",
-                info.architecture
-            ),
+            format!("requires --tool-call-parser ({architecture} has no default tool-call format)"),
         )
         .into());
     }
+    Ok(TextSide {
+        tokenizer,
+        template,
+        tool_call_parser,
+        reasoning_parser,
+    })
+}
+
+/// `serve --check`: everything `prepare` decides except loading weights and the device's
+/// memory. Returns the line to print.
+pub async fn check(args: &ServeArgs, scope: CheckScope) -> Result<String, ServeError> {
+    args.check()?;
+    let opts = args.load_options()?;
+    let (dir, default_name) = model_dir(args).await?;
+    let plan = glm_model::check_model(&dir, &opts, scope == CheckScope::All)?;
+    let text = text_side(args, &dir, &plan.architecture)?;
+    let served = args.served_model_name.clone().unwrap_or(default_name);
+    let mut line = format!("ok: would serve {served:?} from {}: {plan}", dir.display());
+    if opts.device == glm_model::DeviceSpec::Cpu {
+        let sizing = size_kv_cache(
+            args,
+            plan.kv_bytes_per_token,
+            0,
+            plan.max_position_embeddings,
+            system_memory_bytes(),
+        )?;
+        line += &format!(
+            "; {} KV blocks of {}, max model len {}",
+            sizing.num_blocks, args.block_size, sizing.max_model_len
+        );
+    }
+    line += &format!(
+        "; tool-call parser {}, reasoning parser {}",
+        text.tool_call_parser.as_deref().unwrap_or("none"),
+        text.reasoning_parser.as_deref().unwrap_or("none")
+    );
+    Ok(line)
+}
+
+/// Loads the model and tokenizer, sizes the KV cache and spawns the engine.
+pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
+    args.check()?;
+    let (dir, default_name) = model_dir(args).await?;
+    let served = args.served_model_name.clone().unwrap_or(default_name);
+    let opts = args.load_options()?;
+    let load_dir = dir.clone();
+    let started = std::time::Instant::now();
+    let model = tokio::task::spawn_blocking(move || glm_model::load_model(&load_dir, &opts))
+        .await
+        .map_err(|e| io("model load task")(std::io::Error::other(e)))??;
+    let info = model.info().clone();
+    tracing::info!(
+        dir = %dir.display(),
+        architecture = %info.architecture,
+        weight_bytes = info.weight_bytes,
+        device = %info.device,
+        backend = %info.backend,
+        secs = started.elapsed().as_secs_f64(),
+        "model loaded"
+    );
+    // A GPU's own memory, and by default 90% of it (vLLM's --gpu-memory-utilization);
+    // system memory and a fixed 4 GiB on the CPU.
+    let total_memory = info.device_memory.or_else(system_memory_bytes);
+    let mut sized = args.clone();
+    if info.device_memory.is_some() && sized.kv_cache_memory.is_none() {
+        sized.kv_cache_memory = Some(DEFAULT_GPU_KV_FRACTION.into());
+    }
+    let sizing = size_kv_cache(
+        &sized,
+        info.kv_bytes_per_token,
+        info.weight_bytes,
+        info.max_position_embeddings,
+        total_memory,
+    )?;
+    let TextSide {
+        tokenizer,
+        template,
+        tool_call_parser,
+        reasoning_parser,
+    } = text_side(args, &dir, &info.architecture)?;
     let warm_up_prompt = warm_up_prompt(&tokenizer, &dir);
     let metrics = Metrics::new(&served);
     let engine = EngineHandle::spawn(
@@ -308,7 +358,7 @@ pub async fn serve_until(
     Ok(())
 }
 
-/// The whole `serve` command.
+/// The whole `serve` command (`--check` is handled by the caller, see [`check`]).
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let prepared = prepare(&args).await?;
     let addr = (args.host, args.port);

@@ -40,6 +40,8 @@ impl ToyModel {
                 active_weight_bytes_per_token: 0,
                 weight_bytes: 0,
                 device: "cpu".into(),
+                backend: "cpu".into(),
+                device_memory: None,
             },
             block_size: 0,
             slots: Vec::new(),

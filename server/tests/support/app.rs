@@ -91,7 +91,7 @@ pub fn fixture_app(num_blocks: usize, max_num_seqs: usize) -> TestApp {
 #[allow(dead_code)] // not every test binary serves both architectures
 pub fn fixture_app_for(fixture: &str, num_blocks: usize, max_num_seqs: usize) -> TestApp {
     let dir = fixtures().join(fixture);
-    let model = glm_model::load_model(&dir, &candle_core::Device::Cpu).unwrap();
+    let model = glm_model::load_model(&dir, &glm_model::LoadOptions::default()).unwrap();
     let tokenizer = GlmTokenizer::from_dir(&dir).unwrap();
     let template = tokenizer.chat_template().ok();
     let metrics = Metrics::new(MODEL);

@@ -52,6 +52,8 @@ impl ScriptedModel {
                 active_weight_bytes_per_token: 0,
                 weight_bytes: 0,
                 device: "cpu".into(),
+                backend: "cpu".into(),
+                device_memory: None,
             },
             tokenizer,
             scripts,

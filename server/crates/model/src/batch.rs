@@ -44,6 +44,11 @@ pub struct ModelInfo {
     pub weight_bytes: u64,
     /// Device the model runs on, e.g. `cpu` or `cuda:0`.
     pub device: String,
+    /// Backend that runs it: `cpu`, `reference` or `cuda`.
+    pub backend: String,
+    /// Total memory of the device in bytes when known (GPUs); sizes `--kv-cache-memory` as a
+    /// fraction. `None` on the CPU (the server reads system memory).
+    pub device_memory: Option<u64>,
 }
 
 /// Errors a model can report. `kind()` is a stable snake_case tag.
@@ -71,6 +76,8 @@ pub enum ModelError {
     Cache(String),
     #[error("compute error: {0}")]
     Compute(String),
+    #[error("device: {0}")]
+    Device(String),
 }
 
 impl ModelError {
@@ -83,6 +90,7 @@ impl ModelError {
             ModelError::InvalidBatch(_) => "invalid_batch",
             ModelError::Cache(_) => "cache",
             ModelError::Compute(_) => "compute",
+            ModelError::Device(_) => "device",
         }
     }
 }

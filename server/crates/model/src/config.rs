@@ -1,32 +1,192 @@
-//! config.json / generation_config.json parsing with Hugging Face defaults.
+//! config.json / generation_config.json: one serde mirror of the fields transformers reads for
+//! both GLM architectures ([`RawConfig`]), the fields they share ([`CommonConfig`]), and the
+//! helpers each architecture's typed config (`arch::*::config`) is built with. Absent or null
+//! fields take the transformers defaults of the architecture; a field of the wrong type is an
+//! error naming the field.
 
 use std::path::Path;
 
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::Value;
 
 use crate::batch::ModelError;
+use crate::moe::RouterConfig;
 
-/// Architecture name of GLM-4.5 / 4.5-Air / 4.6 / 4.7.
-pub const GLM4_MOE: &str = "Glm4MoeForCausalLM";
+pub use crate::arch::glm4moe::config::{Glm4MoeConfig, GLM4_MOE};
+pub use crate::arch::glm4moelite::config::GLM4_MOE_LITE;
 
-/// `Glm4MoeConfig` with every field transformers reads; absent optional fields take the
-/// transformers defaults (`modular_glm4_moe.py`).
+/// config.json as transformers writes it for Glm4Moe and Glm4MoeLite. Every field is optional
+/// here; the architecture's config applies its defaults and checks.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawConfig {
+    pub architectures: Option<Vec<String>>,
+    pub vocab_size: Option<usize>,
+    pub hidden_size: Option<usize>,
+    pub intermediate_size: Option<usize>,
+    pub num_hidden_layers: Option<usize>,
+    pub num_attention_heads: Option<usize>,
+    pub num_key_value_heads: Option<usize>,
+    pub head_dim: Option<usize>,
+    pub partial_rotary_factor: Option<f64>,
+    pub rope_theta: Option<f64>,
+    pub rope_scaling: Option<Value>,
+    pub rope_parameters: Option<Value>,
+    pub rope_interleave: Option<bool>,
+    pub rms_norm_eps: Option<f64>,
+    pub max_position_embeddings: Option<usize>,
+    pub use_qk_norm: Option<bool>,
+    pub attention_bias: Option<bool>,
+    pub first_k_dense_replace: Option<usize>,
+    pub n_routed_experts: Option<usize>,
+    pub n_shared_experts: Option<usize>,
+    pub num_experts_per_tok: Option<usize>,
+    pub moe_intermediate_size: Option<usize>,
+    pub routed_scaling_factor: Option<f64>,
+    pub norm_topk_prob: Option<bool>,
+    pub n_group: Option<usize>,
+    pub topk_group: Option<usize>,
+    pub num_nextn_predict_layers: Option<usize>,
+    pub tie_word_embeddings: Option<bool>,
+    pub hidden_act: Option<String>,
+    pub eos_token_id: Option<TokenIds>,
+    pub pad_token_id: Option<TokenIds>,
+    pub q_lora_rank: Option<usize>,
+    pub kv_lora_rank: Option<usize>,
+    pub qk_nope_head_dim: Option<usize>,
+    pub qk_rope_head_dim: Option<usize>,
+    pub v_head_dim: Option<usize>,
+    pub quantization_config: Option<QuantizationConfig>,
+}
+
+/// A token id field: one id or a list of ids.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum TokenIds {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl TokenIds {
+    pub fn to_vec(&self) -> Vec<u32> {
+        match self {
+            TokenIds::One(t) => vec![*t],
+            TokenIds::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `quantization_config` of a checkpoint. Parsed so that quantized formats can slot in; the
+/// kernels run unquantized weights only, so any method is refused at load with its name.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct QuantizationConfig {
+    pub quant_method: Option<String>,
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
+}
+
+impl QuantizationConfig {
+    pub fn method(&self) -> &str {
+        self.quant_method.as_deref().unwrap_or("unknown")
+    }
+}
+
+impl RawConfig {
+    /// Parses a config.json value; a field of the wrong type is an error naming it.
+    pub fn from_json(v: &Value) -> Result<Self, ModelError> {
+        if !v.is_object() {
+            return Err(ModelError::Config(
+                "config.json is not a JSON object".into(),
+            ));
+        }
+        serde_path_to_error::deserialize(v)
+            .map_err(|e| ModelError::Config(format!("field {}: {}", e.path(), e.inner())))
+    }
+
+    /// `architectures[0]`.
+    pub fn architecture(&self) -> Result<String, ModelError> {
+        self.architectures
+            .as_ref()
+            .and_then(|a| a.first())
+            .cloned()
+            .ok_or_else(|| ModelError::Config("missing required field architectures".into()))
+    }
+
+    /// Checks that the config is for `arch`.
+    pub fn expect_architecture(&self, arch: &str) -> Result<String, ModelError> {
+        let a = self.architecture()?;
+        if a != arch {
+            return Err(ModelError::UnsupportedArchitecture(a));
+        }
+        Ok(a)
+    }
+
+    /// Refuses RoPE scaling (YaRN etc. would change frequencies and the softmax scale).
+    pub fn check_default_rope(&self) -> Result<(), ModelError> {
+        let kind_of = |v: &Value| {
+            v.get("rope_type")
+                .or_else(|| v.get("type"))
+                .map(|k| k.as_str().unwrap_or("unknown").to_owned())
+        };
+        let kinds = [
+            self.rope_scaling
+                .as_ref()
+                .filter(|v| !v.is_null())
+                .map(|v| kind_of(v).unwrap_or_else(|| "unknown".to_owned())),
+            self.rope_parameters.as_ref().and_then(kind_of),
+        ];
+        for kind in kinds.into_iter().flatten() {
+            if kind != "default" {
+                return Err(ModelError::Config(format!(
+                    "rope_scaling type {kind:?} is not supported (only default RoPE)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `rope_theta`, top level or in `rope_parameters`.
+    pub fn rope_theta_or(&self, default: f64) -> f64 {
+        self.rope_theta
+            .or_else(|| self.rope_param("rope_theta"))
+            .unwrap_or(default)
+    }
+
+    /// A number in `rope_parameters` (transformers 5 style).
+    pub fn rope_param(&self, name: &str) -> Option<f64> {
+        self.rope_parameters
+            .as_ref()
+            .and_then(|r| r.get(name))
+            .and_then(Value::as_f64)
+    }
+
+    fn required(v: Option<usize>, name: &str) -> Result<usize, ModelError> {
+        v.ok_or_else(|| ModelError::Config(format!("missing required field {name}")))
+    }
+}
+
+/// Architecture defaults for the fields both architectures share.
+#[derive(Debug, Clone, Copy)]
+pub struct CommonDefaults {
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub n_routed_experts: usize,
+    pub num_experts_per_tok: usize,
+    pub moe_intermediate_size: usize,
+    pub routed_scaling_factor: f64,
+}
+
+/// The fields Glm4Moe and Glm4MoeLite share: sizes, norms, the MoE router, ids.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Glm4MoeConfig {
+pub struct CommonConfig {
     pub architecture: String,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub intermediate_size: usize,
     pub num_hidden_layers: usize,
     pub num_attention_heads: usize,
-    pub num_key_value_heads: usize,
-    /// Explicit in GLM checkpoints and not `hidden_size / num_attention_heads` there.
-    pub head_dim: usize,
-    pub partial_rotary_factor: f64,
     pub rope_theta: f64,
     pub rms_norm_eps: f64,
     pub max_position_embeddings: usize,
-    pub use_qk_norm: bool,
     pub attention_bias: bool,
     pub first_k_dense_replace: usize,
     pub n_routed_experts: usize,
@@ -44,104 +204,82 @@ pub struct Glm4MoeConfig {
     pub pad_token_id: Option<u32>,
 }
 
-impl Glm4MoeConfig {
-    /// Number of head dims that get RoPE (the rest pass through).
-    pub fn rotary_dim(&self) -> usize {
-        // transformers: int(head_dim * partial_rotary_factor); keep it even for half rotation.
-        let d = (self.head_dim as f64 * self.partial_rotary_factor) as usize;
-        d - d % 2
+impl CommonConfig {
+    /// The shared fields of `raw` for architecture `arch`, with its defaults, checked.
+    pub fn from_raw(raw: &RawConfig, arch: &str, d: CommonDefaults) -> Result<Self, ModelError> {
+        let architecture = raw.expect_architecture(arch)?;
+        if let Some(q) = &raw.quantization_config {
+            return Err(ModelError::Config(format!(
+                "quantization_config: quant_method {:?} is not supported (unquantized bf16, f16 \
+                 and f32 checkpoints only)",
+                q.method()
+            )));
+        }
+        raw.check_default_rope()?;
+        let c = Self {
+            architecture,
+            vocab_size: RawConfig::required(raw.vocab_size, "vocab_size")?,
+            hidden_size: RawConfig::required(raw.hidden_size, "hidden_size")?,
+            intermediate_size: raw.intermediate_size.unwrap_or(d.intermediate_size),
+            num_hidden_layers: RawConfig::required(raw.num_hidden_layers, "num_hidden_layers")?,
+            num_attention_heads: RawConfig::required(
+                raw.num_attention_heads,
+                "num_attention_heads",
+            )?,
+            rope_theta: raw.rope_theta_or(10000.0),
+            rms_norm_eps: raw.rms_norm_eps.unwrap_or(1e-5),
+            max_position_embeddings: raw
+                .max_position_embeddings
+                .unwrap_or(d.max_position_embeddings),
+            attention_bias: raw.attention_bias.unwrap_or(false),
+            first_k_dense_replace: raw.first_k_dense_replace.unwrap_or(1),
+            n_routed_experts: raw.n_routed_experts.unwrap_or(d.n_routed_experts),
+            n_shared_experts: raw.n_shared_experts.unwrap_or(1),
+            num_experts_per_tok: raw.num_experts_per_tok.unwrap_or(d.num_experts_per_tok),
+            moe_intermediate_size: raw.moe_intermediate_size.unwrap_or(d.moe_intermediate_size),
+            routed_scaling_factor: raw.routed_scaling_factor.unwrap_or(d.routed_scaling_factor),
+            norm_topk_prob: raw.norm_topk_prob.unwrap_or(true),
+            n_group: raw.n_group.unwrap_or(1),
+            topk_group: raw.topk_group.unwrap_or(1),
+            num_nextn_predict_layers: raw.num_nextn_predict_layers.unwrap_or(0),
+            tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(false),
+            hidden_act: raw.hidden_act.clone().unwrap_or_else(|| "silu".into()),
+            eos_token_ids: raw
+                .eos_token_id
+                .as_ref()
+                .map_or_else(Vec::new, TokenIds::to_vec),
+            pad_token_id: raw
+                .pad_token_id
+                .as_ref()
+                .and_then(|p| p.to_vec().first().copied()),
+        };
+        c.validate()?;
+        Ok(c)
     }
 
     pub fn is_moe_layer(&self, layer: usize) -> bool {
         layer >= self.first_k_dense_replace
     }
 
-    /// Parses an already-read config.json value.
-    pub fn from_json(v: &Value) -> Result<Self, ModelError> {
-        let obj = v
-            .as_object()
-            .ok_or_else(|| ModelError::Config("config.json is not a JSON object".into()))?;
-        let architecture = architecture_of(obj)?;
-        if architecture != GLM4_MOE {
-            return Err(ModelError::UnsupportedArchitecture(architecture));
+    pub fn router_config(&self) -> RouterConfig {
+        RouterConfig {
+            n_experts: self.n_routed_experts,
+            top_k: self.num_experts_per_tok,
+            n_group: self.n_group,
+            topk_group: self.topk_group,
+            norm_topk_prob: self.norm_topk_prob,
+            routed_scaling_factor: self.routed_scaling_factor as f32,
         }
-        let f = Fields(obj);
-        let hidden_size = f.req_usize("hidden_size")?;
-        let num_attention_heads = f.req_usize("num_attention_heads")?;
-        let rope = obj.get("rope_parameters").and_then(Value::as_object);
-        if let Some(scaling) = obj.get("rope_scaling").filter(|v| !v.is_null()) {
-            let kind = scaling
-                .get("rope_type")
-                .or_else(|| scaling.get("type"))
-                .and_then(Value::as_str)
-                .unwrap_or("unknown");
-            if kind != "default" {
-                return Err(ModelError::Config(format!(
-                    "rope_scaling type {kind:?} is not supported (only default RoPE)"
-                )));
-            }
-        }
-        let rope_theta = match f.opt_f64("rope_theta")? {
-            Some(t) => t,
-            None => rope
-                .and_then(|r| r.get("rope_theta"))
-                .and_then(Value::as_f64)
-                .unwrap_or(10000.0),
-        };
-        let partial_rotary_factor = match f.opt_f64("partial_rotary_factor")? {
-            Some(p) => p,
-            None => rope
-                .and_then(|r| r.get("partial_rotary_factor"))
-                .and_then(Value::as_f64)
-                .unwrap_or(0.5),
-        };
-        let cfg = Self {
-            architecture,
-            vocab_size: f.req_usize("vocab_size")?,
-            hidden_size,
-            intermediate_size: f.usize_or("intermediate_size", 10944)?,
-            num_hidden_layers: f.req_usize("num_hidden_layers")?,
-            num_attention_heads,
-            num_key_value_heads: f.usize_or("num_key_value_heads", 8)?,
-            head_dim: f.usize_or("head_dim", hidden_size / num_attention_heads.max(1))?,
-            partial_rotary_factor,
-            rope_theta,
-            rms_norm_eps: f.f64_or("rms_norm_eps", 1e-5)?,
-            max_position_embeddings: f.usize_or("max_position_embeddings", 131072)?,
-            use_qk_norm: f.bool_or("use_qk_norm", false)?,
-            attention_bias: f.bool_or("attention_bias", false)?,
-            first_k_dense_replace: f.usize_or("first_k_dense_replace", 1)?,
-            n_routed_experts: f.usize_or("n_routed_experts", 128)?,
-            n_shared_experts: f.usize_or("n_shared_experts", 1)?,
-            num_experts_per_tok: f.usize_or("num_experts_per_tok", 8)?,
-            moe_intermediate_size: f.usize_or("moe_intermediate_size", 1408)?,
-            routed_scaling_factor: f.f64_or("routed_scaling_factor", 1.0)?,
-            norm_topk_prob: f.bool_or("norm_topk_prob", true)?,
-            n_group: f.usize_or("n_group", 1)?,
-            topk_group: f.usize_or("topk_group", 1)?,
-            num_nextn_predict_layers: f.usize_or("num_nextn_predict_layers", 0)?,
-            tie_word_embeddings: f.bool_or("tie_word_embeddings", false)?,
-            hidden_act: f.str_or("hidden_act", "silu")?,
-            eos_token_ids: token_ids(obj.get("eos_token_id"), "eos_token_id")?,
-            pad_token_id: token_ids(obj.get("pad_token_id"), "pad_token_id")?
-                .first()
-                .copied(),
-        };
-        cfg.validate()?;
-        Ok(cfg)
     }
 
-    /// Reads `dir/config.json` and merges eos ids from `dir/generation_config.json`.
-    pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
-        let v = read_json(&dir.join("config.json"))?;
-        let mut cfg = Self::from_json(&v)?;
-        let extra = generation_eos_ids(dir)?;
-        for id in extra {
-            if !cfg.eos_token_ids.contains(&id) {
-                cfg.eos_token_ids.push(id);
+    /// Merges the eos ids of `dir/generation_config.json`.
+    pub fn merge_generation_config(&mut self, dir: &Path) -> Result<(), ModelError> {
+        for id in generation_eos_ids(dir)? {
+            if !self.eos_token_ids.contains(&id) {
+                self.eos_token_ids.push(id);
             }
         }
-        Ok(cfg)
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ModelError> {
@@ -150,8 +288,6 @@ impl Glm4MoeConfig {
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
             ("num_attention_heads", self.num_attention_heads),
-            ("num_key_value_heads", self.num_key_value_heads),
-            ("head_dim", self.head_dim),
             ("n_group", self.n_group),
         ];
         for (name, v) in positive {
@@ -159,25 +295,10 @@ impl Glm4MoeConfig {
                 return bad(format!("{name} must be > 0"));
             }
         }
-        if !self
-            .num_attention_heads
-            .is_multiple_of(self.num_key_value_heads)
-        {
-            return bad(format!(
-                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
-                self.num_attention_heads, self.num_key_value_heads
-            ));
-        }
         if self.hidden_act != "silu" {
             return bad(format!(
                 "hidden_act {:?} is not supported (silu only)",
                 self.hidden_act
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.partial_rotary_factor) || self.rotary_dim() == 0 {
-            return bad(format!(
-                "partial_rotary_factor {} gives no rotary dims for head_dim {}",
-                self.partial_rotary_factor, self.head_dim
             ));
         }
         if self.num_hidden_layers > self.first_k_dense_replace {
@@ -205,14 +326,9 @@ impl Glm4MoeConfig {
     }
 }
 
-/// `architectures[0]` of a config.json object.
-pub fn architecture_of(obj: &Map<String, Value>) -> Result<String, ModelError> {
-    obj.get("architectures")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| ModelError::Config("missing required field architectures".into()))
+/// `architectures[0]` of a config.json value.
+pub fn architecture_of(v: &Value) -> Result<String, ModelError> {
+    RawConfig::from_json(v)?.architecture()
 }
 
 pub fn read_json(path: &Path) -> Result<Value, ModelError> {
@@ -226,93 +342,24 @@ pub fn read_json(path: &Path) -> Result<Value, ModelError> {
 
 /// eos ids from generation_config.json (absent file = none).
 pub fn generation_eos_ids(dir: &Path) -> Result<Vec<u32>, ModelError> {
+    #[derive(Deserialize)]
+    struct Generation {
+        eos_token_id: Option<TokenIds>,
+    }
     let path = dir.join("generation_config.json");
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let v = read_json(&path)?;
-    token_ids(v.get("eos_token_id"), "generation_config.json eos_token_id")
-}
-
-/// A token id field that may be null, an integer or a list of integers.
-fn token_ids(v: Option<&Value>, name: &str) -> Result<Vec<u32>, ModelError> {
-    let one = |v: &Value| {
-        v.as_u64()
-            .and_then(|x| u32::try_from(x).ok())
-            .ok_or_else(|| ModelError::Config(format!("{name}: {v} is not a token id")))
-    };
-    match v {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(a)) => a.iter().map(one).collect(),
-        Some(v) => Ok(vec![one(v)?]),
-    }
-}
-
-/// Typed field access that names the field in every error.
-struct Fields<'a>(&'a Map<String, Value>);
-
-impl Fields<'_> {
-    fn get(&self, name: &str) -> Option<&Value> {
-        self.0.get(name).filter(|v| !v.is_null())
-    }
-
-    fn req_usize(&self, name: &str) -> Result<usize, ModelError> {
-        self.opt_usize(name)?
-            .ok_or_else(|| ModelError::Config(format!("missing required field {name}")))
-    }
-
-    fn opt_usize(&self, name: &str) -> Result<Option<usize>, ModelError> {
-        self.get(name)
-            .map(|v| {
-                v.as_u64()
-                    .and_then(|x| usize::try_from(x).ok())
-                    .ok_or_else(|| {
-                        ModelError::Config(format!(
-                            "field {name}: {v} is not a non-negative integer"
-                        ))
-                    })
-            })
-            .transpose()
-    }
-
-    fn usize_or(&self, name: &str, default: usize) -> Result<usize, ModelError> {
-        Ok(self.opt_usize(name)?.unwrap_or(default))
-    }
-
-    fn opt_f64(&self, name: &str) -> Result<Option<f64>, ModelError> {
-        self.get(name)
-            .map(|v| {
-                v.as_f64()
-                    .ok_or_else(|| ModelError::Config(format!("field {name}: {v} is not a number")))
-            })
-            .transpose()
-    }
-
-    fn f64_or(&self, name: &str, default: f64) -> Result<f64, ModelError> {
-        Ok(self.opt_f64(name)?.unwrap_or(default))
-    }
-
-    fn bool_or(&self, name: &str, default: bool) -> Result<bool, ModelError> {
-        self.get(name)
-            .map(|v| {
-                v.as_bool().ok_or_else(|| {
-                    ModelError::Config(format!("field {name}: {v} is not a boolean"))
-                })
-            })
-            .transpose()
-            .map(|b| b.unwrap_or(default))
-    }
-
-    fn str_or(&self, name: &str, default: &str) -> Result<String, ModelError> {
-        self.get(name)
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| ModelError::Config(format!("field {name}: {v} is not a string")))
-            })
-            .transpose()
-            .map(|s| s.unwrap_or_else(|| default.to_owned()))
-    }
+    let g: Generation = serde_path_to_error::deserialize(read_json(&path)?).map_err(|e| {
+        ModelError::Config(format!(
+            "generation_config.json field {}: {}",
+            e.path(),
+            e.inner()
+        ))
+    })?;
+    Ok(g.eos_token_id
+        .as_ref()
+        .map_or_else(Vec::new, TokenIds::to_vec))
 }
 
 #[cfg(test)]

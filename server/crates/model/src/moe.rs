@@ -66,40 +66,48 @@ impl Router {
 
     /// Mirrors transformers' `Glm4MoeTopkRouter` / `get_topk_indices` for one token.
     pub fn route_one(&self, logits: &[f32]) -> (Vec<usize>, Vec<f32>) {
-        let c = &self.cfg;
-        let scores: Vec<f32> = logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect();
-        let mut choice: Vec<f32> = scores
-            .iter()
-            .zip(&self.correction_bias)
-            .map(|(s, b)| s + b)
+        route_one(&self.cfg, &self.correction_bias, logits)
+    }
+}
+
+/// Mirrors transformers' `Glm4MoeTopkRouter` / `get_topk_indices` for one token.
+pub fn route_one(
+    c: &RouterConfig,
+    correction_bias: &[f32],
+    logits: &[f32],
+) -> (Vec<usize>, Vec<f32>) {
+    let scores: Vec<f32> = logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect();
+    let mut choice: Vec<f32> = scores
+        .iter()
+        .zip(correction_bias)
+        .map(|(s, b)| s + b)
+        .collect();
+    if c.n_group > 1 {
+        let per = c.n_experts / c.n_group;
+        // Group score = sum of its two best choice scores.
+        let group_scores: Vec<f32> = choice
+            .chunks_exact(per)
+            .map(|g| {
+                let best = top_indices(g, 2.min(g.len()));
+                best.iter().map(|&i| g[i]).sum()
+            })
             .collect();
-        if c.n_group > 1 {
-            let per = c.n_experts / c.n_group;
-            // Group score = sum of its two best choice scores.
-            let group_scores: Vec<f32> = choice
-                .chunks_exact(per)
-                .map(|g| {
-                    let best = top_indices(g, 2.min(g.len()));
-                    best.iter().map(|&i| g[i]).sum()
-                })
-                .collect();
-            let keep = top_indices(&group_scores, c.topk_group);
-            for (gi, g) in choice.chunks_exact_mut(per).enumerate() {
-                if !keep.contains(&gi) {
-                    // transformers masks with 0.0 (not -inf): keep that exactly.
-                    g.iter_mut().for_each(|v| *v = 0.0);
-                }
+        let keep = top_indices(&group_scores, c.topk_group);
+        for (gi, g) in choice.chunks_exact_mut(per).enumerate() {
+            if !keep.contains(&gi) {
+                // transformers masks with 0.0 (not -inf): keep that exactly.
+                g.iter_mut().for_each(|v| *v = 0.0);
             }
         }
-        let idx = top_indices(&choice, c.top_k);
-        let mut w: Vec<f32> = idx.iter().map(|&i| scores[i]).collect();
-        if c.norm_topk_prob {
-            let denom = w.iter().sum::<f32>() + 1e-20;
-            w.iter_mut().for_each(|v| *v /= denom);
-        }
-        w.iter_mut().for_each(|v| *v *= c.routed_scaling_factor);
-        (idx, w)
     }
+    let idx = top_indices(&choice, c.top_k);
+    let mut w: Vec<f32> = idx.iter().map(|&i| scores[i]).collect();
+    if c.norm_topk_prob {
+        let denom = w.iter().sum::<f32>() + 1e-20;
+        w.iter_mut().for_each(|v| *v /= denom);
+    }
+    w.iter_mut().for_each(|v| *v *= c.routed_scaling_factor);
+    (idx, w)
 }
 
 /// Indices of the `k` largest values, best first; the lower index wins ties (as torch.topk

@@ -285,6 +285,28 @@ impl Checkpoint {
         })
     }
 
+    /// Tensor `name` on `device` as `dtype`, checked against `shape`. The bytes go from the
+    /// mmap straight to the device in the checkpoint's type (one tensor at a time, no host
+    /// copy of the checkpoint), then convert there.
+    pub fn tensor(
+        &self,
+        name: &str,
+        shape: &[usize],
+        device: &candle_core::Device,
+        dtype: candle_core::DType,
+    ) -> Result<candle_core::Tensor, ModelError> {
+        let (bytes, st) = self.raw(name, shape)?;
+        let src = match st {
+            Dtype::F32 => candle_core::DType::F32,
+            Dtype::BF16 => candle_core::DType::BF16,
+            _ => candle_core::DType::F16,
+        };
+        let wrap = |e: candle_core::Error| self.err(name, e.to_string());
+        candle_core::Tensor::from_raw_buffer(bytes, src, shape, device)
+            .and_then(|t| t.to_dtype(dtype))
+            .map_err(wrap)
+    }
+
     /// Like [`Checkpoint::f32`] for an optional tensor (e.g. a bias that may be absent).
     pub fn f32_opt(&self, name: &str, shape: &[usize]) -> Result<Option<Vec<f32>>, ModelError> {
         if self.contains(name) {
@@ -380,7 +402,7 @@ fn open_shard(path: PathBuf) -> Result<Shard, ModelError> {
 #[allow(unsafe_code)]
 fn map_file(file: &File) -> std::io::Result<Mmap> {
     // SAFETY: the map is read-only and model files are not modified while the server runs
-    // (they live in a read-only cache volume); every tensor is copied into owned f32 buffers
+    // (they live in a read-only cache volume); every tensor is copied into owned buffers (host or device)
     // during load, so the map is only read during `Checkpoint`'s short lifetime.
     unsafe { Mmap::map(file) }
 }

@@ -4,15 +4,21 @@
 mod common;
 
 use common::*;
-use glm_model::{load_model, CausalLm, ForwardBatch, SeqInput};
+use glm_model::{CausalLm, ForwardBatch, LoadOptions, SeqInput};
 
 fn model() -> Box<dyn CausalLm> {
-    load_model(&fixture_dir(), &candle_core::Device::Cpu).unwrap()
+    load(&fixture_dir(), &LoadOptions::default())
 }
 
 #[test]
 fn golden_first_step_logits_and_greedy_tokens_match_transformers() {
-    let mut m = model();
+    for (label, opts, tol) in backends() {
+        golden_on(&label, &opts, tol);
+    }
+}
+
+fn golden_on(label: &str, opts: &LoadOptions, tol: f32) {
+    let mut m = load(&fixture_dir(), opts);
     let cases = golden_cases();
     assert_eq!(cases.len(), 6);
     for case in &cases {
@@ -31,10 +37,10 @@ fn golden_first_step_logits_and_greedy_tokens_match_transformers() {
             .zip(&case.first_step_logits)
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        println!("{}: max |logit diff| {max_diff:.2e}", case.name);
+        println!("{label} {}: max |logit diff| {max_diff:.2e}", case.name);
         assert!(
-            max_diff < 1e-3,
-            "{}: first-step logits differ by {max_diff}",
+            max_diff < tol,
+            "{label} {}: first-step logits differ by {max_diff}",
             case.name
         );
         let n = comparable_steps(&case.step_top1_margin);
@@ -42,7 +48,7 @@ fn golden_first_step_logits_and_greedy_tokens_match_transformers() {
         assert_eq!(
             tokens[..n],
             case.generated_ids[..n],
-            "{}: greedy tokens differ within the first {n} steps",
+            "{label} {}: greedy tokens differ within the first {n} steps",
             case.name
         );
     }
@@ -50,7 +56,14 @@ fn golden_first_step_logits_and_greedy_tokens_match_transformers() {
 
 #[test]
 fn chunked_prefill_equals_one_shot() {
-    let mut m = model();
+    for (label, opts, _) in backends() {
+        println!("{label}");
+        chunked_on(&opts);
+    }
+}
+
+fn chunked_on(opts: &LoadOptions) {
+    let mut m = load(&fixture_dir(), opts);
     let case = golden_cases()
         .into_iter()
         .max_by_key(|c| c.input_ids.len())
@@ -74,7 +87,14 @@ fn chunked_prefill_equals_one_shot() {
 
 #[test]
 fn batch_of_different_sequences_equals_each_alone() {
-    let mut m = model();
+    for (label, opts, _) in backends() {
+        println!("{label}");
+        batch_on(&opts);
+    }
+}
+
+fn batch_on(opts: &LoadOptions) {
+    let mut m = load(&fixture_dir(), opts);
     let cases = golden_cases();
     let prompts: Vec<Vec<u32>> = cases.iter().take(4).map(|c| c.input_ids.clone()).collect();
     let per_seq = 8;
@@ -192,12 +212,13 @@ fn bf16_weights_kept_16_bit_equal_weights_widened_to_f32() {
     // The fixture stores bf16 matrices; widening is exact, so keeping them 16-bit (the
     // default) must give the logits of the f32 copy, through prefill and decode.
     let mut half = model();
-    let mut full = glm_model::load_model_with(
+    let mut full = load(
         &fixture_dir(),
-        &candle_core::Device::Cpu,
-        glm_model::WeightDtype::F32,
-    )
-    .unwrap();
+        &LoadOptions {
+            dtype: glm_model::WeightDtype::F32,
+            ..LoadOptions::default()
+        },
+    );
     assert!(half.info().weight_bytes < full.info().weight_bytes);
     for case in golden_cases() {
         let blocks = (case.input_ids.len() + 12).div_ceil(BLOCK) + 1;

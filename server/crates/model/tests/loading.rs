@@ -38,7 +38,7 @@ fn write_tensors(path: &Path, t: &Tensors) {
 }
 
 fn load_err(dir: &Path) -> glm_model::ModelError {
-    match load_model(dir, &candle_core::Device::Cpu) {
+    match load_model(dir, &glm_model::LoadOptions::default()) {
         Ok(_) => panic!("loading {} should fail", dir.display()),
         Err(e) => e,
     }
@@ -167,7 +167,7 @@ fn two_shards_with_index_and_mtp_layer_load_and_match_golden() {
     )
     .unwrap();
 
-    let mut m = load_model(dir.path(), &candle_core::Device::Cpu).unwrap();
+    let mut m = load_model(dir.path(), &glm_model::LoadOptions::default()).unwrap();
     assert_eq!(m.info().num_hidden_layers, n);
     let case = &golden_cases()[0];
     let blocks = (case.input_ids.len() + 4).div_ceil(BLOCK) + 1;
@@ -190,4 +190,39 @@ fn two_shards_with_index_and_mtp_layer_load_and_match_golden() {
     write_tensors(&dir.path().join(names[1]), &shard2);
     let e = load_mtp_layer(dir.path(), 0).unwrap_err();
     assert!(e.to_string().contains("enorm.weight"), "{e}");
+}
+
+/// `--check`'s model side: config and backend decided without reading any weights.
+#[test]
+fn check_reads_the_config_but_no_weights() {
+    let dir = fixture_copy(); // config only: no safetensors at all
+    let plan =
+        glm_model::check_model(dir.path(), &glm_model::LoadOptions::default(), true).unwrap();
+    assert_eq!(plan.architecture, "Glm4MoeForCausalLM");
+    assert_eq!(plan.backend, glm_model::Backend::Cpu);
+    assert_eq!(plan.num_hidden_layers, 3);
+    // 3 layers x (K + V) x 2 kv heads x 48 x 4 bytes.
+    assert_eq!(plan.kv_bytes_per_token, 3 * 2 * 2 * 48 * 4);
+    let gpu = glm_model::LoadOptions {
+        device: glm_model::DeviceSpec::Cuda(0),
+        ..Default::default()
+    };
+    // What any build accepts, and what this (CPU-only) build can run.
+    assert_eq!(
+        glm_model::check_model(dir.path(), &gpu, false)
+            .unwrap()
+            .backend,
+        glm_model::Backend::Cuda
+    );
+    if !cfg!(feature = "cuda") {
+        let e = glm_model::check_model(dir.path(), &gpu, true).unwrap_err();
+        assert_eq!(e.kind(), "device", "{e}");
+    }
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"architectures": ["Glm4MoeForCausalLM"], "hidden_size": "wide"}"#,
+    )
+    .unwrap();
+    let e = glm_model::check_model(dir.path(), &gpu, false).unwrap_err();
+    assert!(e.to_string().contains("hidden_size"), "{e}");
 }

@@ -1,7 +1,8 @@
 //! Prefill and decode throughput of a model directory against the memory-bandwidth bound.
 //!
 //! `cargo run --release -p glm-model --bin glm-bench -- --model DIR [--prompt-len 256]
-//!  [--decode-steps 64] [--batches 1,8,32] [--batch-prompt-len 32] [--dtype auto]`
+//!  [--decode-steps 64] [--batches 1,8,32] [--batch-prompt-len 32] [--dtype auto]
+//!  [--backend auto|cpu|reference|cuda] [--device cpu|cuda:N] [--hbm-gbps 3350]`
 //!
 //! Leaving 1 out of `--batches` skips the bandwidth measure and the batch-1 run (for
 //! profiling batched decode alone).
@@ -12,7 +13,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use glm_model::{load_model_with, CacheConfig, CausalLm, ForwardBatch, ModelError, SeqInput};
+use glm_model::{
+    load_model, BackendChoice, CacheConfig, CausalLm, DeviceSpec, ForwardBatch, LoadOptions,
+    ModelError, SeqInput,
+};
 use rayon::prelude::*;
 
 const BLOCK: usize = 16;
@@ -25,6 +29,10 @@ struct Args {
     /// Prompt length of each sequence in the batched decode runs.
     batch_prompt_len: usize,
     dtype: glm_model::WeightDtype,
+    backend: BackendChoice,
+    device: DeviceSpec,
+    /// Device memory bandwidth in GB/s for the bound on a GPU (H100 SXM: 3350).
+    hbm_gbps: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -34,6 +42,9 @@ fn parse_args() -> Result<Args, String> {
     let mut batches = vec![1, 8, 32];
     let mut batch_prompt_len = 32;
     let mut dtype = glm_model::WeightDtype::Auto;
+    let mut backend = BackendChoice::Auto;
+    let mut device = DeviceSpec::Cpu;
+    let mut hbm_gbps = 3350.0;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));
@@ -43,6 +54,12 @@ fn parse_args() -> Result<Args, String> {
             "--prompt-len" => prompt_len = num(val()?)?,
             "--batch-prompt-len" => batch_prompt_len = num(val()?)?,
             "--dtype" => dtype = val()?.parse()?,
+            "--backend" => backend = val()?.parse()?,
+            "--device" => device = val()?.parse()?,
+            "--hbm-gbps" => {
+                let v = val()?;
+                hbm_gbps = v.parse().map_err(|e| format!("{v}: {e}"))?
+            }
             "--decode-steps" => decode_steps = num(val()?)?,
             "--batches" => {
                 batches = val()?
@@ -54,7 +71,9 @@ fn parse_args() -> Result<Args, String> {
                 return Err(
                     "usage: glm-bench --model DIR [--prompt-len N] [--decode-steps N] \
                             [--batches 1,8,32] [--batch-prompt-len N] \
-                            [--dtype auto|float32|bfloat16|float16]"
+                            [--dtype auto|float32|bfloat16|float16] \
+                            [--backend auto|cpu|reference|cuda] [--device cpu|cuda:N] \
+                            [--hbm-gbps 3350]"
                         .into(),
                 )
             }
@@ -68,6 +87,9 @@ fn parse_args() -> Result<Args, String> {
         batches,
         batch_prompt_len: batch_prompt_len.max(1),
         dtype,
+        backend,
+        device,
+        hbm_gbps,
     })
 }
 
@@ -163,11 +185,17 @@ fn main() {
 
 fn bench(args: &Args) -> Result<(), ModelError> {
     let t = Instant::now();
-    let mut m = load_model_with(&args.model, &candle_core::Device::Cpu, args.dtype)?;
+    let opts = LoadOptions {
+        backend: args.backend,
+        device: args.device,
+        dtype: args.dtype,
+    };
+    let mut m = load_model(&args.model, &opts)?;
     let load_s = t.elapsed().as_secs_f64();
     let info = m.info().clone();
     println!("model            {}", args.model.display());
     println!("architecture     {}", info.architecture);
+    println!("device/backend   {} / {}", info.device, info.backend);
     println!("threads          {}", rayon::current_num_threads());
     println!(
         "weights          {:.1} MiB in memory ({:?} linear weights), loaded in {load_s:.2} s",
@@ -179,16 +207,23 @@ fn bench(args: &Args) -> Result<(), ModelError> {
         "bytes/token      {:.1} MiB of weights read per decoded token (batch 1)",
         bytes / (1 << 20) as f64
     );
-    let bw = if args.batches.contains(&1) {
-        measure_bandwidth()
+    let bw = if args.device != DeviceSpec::Cpu {
+        println!(
+            "bandwidth        {:.0} GB/s device memory (--hbm-gbps)",
+            args.hbm_gbps
+        );
+        args.hbm_gbps * 1e9
+    } else if args.batches.contains(&1) {
+        let bw = measure_bandwidth();
+        println!(
+            "bandwidth        {:.2} GB/s measured (parallel streaming read, best of 3)",
+            bw / 1e9
+        );
+        bw
     } else {
         f64::NAN
     };
     let bound = bw / bytes;
-    println!(
-        "bandwidth        {:.2} GB/s measured (parallel streaming read, best of 3)",
-        bw / 1e9
-    );
     println!("bound            {bound:.1} tokens/s = bandwidth / bytes per token");
 
     // Warm up (page in weights, grow allocator pools).

@@ -138,3 +138,20 @@ fn generation_config_eos_ids_are_merged() {
     let c = Glm4MoeConfig::from_dir(dir.path()).unwrap();
     assert_eq!(c.eos_token_ids, vec![5, 7]);
 }
+
+#[test]
+fn quantized_checkpoints_are_refused_naming_the_method() {
+    let mut v = minimal();
+    v["quantization_config"] = json!({"quant_method": "fp8", "weight_block_size": [128, 128]});
+    let e = Glm4MoeConfig::from_json(&v).unwrap_err();
+    assert_eq!(e.kind(), "config");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("quantization_config") && msg.contains("fp8"),
+        "{msg}"
+    );
+    // The section is parsed: a malformed one names its field.
+    v["quantization_config"] = json!({"quant_method": 8});
+    let e = Glm4MoeConfig::from_json(&v).unwrap_err();
+    assert!(e.to_string().contains("quant_method"), "{e}");
+}

@@ -3,7 +3,7 @@ use crate::batch::{CacheConfig, ForwardBatch, SeqInput};
 
 /// Greedy tokens from a freshly loaded demo model.
 fn generate(dir: &Path, prompt: &[u32], steps: usize) -> Vec<u32> {
-    let mut m = crate::load_model(dir, &candle_core::Device::Cpu).unwrap();
+    let mut m = crate::load_model(dir, &crate::LoadOptions::default()).unwrap();
     m.init_cache(CacheConfig {
         num_blocks: 8,
         block_size: 16,

@@ -7,8 +7,15 @@ use glm_model::{CacheConfig, CausalLm, ForwardBatch, SeqInput};
 
 pub const BLOCK: usize = 16;
 
+/// `$GLM_FIXTURES` (a test binary carried to another machine) or the repo's fixtures.
+pub fn fixtures() -> PathBuf {
+    std::env::var_os("GLM_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"))
+}
+
 pub fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/glm4moe-tiny")
+    fixtures().join("glm4moe-tiny")
 }
 
 pub struct Case {
@@ -115,4 +122,53 @@ pub fn comparable_steps(margins: &[f32]) -> usize {
         .iter()
         .position(|&m| m < 0.02)
         .unwrap_or(margins.len())
+}
+
+/// The backends every golden runs through: the fast `cpu` kernels, the device-generic
+/// `reference` tensor path on candle's CPU device, and, when `GLM_TEST_DEVICE` names one
+/// (e.g. `cuda:0`), the `cuda` backend there, with weights as `GLM_TEST_DTYPE` (default auto:
+/// bf16). Each entry: (label, options, logit tolerance against transformers).
+pub fn backends() -> Vec<(String, glm_model::LoadOptions, f32)> {
+    use glm_model::{Backend, BackendChoice, DeviceSpec, LoadOptions, WeightDtype};
+    let mut v = vec![
+        ("cpu".to_owned(), LoadOptions::default(), 1e-3),
+        (
+            "reference".to_owned(),
+            LoadOptions {
+                backend: BackendChoice::Fixed(Backend::Reference),
+                ..LoadOptions::default()
+            },
+            1e-3,
+        ),
+    ];
+    match std::env::var("GLM_TEST_DEVICE") {
+        Ok(d) => {
+            let device: DeviceSpec = d.parse().unwrap();
+            let dtype: WeightDtype = std::env::var("GLM_TEST_DTYPE")
+                .unwrap_or_else(|_| "auto".into())
+                .parse()
+                .unwrap();
+            // bf16 products (the GPU default) round activations to 8 bits of mantissa.
+            let tol = if dtype == WeightDtype::F32 {
+                1e-3
+            } else {
+                6e-2
+            };
+            v.push((
+                format!("{d} {dtype:?}"),
+                LoadOptions {
+                    backend: BackendChoice::Auto,
+                    device,
+                    dtype,
+                },
+                tol,
+            ));
+        }
+        Err(_) => println!("GLM_TEST_DEVICE unset: the device backend is skipped"),
+    }
+    v
+}
+
+pub fn load(dir: &std::path::Path, opts: &glm_model::LoadOptions) -> Box<dyn CausalLm> {
+    glm_model::load_model(dir, opts).unwrap()
 }

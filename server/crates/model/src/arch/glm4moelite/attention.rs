@@ -8,17 +8,18 @@
 
 use rayon::prelude::*;
 
-use super::cache::LatentCache;
 use super::config::Glm4MoeLiteConfig;
+use crate::attention::{paged_attention, AttnShape};
+use crate::backend::cpu::{CpuAttention, LayerStep};
 use crate::batch::ModelError;
 use crate::kernels;
-use crate::kv_cache::RowMeta;
 use crate::layers::{Linear, RmsNorm};
+use crate::store::PagedRows;
 use crate::weights::Checkpoint;
 
 /// transformers' `DeepseekV3RMSNorm(q_lora_rank)` / `(kv_lora_rank)` keep the class default
 /// eps of 1e-6 rather than `config.rms_norm_eps`.
-const LORA_NORM_EPS: f64 = 1e-6;
+pub(crate) const LORA_NORM_EPS: f64 = 1e-6;
 
 #[derive(Debug)]
 enum QueryProj {
@@ -74,18 +75,7 @@ impl MlaAttention {
             &format!("{p}.kv_b_proj.weight"),
             &[heads * (nope + v_dim), rank],
         )?;
-        // kv_b_proj rows per head: `nope` rows of W_uk then `v_dim` rows of W_uv.
-        let mut w_uk_t = vec![0f32; heads * rank * nope];
-        let mut w_uv = Vec::with_capacity(heads * v_dim * rank);
-        for h in 0..heads {
-            let base = h * (nope + v_dim) * rank;
-            for i in 0..nope {
-                for j in 0..rank {
-                    w_uk_t[(h * rank + j) * nope + i] = kv_b[base + i * rank + j];
-                }
-            }
-            w_uv.extend_from_slice(&kv_b[base + nope * rank..base + (nope + v_dim) * rank]);
-        }
+        let (w_uk_t, w_uv) = super::split_kv_b(&kv_b, heads, nope, v_dim, rank);
         Ok(Self {
             q,
             kv_a: Linear::load(
@@ -115,7 +105,7 @@ impl MlaAttention {
         })
     }
 
-    pub fn bytes(&self) -> u64 {
+    fn weight_bytes(&self) -> u64 {
         let q = match &self.q {
             QueryProj::LowRank { a, norm, b } => a.bytes() + norm.bytes() + b.bytes(),
             QueryProj::Direct(l) => l.bytes(),
@@ -126,19 +116,34 @@ impl MlaAttention {
             + self.o.bytes()
     }
 
-    /// `h`: normed hidden rows; `cos_sin[i]` the rotary tables of row `i`'s position. Writes
-    /// the rows' latents into the cache (before attending, so a chunk sees itself) and
-    /// returns `o_proj(attn)`.
-    pub fn forward(
+    /// `[q_lat | q_pe]` per row and head (`rank + rope` wide): the query absorbed through
+    /// `W_uk`, ready for scores against latent rows.
+    fn absorbed_query(&self, q: &[f32], n: usize) -> Vec<f32> {
+        let (qk, r, dk) = (self.nope + self.rope, self.rank, self.rank + self.rope);
+        let mut out = vec![0f32; n * self.heads * dk];
+        out.par_chunks_mut(dk).enumerate().for_each(|(i, o)| {
+            let h = i % self.heads;
+            let (q_nope, q_pe) = q[i * qk..(i + 1) * qk].split_at(self.nope);
+            let uk = &self.w_uk_t[h * r * self.nope..(h + 1) * r * self.nope];
+            for (v, w) in o[..r].iter_mut().zip(uk.chunks_exact(self.nope)) {
+                *v = kernels::dot(w, q_nope);
+            }
+            o[r..].copy_from_slice(q_pe);
+        });
+        out
+    }
+}
+
+impl CpuAttention for MlaAttention {
+    /// Writes the rows' latents into the store (before attending, so a chunk sees itself)
+    /// and returns `o_proj(attn)`.
+    fn forward(
         &self,
         h: &[f32],
-        rows: &[RowMeta],
-        tables: &[&[u32]],
-        cos_sin: &[(Vec<f32>, Vec<f32>)],
-        cache: &mut LatentCache,
-        layer: usize,
+        step: &LayerStep<'_>,
+        stores: &mut [PagedRows],
     ) -> Result<Vec<f32>, ModelError> {
-        let n = rows.len();
+        let n = step.rows.len();
         let mut q = match &self.q {
             QueryProj::LowRank { a, norm, b } => {
                 let mut qa = a.forward(h, n)?;
@@ -154,7 +159,7 @@ impl MlaAttention {
             .zip(latent.chunks_exact_mut(width))
             .enumerate()
         {
-            let (cos, sin) = &cos_sin[i];
+            let (cos, sin) = &step.cos_sin[i];
             for head in qr.chunks_exact_mut(qk) {
                 rotate(&mut head[self.nope..], cos, sin, self.interleave);
             }
@@ -162,55 +167,42 @@ impl MlaAttention {
             self.kv_norm.apply(c_kv);
             rotate(k_pe, cos, sin, self.interleave);
         }
-        cache.write(layer, rows, tables, &latent);
-        let cache = &*cache;
+        let [store] = stores else {
+            return Err(ModelError::Cache("MLA needs one latent store".into()));
+        };
+        store.write(step.rows, step.tables, &latent);
+        let q_abs = self.absorbed_query(&q, n);
+        let shape = AttnShape::latent(self.heads, width, self.rank, self.scale);
+        let ctx = paged_attention(
+            &q_abs,
+            store.view(),
+            store.view(),
+            step.rows,
+            step.tables,
+            &shape,
+        );
+        // W_uv per head on the attended latent.
+        let r = self.rank;
         let mut attn = vec![0f32; n * self.heads * self.v_dim];
         attn.par_chunks_mut(self.v_dim)
+            .zip(ctx.par_chunks(r))
             .enumerate()
-            .for_each(|(i, out)| {
-                let (r, h) = (i / self.heads, i % self.heads);
-                let qh = &q[i * qk..(i + 1) * qk];
-                self.attend_head(qh, h, rows[r], tables[rows[r].seq], cache, layer, out);
+            .for_each(|(i, (out, c))| {
+                let h = i % self.heads;
+                let uv = &self.w_uv[h * self.v_dim * r..(h + 1) * self.v_dim * r];
+                for (o, w) in out.iter_mut().zip(uv.chunks_exact(r)) {
+                    *o = kernels::dot(w, c);
+                }
             });
         self.o.forward(&attn, n)
     }
 
-    /// One head of one row: absorbed query, scores over positions `0..=pos`, latent-weighted
-    /// sum, then `W_uv`.
-    #[allow(clippy::too_many_arguments)]
-    fn attend_head(
-        &self,
-        qh: &[f32],
-        head: usize,
-        meta: RowMeta,
-        table: &[u32],
-        cache: &LatentCache,
-        layer: usize,
-        out: &mut [f32],
-    ) {
-        let (q_nope, q_pe) = qh.split_at(self.nope);
-        let r = self.rank;
-        let uk = &self.w_uk_t[head * r * self.nope..(head + 1) * r * self.nope];
-        let q_lat: Vec<f32> = uk
-            .chunks_exact(self.nope)
-            .map(|w| kernels::dot(w, q_nope))
-            .collect();
-        let n = meta.pos + 1;
-        let mut scores: Vec<f32> = (0..n)
-            .map(|s| {
-                let row = cache.row(layer, table, s);
-                (kernels::dot(&q_lat, &row[..r]) + kernels::dot(q_pe, &row[r..])) * self.scale
-            })
-            .collect();
-        kernels::softmax_in_place(&mut scores);
-        let mut ctx = vec![0f32; r];
-        for (s, &p) in scores.iter().enumerate() {
-            kernels::axpy(&mut ctx, p, &cache.row(layer, table, s)[..r]);
-        }
-        let uv = &self.w_uv[head * self.v_dim * r..(head + 1) * self.v_dim * r];
-        for (o, w) in out.iter_mut().zip(uv.chunks_exact(r)) {
-            *o = kernels::dot(w, &ctx);
-        }
+    fn store_widths(&self) -> Vec<usize> {
+        vec![self.rank + self.rope]
+    }
+
+    fn bytes(&self) -> u64 {
+        self.weight_bytes()
     }
 }
 
@@ -238,5 +230,5 @@ pub fn rotate(x: &mut [f32], cos: &[f32], sin: &[f32], interleave: bool) {
 }
 
 #[cfg(test)]
-#[path = "attention/tests.rs"]
+#[path = "attention_tests.rs"]
 mod tests;
