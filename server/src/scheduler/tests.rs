@@ -228,3 +228,35 @@ fn empty_or_duplicate_prompt_is_refused() {
     assert!(s.add(1, vec![1]));
     assert!(!s.add(1, vec![2]));
 }
+
+#[test]
+fn a_long_prefill_shares_each_step_with_decodes_and_short_prompts() {
+    // Budget 64: prompts over 16 tokens are long.
+    let mut s = sched(256, 4, 8, 64);
+    assert_eq!(s.long_prefill_threshold(), 16);
+    assert!(s.add(1, prompt(5, 0))); // becomes a decode
+    step(&mut s);
+    assert!(s.add(2, prompt(300, 100))); // long: prefilled in chunks
+    let out = step(&mut s);
+    assert_eq!(out.seqs.len(), 2);
+    assert_eq!((out.seqs[0].id, out.seqs[0].len), (1, 1));
+    assert_eq!((out.seqs[1].id, out.seqs[1].len), (2, 63));
+    // A short prompt arriving behind the long one starts in the very next step, after
+    // the decode and before the long prefill's chunk, which takes what is left.
+    assert!(s.add(3, prompt(10, 900)));
+    let out = step(&mut s);
+    let plan: Vec<(SeqId, usize)> = out.seqs.iter().map(|x| (x.id, x.len)).collect();
+    assert_eq!(plan, vec![(1, 1), (3, 10), (2, 53)]);
+    assert_eq!(out.started, vec![3]);
+    assert!(
+        out.seqs[1].want_logits,
+        "the short prompt gets its first token now"
+    );
+    // A long prompt waiting does not jump ahead of a short one queued after it.
+    assert!(s.add(4, prompt(200, 2000)));
+    assert!(s.add(5, prompt(8, 3000)));
+    let out = step(&mut s);
+    let ids: Vec<SeqId> = out.seqs.iter().map(|x| x.id).collect();
+    assert_eq!(&ids[..3], &[1, 3, 5], "{ids:?}");
+    assert_eq!(out.num_tokens(), 64);
+}
