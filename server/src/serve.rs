@@ -1,7 +1,7 @@
 //! `glm-server serve`: load, size, spawn the engine, serve HTTP, warm up, drain on SIGTERM.
 
 use std::{
-    future::{Future, IntoFuture},
+    future::Future,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -16,12 +16,16 @@ use crate::{
     arch::{self, arch_defaults, ArchDefaults},
     config::{size_kv_cache, system_memory_bytes, ConfigError, ServeArgs},
     engine::{EngineConfig, EngineError, EngineHandle},
+    http::{self, Apps, HttpLimits},
     metrics::Metrics,
     validation::Limits,
 };
 
-/// How long the HTTP server may take to close idle connections after the drain.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// The last part of the drain budget, kept for closing connections after the requests
+/// still running were cut: a quarter of the budget, at most 2 s.
+pub fn close_reserve(drain_timeout: Duration) -> Duration {
+    (drain_timeout / 4).min(Duration::from_secs(2))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -114,6 +118,7 @@ pub struct Prepared {
     pub state: AppState,
     pub lifecycle: Arc<Lifecycle>,
     pub warm_up_prompt: Vec<u32>,
+    pub http: HttpLimits,
 }
 
 /// Loads the model and tokenizer, sizes the KV cache and spawns the engine.
@@ -196,7 +201,9 @@ pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
             max_model_len: sizing.max_model_len,
             ..Limits::default()
         },
-        api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+        api_keys: args.limits.api_keys(args.api_key.as_deref())?,
+        rate_limits: args.limits.rate_limits()?,
+        body_read_timeout: Duration::from_secs(args.limits.body_read_timeout),
         tool_call_parser,
         reasoning_parser,
         enable_auto_tool_choice: args.enable_auto_tool_choice,
@@ -214,6 +221,7 @@ pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
         state,
         lifecycle,
         warm_up_prompt,
+        http: args.limits.http_limits()?,
     })
 }
 
@@ -251,8 +259,10 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Serves until `signal` resolves, then drains: `/ready` and new requests answer 503 while
-/// in-flight requests finish (up to `drain_timeout`), then the listener closes.
+/// Serves until `signal` resolves, then drains within `drain_timeout` in all: `/ready`
+/// and new requests answer 503 while in-flight requests finish; at `drain_timeout` minus
+/// [`close_reserve`] the requests still running end with an error (streams get an error
+/// event and a terminated body); the reserve closes the connections, then this returns.
 pub async fn serve_until(
     listener: TcpListener,
     prepared: Prepared,
@@ -263,15 +273,21 @@ pub async fn serve_until(
         state,
         lifecycle,
         warm_up_prompt,
+        http: limits,
     } = prepared;
     let engine = state.engine().clone();
-    let close = CancellationToken::new();
-    let app = api::router(state);
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(close.clone().cancelled_owned())
-            .into_future(),
-    );
+    let shutdown = CancellationToken::new();
+    let apps = Apps {
+        full: api::router(state.clone()),
+        probes: api::probe_router(state.clone()),
+    };
+    let server = tokio::spawn(http::serve(
+        listener,
+        apps,
+        limits,
+        state.metrics().clone(),
+        shutdown.clone(),
+    ));
     let mut signal = std::pin::pin!(signal);
     tokio::select! {
         warm = engine.warm_up(warm_up_prompt) => {
@@ -286,25 +302,33 @@ pub async fn serve_until(
     if !lifecycle.is_draining() && lifecycle.is_ready() {
         signal.await;
     }
+    let started = tokio::time::Instant::now();
     lifecycle.start_drain();
-    tracing::info!(inflight = lifecycle.inflight(), "draining");
-    if tokio::time::timeout(drain_timeout, lifecycle.wait_idle())
+    let reserve = close_reserve(drain_timeout);
+    tracing::info!(
+        inflight = lifecycle.inflight(),
+        drain_secs = drain_timeout.as_secs_f64(),
+        close_reserve_secs = reserve.as_secs_f64(),
+        "draining"
+    );
+    if tokio::time::timeout(drain_timeout - reserve, lifecycle.wait_idle())
         .await
         .is_err()
     {
         tracing::warn!(
             inflight = lifecycle.inflight(),
-            "drain timeout reached; closing anyway"
+            "drain deadline reached; ending the requests still running with an error"
         );
+        lifecycle.cut();
     }
-    close.cancel();
-    match tokio::time::timeout(CLOSE_GRACE, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => return Err(io("http server")(e)),
+    shutdown.cancel();
+    let left = drain_timeout.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left, server).await {
+        Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(io("http server task")(std::io::Error::other(e))),
-        Err(_) => tracing::warn!("connections still open after the drain; exiting"),
+        Err(_) => tracing::warn!("connections still open at the end of the drain budget; exiting"),
     }
-    tracing::info!("drained; exiting");
+    tracing::info!(secs = started.elapsed().as_secs_f64(), "drained; exiting");
     Ok(())
 }
 

@@ -4,17 +4,17 @@
 use axum::{
     extract::State,
     response::{sse::Event, IntoResponse, Response},
-    Json,
+    Extension, Json,
 };
 use futures::StreamExt;
 use serde_json::Value;
 use tracing::Instrument;
 
 use super::{
-    generate::{merged, submit_all, token_text, Piece},
+    generate::{merged, submit_all, token_text, Piece, Submit},
     now_secs, request_id,
     types::*,
-    ApiError, ApiJson, AppState,
+    ApiError, ApiJson, AppState, ChatPrompt, KeyId,
 };
 use crate::validation::{validate_sampling, RawSampling};
 
@@ -26,11 +26,15 @@ const OBJECT_CHUNK: &str = "chat.completion.chunk";
 
 pub async fn chat_completions(
     State(state): State<AppState>,
+    key: Option<Extension<KeyId>>,
     ApiJson(req): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let id = request_id("chatcmpl");
-    let span = tracing::info_span!("chat_completion", request_id = %id, stream = req.common.stream);
-    handle(state, req, id, span.clone()).instrument(span).await
+    let key = key.map_or_else(KeyId::anonymous, |Extension(k)| k);
+    let span = tracing::info_span!("chat_completion", request_id = %id, key_id = key.as_str(), stream = req.common.stream);
+    handle(state, req, key, id, span.clone())
+        .instrument(span)
+        .await
 }
 
 fn check_unsupported(req: &ChatCompletionRequest) -> Result<(), ApiError> {
@@ -105,32 +109,28 @@ pub(crate) fn raw_sampling(common: &CommonParams) -> RawSampling {
     }
 }
 
-/// Renders and tokenizes the conversation off the async runtime.
+/// Renders and tokenizes the conversation, bounded (see [`super::prompt`]).
 async fn render_prompt(
     state: &AppState,
     req: &ChatCompletionRequest,
 ) -> Result<Vec<u32>, ApiError> {
-    let template = state.template()?;
-    let tokenizer = state.tokenizer().clone();
-    let messages = crate::postprocess::openai::template_messages(req)?;
-    let tools = req.tools.clone().map(Value::Array);
-    let add_generation_prompt = req.add_generation_prompt.unwrap_or(true);
-    let kwargs = req.chat_template_kwargs.clone().unwrap_or_default();
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        span.in_scope(|| {
-            let text =
-                template.render(&messages, tools.as_ref(), add_generation_prompt, &kwargs)?;
-            Ok::<_, ApiError>(tokenizer.encode(&text, false)?)
-        })
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("tokenizer task failed: {e}")))?
+    let prompt = ChatPrompt {
+        messages: crate::postprocess::openai::template_messages(req)?,
+        tools: req.tools.clone().map(Value::Array),
+        add_generation_prompt: req.add_generation_prompt.unwrap_or(true),
+        kwargs: req.chat_template_kwargs.clone().unwrap_or_default(),
+        add_special_tokens: false,
+    };
+    state
+        .prompts()
+        .chat(state.template()?, state.tokenizer().clone(), prompt)
+        .await
 }
 
 async fn handle(
     state: AppState,
     req: ChatCompletionRequest,
+    key: KeyId,
     id: String,
     span: tracing::Span,
 ) -> Result<Response, ApiError> {
@@ -150,11 +150,16 @@ async fn handle(
     let skip_special = req.common.skip_special_tokens.unwrap_or(true);
     let gens = submit_all(
         &state,
-        std::slice::from_ref(&prompt),
-        &valid,
-        skip_special,
-        req.common.include_stop_str_in_output,
-        &span,
+        Submit {
+            prompts: std::slice::from_ref(&prompt),
+            valid: &valid,
+            skip_special_tokens: skip_special,
+            include_stop_str: req.common.include_stop_str_in_output,
+            key: &key,
+            stream: req.common.stream,
+            param: "messages",
+            span: &span,
+        },
     )?;
     let procs: Vec<Box<dyn OutputProcessor>> = (0..valid.n)
         .map(|_| output_processor(&state, &req))
@@ -250,9 +255,9 @@ fn chat_logprobs(state: &AppState, piece: &Piece) -> ChatLogprobs {
     }
 }
 
-fn finish_reason(reason: &str, proc: &dyn OutputProcessor) -> String {
-    if reason == "stop" && proc.called_tools() {
-        "tool_calls".into()
+fn finish_reason(reason: FinishReason, proc: &dyn OutputProcessor) -> ChatFinishReason {
+    if reason == FinishReason::Stop && proc.called_tools() {
+        ChatFinishReason::ToolCalls
     } else {
         reason.into()
     }

@@ -3,7 +3,7 @@
 use axum::{
     extract::State,
     response::{sse::Event, IntoResponse, Response},
-    Json,
+    Extension, Json,
 };
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -11,20 +11,24 @@ use tracing::Instrument;
 
 use super::{
     chat::{raw_sampling, sse_json},
-    generate::{merged, submit_all, token_text, ChoiceGen, Piece},
+    generate::{merged, submit_all, token_text, ChoiceGen, Piece, Submit},
     now_secs, request_id,
     types::*,
-    ApiError, ApiJson, AppState,
+    ApiError, ApiJson, AppState, KeyId,
 };
 use crate::validation::{validate_sampling, ValidSampling};
 
 pub async fn completions(
     State(state): State<AppState>,
+    key: Option<Extension<KeyId>>,
     ApiJson(req): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let id = request_id("cmpl");
-    let span = tracing::info_span!("completion", request_id = %id, stream = req.common.stream);
-    handle(state, req, id, span.clone()).instrument(span).await
+    let key = key.map_or_else(KeyId::anonymous, |Extension(k)| k);
+    let span = tracing::info_span!("completion", request_id = %id, key_id = key.as_str(), stream = req.common.stream);
+    handle(state, req, key, id, span.clone())
+        .instrument(span)
+        .await
 }
 
 fn check_unsupported(req: &CompletionRequest) -> Result<(), ApiError> {
@@ -58,20 +62,26 @@ async fn tokenize_prompts(
         PromptField::Text(t) => vec![t.clone()],
         PromptField::Texts(t) => t.clone(),
     };
+    for t in &texts {
+        state.prompts().check_bytes("prompt", t.len())?;
+    }
     let tokenizer = state.tokenizer().clone();
-    tokio::task::spawn_blocking(move || {
-        texts
-            .iter()
-            .map(|t| tokenizer.encode(t, add_special).map_err(ApiError::from))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("tokenizer task failed: {e}")))?
+    let limiter = state.prompts().clone();
+    state
+        .prompts()
+        .run(move || {
+            texts
+                .iter()
+                .map(|t| limiter.encode(&tokenizer, "prompt", t, add_special))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
 }
 
 async fn handle(
     state: AppState,
     req: CompletionRequest,
+    key: KeyId,
     id: String,
     span: tracing::Span,
 ) -> Result<Response, ApiError> {
@@ -107,11 +117,16 @@ async fn handle(
     let skip_special = req.common.skip_special_tokens.unwrap_or(true);
     let gens = submit_all(
         &state,
-        &prompts,
-        &valid,
-        skip_special,
-        req.common.include_stop_str_in_output,
-        &span,
+        Submit {
+            prompts: &prompts,
+            valid: &valid,
+            skip_special_tokens: skip_special,
+            include_stop_str: req.common.include_stop_str_in_output,
+            key: &key,
+            stream: req.common.stream,
+            param: "prompt",
+            span: &span,
+        },
     )?;
     let echo: Vec<String> = if req.echo {
         let tok = state.tokenizer();
@@ -230,7 +245,7 @@ fn stream_chunks(
                 Some(f) => {
                     completion_tokens += f.completion_tokens;
                     cached = cached.max(f.cached_tokens);
-                    (Some(f.reason.to_string()), f.stop_reason.clone())
+                    (Some(f.reason), f.stop_reason.clone())
                 }
                 None => (None, None),
             };
@@ -290,7 +305,7 @@ async fn collect(
             index,
             text,
             logprobs: ctx.logprobs.then_some(lp),
-            finish_reason: Some(f.reason.to_string()),
+            finish_reason: Some(f.reason),
             stop_reason: f.stop_reason,
         });
     }

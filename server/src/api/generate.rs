@@ -1,12 +1,15 @@
 //! One choice's text pipeline, shared by chat and completions:
 //! engine tokens -> incremental detokenizer -> stop strings -> text pieces.
 
+use std::sync::Arc;
+
 use glm_tokenizer::{GlmTokenizer, IncrementalDecoder};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
-use super::{error::ApiError, AppState};
+use super::{auth::RateLimiter, error::ApiError, AppState, KeyId};
 use crate::{
-    engine::{EngineEvent, RequestStream, TokenEvent},
+    engine::{EngineEvent, FinishReason, RequestStream, TokenEvent},
     validation::ValidSampling,
 };
 
@@ -17,8 +20,7 @@ pub use stop::{StopChecker, StopResult};
 /// How a choice ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinishInfo {
-    /// `stop`, `length` or `abort`.
-    pub reason: &'static str,
+    pub reason: FinishReason,
     /// vLLM's `stop_reason`: the stop string or stop token id, if any.
     pub stop_reason: Option<Value>,
     pub completion_tokens: usize,
@@ -41,6 +43,18 @@ pub struct ChoiceGen {
     stop: StopChecker,
     generated: usize,
     done: bool,
+    /// Cancelled at the drain deadline: the choice ends with [`ApiError::DrainDeadline`].
+    deadline: CancellationToken,
+    /// Generated tokens are charged to this key's tokens-per-minute budget on drop.
+    charge: Option<(Arc<RateLimiter>, KeyId)>,
+}
+
+impl Drop for ChoiceGen {
+    fn drop(&mut self) {
+        if let Some((limiter, key)) = &self.charge {
+            limiter.charge_tokens(key, self.generated, std::time::Instant::now());
+        }
+    }
 }
 
 impl ChoiceGen {
@@ -52,6 +66,8 @@ impl ChoiceGen {
         stop: StopChecker,
     ) -> Self {
         Self {
+            deadline: CancellationToken::new(),
+            charge: None,
             stream,
             decoder: IncrementalDecoder::with_prompt(
                 tokenizer.clone(),
@@ -71,7 +87,13 @@ impl ChoiceGen {
         }
         let mut piece = Piece::default();
         loop {
-            let event = self.stream.recv().await;
+            let event = tokio::select! {
+                biased;
+                ev = self.stream.recv() => ev,
+                () = self.deadline.cancelled() => {
+                    return Some(Err(self.fail(ApiError::DrainDeadline)));
+                }
+            };
             match event {
                 Some(EngineEvent::Token(t)) => {
                     self.generated += 1;
@@ -92,7 +114,7 @@ impl ChoiceGen {
                             self.stream.stop();
                             self.done = true;
                             piece.finish = Some(FinishInfo {
-                                reason: "stop",
+                                reason: FinishReason::Stop,
                                 stop_reason: Some(Value::String(stop)),
                                 completion_tokens: self.generated,
                                 cached_tokens: 0,
@@ -116,9 +138,9 @@ impl ChoiceGen {
                     };
                     piece.text.push_str(&text);
                     let reason = if stop_reason.is_some() {
-                        "stop"
+                        FinishReason::Stop
                     } else {
-                        f.reason.as_str()
+                        f.reason
                     };
                     piece.finish = Some(FinishInfo {
                         reason,
@@ -152,16 +174,72 @@ pub fn token_text(tokenizer: &GlmTokenizer, id: u32) -> String {
         .unwrap_or_else(|_| tokenizer.id_to_token(id).unwrap_or_default())
 }
 
+/// What [`submit_all`] submits.
+#[derive(Debug)]
+pub struct Submit<'a> {
+    pub prompts: &'a [Vec<u32>],
+    pub valid: &'a ValidSampling,
+    pub skip_special_tokens: bool,
+    pub include_stop_str: bool,
+    /// The caller's key: prompt tokens are charged before, output tokens after.
+    pub key: &'a KeyId,
+    /// The request field holding the prompt (`messages` or `prompt`), for errors.
+    pub param: &'static str,
+    /// Streamed: no bound on the whole answer's size (it is never held at once).
+    pub stream: bool,
+    pub span: &'a tracing::Span,
+}
+
 /// Submits `n` choices per prompt; choice index `p * n + i`, seed `seed + i`.
-pub fn submit_all(
-    state: &AppState,
-    prompts: &[Vec<u32>],
-    valid: &ValidSampling,
-    skip_special_tokens: bool,
-    include_stop_str: bool,
-    span: &tracing::Span,
-) -> Result<Vec<ChoiceGen>, ApiError> {
-    let mut gens = Vec::with_capacity(prompts.len() * valid.n);
+pub fn submit_all(state: &AppState, req: Submit<'_>) -> Result<Vec<ChoiceGen>, ApiError> {
+    let Submit {
+        prompts,
+        valid,
+        skip_special_tokens,
+        include_stop_str,
+        key,
+        param,
+        stream,
+        span,
+    } = req;
+    // A request with more sequences than the queue can ever hold would get 429 forever:
+    // that is a bad request, not a busy server.
+    let total = prompts.len().saturating_mul(valid.n);
+    let cap = state.engine().max_queue();
+    if total > cap {
+        let param = if prompts.len() > 1 { param } else { "n" };
+        return Err(ApiError::invalid(
+            param,
+            format!(
+                "{} prompt(s) x n={} is {total} sequences; at most {cap} can ever be queued (--max-queue)",
+                prompts.len(),
+                valid.n
+            ),
+        ));
+    }
+    let most = state.config().limits.max_nonstream_tokens;
+    if !stream && total.saturating_mul(valid.params.max_tokens) > most {
+        return Err(ApiError::invalid(
+            "max_tokens",
+            format!(
+                "{total} choice(s) x max_tokens {} exceeds the {most} tokens a non-streamed response may hold; lower max_tokens or n, or set stream: true",
+                valid.params.max_tokens
+            ),
+        ));
+    }
+    let limiter = state.rate_limiter();
+    let prompt_tokens = prompts.iter().map(Vec::len).sum();
+    limiter
+        .admit_tokens(key, param, prompt_tokens, std::time::Instant::now())
+        .inspect_err(|e| {
+            if e.retry_after().is_some() {
+                state
+                    .metrics()
+                    .rate_limited(key.as_str(), "tokens_per_minute");
+            }
+        })?;
+    let deadline = state.lifecycle().deadline();
+    let mut gens = Vec::with_capacity(total);
     let base_seed = valid.params.sampling.seed.or_else(|| state.default_seed());
     for prompt in prompts {
         for i in 0..valid.n {
@@ -170,13 +248,16 @@ pub fn submit_all(
             let stream = state
                 .engine()
                 .submit(prompt.clone(), params, span.clone())?;
-            gens.push(ChoiceGen::new(
+            let mut gen = ChoiceGen::new(
                 stream,
                 state.tokenizer(),
                 prompt,
                 skip_special_tokens,
                 StopChecker::new(valid.stop.clone(), include_stop_str),
-            ));
+            );
+            gen.deadline = deadline.clone();
+            gen.charge = Some((Arc::clone(limiter), key.clone()));
+            gens.push(gen);
         }
     }
     Ok(gens)
