@@ -3,7 +3,7 @@
 
 Standard library only. Every probe is bounded in count and time.
 
-  attack.py huge-prompt URL PID MB        time and peak RSS (VmHWM of PID) of one MB-sized prompt
+  attack.py huge-prompt URL PID MB [words|letters]   time and RSS peak of one MB-sized prompt
   attack.py slowloris URL N SECONDS       N slow-header connections; when each was closed
   attack.py drain URL PID                 one long stream, SIGTERM to PID, the stream's end as seen
   attack.py ttft URL LONG_TOKENS N        TTFT of N short chats beside one long prompt
@@ -50,9 +50,14 @@ def rss_kib(pid):
     return 0
 
 
-def huge_prompt(url, pid, mb):
+def huge_prompt(url, pid, mb, kind="words"):
     pid = int(pid)
-    text = "a" * int(float(mb) * (1 << 20))
+    size = int(float(mb) * (1 << 20))
+    if kind == "words":  # text that tokenizes to many tokens: the expensive case
+        words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+        text = " ".join(words[i % 8] + str(i % 97) for i in range(size // 6))[:size]
+    else:  # one run of a single letter
+        text = "a" * size
     before = rss_kib(pid)
     peak = [before]
     done = threading.Event()
@@ -74,9 +79,20 @@ def huge_prompt(url, pid, mb):
     done.set()
     t.join()
     msg = json.loads(body).get("error", {}).get("message", "")[:160]
-    print(f"huge-prompt {mb} MB: HTTP {status} in {secs * 1000:.1f} ms; "
+    print(f"huge-prompt {mb} MB of {kind}: HTTP {status} in {secs * 1000:.1f} ms; "
           f"RSS before {before / 1024:.0f} MiB, peak during {peak[0] / 1024:.0f} MiB "
           f"(+{(peak[0] - before) / 1024:.0f} MiB); message: {msg}")
+
+
+def health_probe(host, port):
+    t = time.monotonic()
+    try:
+        c = http.client.HTTPConnection(host, port, timeout=5)
+        c.request("GET", "/health")
+        status = c.getresponse().status
+    except OSError as e:
+        status = f"failed ({type(e).__name__})"
+    return f"{status} in {(time.monotonic() - t) * 1000:.0f} ms"
 
 
 def slowloris(url, n, seconds):
@@ -89,6 +105,7 @@ def slowloris(url, n, seconds):
         s.setblocking(False)
         socks.append(s)
     t0 = time.monotonic()
+    held = health_probe(host, port)
     closed = {}
     while time.monotonic() - t0 < seconds and len(closed) < n:
         for i, s in enumerate(socks):
@@ -103,19 +120,11 @@ def slowloris(url, n, seconds):
             except OSError:
                 closed[i] = time.monotonic() - t0
         time.sleep(1.0)
-    # Probe while (or after) the slow connections hold their slots.
-    t = time.monotonic()
-    try:
-        c = http.client.HTTPConnection(host, port, timeout=10)
-        c.request("GET", "/health")
-        health = c.getresponse().status
-    except OSError as e:
-        health = f"failed ({e})"
-    ms = (time.monotonic() - t) * 1000
+    after = health_probe(host, port)
     times = sorted(closed.values())
     print(f"slowloris: {len(closed)}/{n} connections closed by the server within {seconds:.0f} s"
           + (f" (first at {times[0]:.1f} s, last at {times[-1]:.1f} s)" if times else "")
-          + f"; /health afterwards: {health} in {ms:.0f} ms")
+          + f"; /health while all were open: {held}; afterwards: {after}")
     for s in socks:
         s.close()
 
@@ -124,7 +133,7 @@ def drain(url, pid):
     host, port = split(url)
     pid = int(pid)
     c = http.client.HTTPConnection(host, port, timeout=120)
-    body = {"prompt": "hello", "max_tokens": 100000, "ignore_eos": True, "stream": True}
+    body = {"prompt": "hello", "max_tokens": 8000, "ignore_eos": True, "stream": True}
     c.request("POST", "/v1/completions", body=json.dumps(body).encode(),
               headers={"content-type": "application/json"})
     r = c.getresponse()
@@ -150,20 +159,22 @@ def drain(url, pid):
     for l in tail:
         print("   ", l)
     print("   ", end)
-    for _ in range(100):
+    for _ in range(1000):
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            print(f"    process gone by {time.monotonic() - t0 - t_term:.2f} s after SIGTERM")
+            state = open(f"/proc/{pid}/stat").read().split()[2]
+        except OSError:
+            state = "Z"
+        if state == "Z":  # exited (a zombie until its parent reaps it)
+            print(f"    process exited by {time.monotonic() - t0 - t_term:.2f} s after SIGTERM")
             return
-        time.sleep(0.1)
+        time.sleep(0.01)
     print("    process still alive 10 s after the stream ended")
 
 
 def ttft(url, long_tokens, n):
     long_tokens, n = int(long_tokens), int(n)
     host, port = split(url)
-    long_body = {"prompt": [100 + (i % 5000) for i in range(long_tokens)], "max_tokens": 1}
+    long_body = {"prompt": [100 + ((i * 7 + int(time.time())) % 1900) for i in range(long_tokens)], "max_tokens": 1}
     results = []
     lt = threading.Thread(target=lambda: post(url, "/v1/completions", long_body))
     lt.start()

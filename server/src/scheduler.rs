@@ -136,7 +136,8 @@ impl Scheduler {
     }
 
     /// Prefills with more tokens left than this are "long": they get the budget only after
-    /// the decodes and the short prefills (running or waiting) took theirs.
+    /// the decodes and the short prefills (running or waiting) took theirs, and while a
+    /// short prompt waits for its first token, at most this many tokens a step.
     pub fn long_prefill_threshold(&self) -> usize {
         (self.cfg.max_num_batched_tokens / 4).max(1)
     }
@@ -159,11 +160,19 @@ impl Scheduler {
                 None => {}
             }
         }
+        let running_shorts = !first.is_empty();
         decodes.append(&mut first);
-        self.run_phase(&decodes, true, &mut budget, &mut out);
-        self.admit_phase(Some(threshold), &mut budget, &mut out);
-        self.run_phase(&long, false, &mut budget, &mut out);
-        self.admit_phase(None, &mut budget, &mut out);
+        self.run_phase(&decodes, true, None, &mut budget, &mut out);
+        let planned = out.seqs.len();
+        self.admit_phase(Some(threshold), None, &mut budget, &mut out);
+        // While a short prompt waits for its first token (in this step or in the queue),
+        // a long prefill advances by at most `threshold` tokens a step so the step stays
+        // short; otherwise it takes what is left of the budget.
+        let shorts = running_shorts || out.seqs.len() > planned;
+        let cap = (shorts || !self.waiting.is_empty()).then_some(threshold);
+        self.run_phase(&long, false, cap, &mut budget, &mut out);
+        let cap = (shorts || self.waiting.len() > 1).then_some(threshold);
+        self.admit_phase(None, cap, &mut budget, &mut out);
         out
     }
 
@@ -173,6 +182,7 @@ impl Scheduler {
         &mut self,
         ids: &[SeqId],
         may_preempt: bool,
+        chunk_cap: Option<usize>,
         budget: &mut usize,
         out: &mut SchedulerOutput,
     ) {
@@ -187,7 +197,10 @@ impl Scheduler {
                 self.running.retain(|&r| r != id);
                 continue;
             };
-            let n = seq.remaining().min(*budget);
+            let n = seq
+                .remaining()
+                .min(*budget)
+                .min(chunk_cap.unwrap_or(usize::MAX));
             if n == 0 {
                 continue;
             }
@@ -244,6 +257,7 @@ impl Scheduler {
     fn admit_phase(
         &mut self,
         max_remaining: Option<usize>,
+        chunk_cap: Option<usize>,
         budget: &mut usize,
         out: &mut SchedulerOutput,
     ) {
@@ -268,7 +282,10 @@ impl Scheduler {
                 seq.table = Some(table);
                 seq.num_computed = cached;
             }
-            let n = seq.remaining().min(*budget);
+            let n = seq
+                .remaining()
+                .min(*budget)
+                .min(chunk_cap.unwrap_or(usize::MAX));
             let target = seq.num_computed + n;
             let fits = seq.table.as_mut().is_some_and(|t| t.ensure(target));
             if !fits {
