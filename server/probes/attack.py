@@ -105,9 +105,12 @@ def slowloris(url, n, seconds):
         s.setblocking(False)
         socks.append(s)
     t0 = time.monotonic()
-    held = health_probe(host, port)
+    at_once = health_probe(host, port)
+    held = None
     closed = {}
     while time.monotonic() - t0 < seconds and len(closed) < n:
+        if held is None and time.monotonic() - t0 >= 3:
+            held = health_probe(host, port)
         for i, s in enumerate(socks):
             if i in closed:
                 continue
@@ -124,7 +127,7 @@ def slowloris(url, n, seconds):
     times = sorted(closed.values())
     print(f"slowloris: {len(closed)}/{n} connections closed by the server within {seconds:.0f} s"
           + (f" (first at {times[0]:.1f} s, last at {times[-1]:.1f} s)" if times else "")
-          + f"; /health while all were open: {held}; afterwards: {after}")
+          + f"; /health right after opening them: {at_once}; 3 s later: {held}; afterwards: {after}")
     for s in socks:
         s.close()
 

@@ -2,26 +2,27 @@
 //! so slow or idle clients cannot hold file descriptors forever, and a few connections
 //! held back for the probes so liveness keeps answering under connection pressure.
 //!
-//! Over the cap, a new connection gets one of `probe_reserve` extra slots where only the
-//! ops routes (`/health`, `/ready`, `/metrics`, `/version`) are served, with a short
-//! header timeout; when those are taken too it is closed at once. Both are logged (at
-//! most once per second) and counted in `glm_http_connections_refused_total`.
+//! Over the cap, a new connection first takes the slot of the oldest connection that has
+//! spent more than a second without completing its first request (a slow client, closed);
+//! failing that it gets one of `probe_reserve` extra slots where only the ops routes
+//! (`/health`, `/ready`, `/metrics`, `/version`) are served, with a short header timeout;
+//! when those are taken too it is closed at once. Each is logged (at most once per second)
+//! and the last two are counted in `glm_http_connections_refused_total`.
 
 use std::{
+    collections::VecDeque,
     pin::pin,
     sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
     },
     task::{Context, Poll},
     time::{Duration, Instant},
 };
 
-use axum::Router;
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    service::TowerToHyperService,
-};
+use axum::{http::Request, Router};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
@@ -29,6 +30,7 @@ use tokio::{
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use crate::metrics::Metrics;
 
@@ -92,6 +94,63 @@ impl Throttle {
     }
 }
 
+/// Over the cap, a connection still without a complete request after this long may be
+/// closed to make room (a legitimate client sends its headers in milliseconds).
+const EVICT_AFTER: Duration = Duration::from_secs(1);
+
+/// Connections that have not sent a complete request yet, oldest first.
+#[derive(Debug, Default)]
+struct Pending {
+    next_id: AtomicU64,
+    conns: Mutex<VecDeque<(u64, Instant, CancellationToken)>>,
+}
+
+impl Pending {
+    fn register(&self) -> (u64, CancellationToken) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        self.lock().push_back((id, Instant::now(), token.clone()));
+        (id, token)
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().retain(|(i, _, _)| *i != id);
+    }
+
+    /// Closes the oldest connection that has been sending its first request for at least
+    /// [`EVICT_AFTER`]; false when there is none.
+    fn evict_oldest(&self) -> bool {
+        let mut conns = self.lock();
+        match conns.front() {
+            Some((_, since, _)) if since.elapsed() >= EVICT_AFTER => {
+                if let Some((_, _, token)) = conns.pop_front() {
+                    token.cancel();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, Instant, CancellationToken)>> {
+        // Plain data: a panic while holding the lock leaves nothing half-done.
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What every connection task shares.
+#[derive(Debug)]
+struct Shared {
+    apps: Apps,
+    limits: HttpLimits,
+    metrics: Metrics,
+    main: Arc<Semaphore>,
+    reserve: Arc<Semaphore>,
+    pending: Pending,
+    throttle: Throttle,
+    shutdown: CancellationToken,
+}
+
 /// Serves `apps` on `listener` until `shutdown` is cancelled, then asks every connection
 /// to close once its in-flight request ends and waits for them (the caller bounds the wait).
 pub async fn serve(
@@ -101,9 +160,16 @@ pub async fn serve(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
-    let main = Arc::new(Semaphore::new(limits.max_connections));
-    let reserve = Arc::new(Semaphore::new(limits.probe_reserve));
-    let throttle = Throttle::new();
+    let shared = Arc::new(Shared {
+        apps,
+        limits,
+        metrics,
+        main: Arc::new(Semaphore::new(limits.max_connections)),
+        reserve: Arc::new(Semaphore::new(limits.probe_reserve)),
+        pending: Pending::default(),
+        throttle: Throttle::new(),
+        shutdown: shutdown.clone(),
+    });
     let mut conns = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -111,57 +177,64 @@ pub async fn serve(
             a = listener.accept() => a,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
+        match accepted {
+            Ok((stream, peer)) => {
+                conns.spawn(admit(Arc::clone(&shared), stream, peer));
+            }
             Err(e) => {
                 // Out of descriptors (EMFILE) and the like: back off instead of spinning.
-                if throttle.ready() {
+                if shared.throttle.ready() {
                     tracing::warn!(error = %e, "accept failed");
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
-        let (app, header_timeout, permit) = if let Ok(p) = Arc::clone(&main).try_acquire_owned() {
-            (apps.full.clone(), limits.header_read_timeout, p)
-        } else if let Ok(p) = Arc::clone(&reserve).try_acquire_owned() {
-            metrics.connection_refused();
-            if throttle.ready() {
-                tracing::warn!(%peer, max_connections = limits.max_connections, "connection limit reached; serving only the probe routes on this connection");
-            }
-            (apps.probes.clone(), PROBE_HEADER_TIMEOUT, p)
-        } else {
-            metrics.connection_refused();
-            if throttle.ready() {
-                tracing::warn!(%peer, max_connections = limits.max_connections, probe_reserve = limits.probe_reserve, "connection limit reached; closing new connections");
-            }
-            drop(stream);
-            continue;
-        };
-        let shutdown = shutdown.clone();
-        conns.spawn(async move {
-            let _permit = permit;
-            serve_connection(
-                stream,
-                app,
-                header_timeout,
-                limits.keep_alive_timeout,
-                shutdown,
-            )
-            .await;
-        });
+        }
     }
     drop(listener);
     while conns.join_next().await.is_some() {}
 }
 
+/// Gives a new connection a slot: a free one; else one freed by closing the oldest
+/// connection still sending its headers; else a probe-only reserve slot; else none.
+async fn admit(shared: Arc<Shared>, stream: TcpStream, peer: std::net::SocketAddr) {
+    let limits = shared.limits;
+    let mut permit = Arc::clone(&shared.main).try_acquire_owned().ok();
+    if permit.is_none() && shared.pending.evict_oldest() {
+        if shared.throttle.ready() {
+            tracing::warn!(%peer, max_connections = limits.max_connections, "connection limit reached; closed the oldest connection still sending its request headers");
+        }
+        let wait = Arc::clone(&shared.main).acquire_owned();
+        permit = tokio::time::timeout(EVICT_AFTER, wait)
+            .await
+            .ok()
+            .and_then(Result::ok);
+    }
+    if let Some(permit) = permit {
+        let _permit = permit;
+        let app = shared.apps.full.clone();
+        return serve_connection(&shared, stream, app, limits.header_read_timeout).await;
+    }
+    shared.metrics.connection_refused();
+    if let Ok(permit) = Arc::clone(&shared.reserve).try_acquire_owned() {
+        if shared.throttle.ready() {
+            tracing::warn!(%peer, max_connections = limits.max_connections, "connection limit reached; serving only the probe routes on this connection");
+        }
+        let _permit = permit;
+        let app = shared.apps.probes.clone();
+        return serve_connection(&shared, stream, app, PROBE_HEADER_TIMEOUT).await;
+    }
+    if shared.throttle.ready() {
+        tracing::warn!(%peer, max_connections = limits.max_connections, probe_reserve = limits.probe_reserve, "connection limit reached; closing new connections");
+    }
+}
+
 async fn serve_connection(
+    shared: &Shared,
     stream: TcpStream,
     app: Router,
     header_timeout: Duration,
-    idle_timeout: Duration,
-    shutdown: CancellationToken,
 ) {
+    let idle_timeout = shared.limits.keep_alive_timeout;
     let start = Instant::now();
     let activity = Arc::new(AtomicU64::new(0));
     let io = TokioIo::new(Tracked {
@@ -169,12 +242,20 @@ async fn serve_connection(
         start,
         activity: Arc::clone(&activity),
     });
+    let (id, evict) = shared.pending.register();
+    let requested = AtomicBool::new(false);
+    let service = hyper::service::service_fn(|req: Request<Incoming>| {
+        if !requested.swap(true, Ordering::Relaxed) {
+            shared.pending.remove(id);
+        }
+        app.clone().oneshot(req)
+    });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(true);
-    let conn = builder.serve_connection(io, TowerToHyperService::new(app));
+    let conn = builder.serve_connection(io, service);
     let mut conn = pin!(conn);
     let tick = (idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
     let mut closing = false;
@@ -184,9 +265,10 @@ async fn serve_connection(
                 if let Err(e) = res {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
-                return;
+                break;
             }
-            () = shutdown.cancelled(), if !closing => {
+            () = evict.cancelled() => break,
+            () = shared.shutdown.cancelled(), if !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
@@ -200,6 +282,7 @@ async fn serve_connection(
             }
         }
     }
+    shared.pending.remove(id);
 }
 
 /// A stream that records when bytes last moved (milliseconds since `start`).

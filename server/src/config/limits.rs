@@ -14,6 +14,16 @@ use crate::{
     http::HttpLimits,
 };
 
+/// Descriptors kept free of client connections (listener, model files, logs, the runtime).
+const FD_HEADROOM: u64 = 128;
+
+/// The soft limit on open files (Linux `/proc/self/limits`), if known.
+fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// Largest key file read (a file of keys, not a data set).
 const MAX_KEY_FILE_BYTES: u64 = 1 << 20;
 
@@ -112,8 +122,25 @@ impl LimitArgs {
                 "must be at least 1",
             ));
         }
+        let defaults = HttpLimits::default();
+        let mut max_connections = self.max_connections;
+        // Connections over the descriptor limit would fail at accept, probes included:
+        // keep the cap (plus the probe reserve) under it, with room for everything else.
+        if let Some(nofile) = open_files_limit() {
+            let room = nofile.saturating_sub(FD_HEADROOM + defaults.probe_reserve as u64);
+            let room = usize::try_from(room).unwrap_or(usize::MAX).max(1);
+            if max_connections > room {
+                tracing::warn!(
+                    max_connections,
+                    open_files_limit = nofile,
+                    using = room,
+                    "--max-connections is above what the open-files limit allows; lowering it"
+                );
+                max_connections = room;
+            }
+        }
         Ok(HttpLimits {
-            max_connections: self.max_connections,
+            max_connections,
             header_read_timeout: Duration::from_secs(self.header_read_timeout),
             keep_alive_timeout: Duration::from_secs(self.keep_alive_timeout),
             ..HttpLimits::default()
