@@ -124,6 +124,17 @@ pub struct Prepared {
 /// Loads the model and tokenizer, sizes the KV cache and spawns the engine.
 pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
     args.check()?;
+    // Keys and limits first: a bad key refuses to start before minutes of model loading.
+    let api_keys = args.limits.api_keys(args.api_key.as_deref())?;
+    let rate_limits = args.limits.rate_limits()?;
+    let http = args.limits.http_limits()?;
+    tracing::info!(
+        api_keys = api_keys.len(),
+        requests_per_minute = rate_limits.requests_per_minute,
+        tokens_per_minute = rate_limits.tokens_per_minute,
+        max_connections = http.max_connections,
+        "API access"
+    );
     let (dir, default_name) = if args.model == "demo" {
         let dir = demo_dir();
         let d = dir.clone();
@@ -201,8 +212,8 @@ pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
             max_model_len: sizing.max_model_len,
             ..Limits::default()
         },
-        api_keys: args.limits.api_keys(args.api_key.as_deref())?,
-        rate_limits: args.limits.rate_limits()?,
+        api_keys,
+        rate_limits,
         body_read_timeout: Duration::from_secs(args.limits.body_read_timeout),
         tool_call_parser,
         reasoning_parser,
@@ -221,7 +232,7 @@ pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
         state,
         lifecycle,
         warm_up_prompt,
-        http: args.limits.http_limits()?,
+        http,
     })
 }
 
