@@ -31,6 +31,7 @@ pub mod generate;
 mod misc;
 pub mod prompt;
 pub mod types;
+pub mod validate;
 
 pub use auth::{ApiKeys, KeyId, RateLimiter, RateLimits};
 pub use error::ApiError;

@@ -25,17 +25,16 @@ use super::{
     wire::{CountTokensRequest, CountTokensResponse, MessagesRequest, StreamEvent},
 };
 use crate::api::{
-    chat::raw_sampling,
     extract::read_body,
-    generate::{merged, submit_all, ChoiceGen, Submit},
+    generate::{merged, submit_all, ChoiceGen},
     types::ChatCompletionRequest,
+    validate::{GenerateRequest, MaxTokens, Validation},
     ApiError, AppState, ChatPrompt, KeyId,
 };
+use crate::engine::FinishReason;
 use crate::postprocess::{
-    openai::{prepare, template_messages},
-    ChatDelta, ChatFinishReason, ChatOutput, ChatPostProcessor, ToolCall,
+    openai::template_messages, ChatDelta, ChatFinishReason, ChatOutput, ChatPostProcessor, ToolCall,
 };
-use crate::{engine::FinishReason, validation::validate_sampling};
 
 /// The Anthropic routes with their own drain and API-key gates, so that even those
 /// refusals are Anthropic error bodies (merge them beside, not under, the OpenAI routes'
@@ -165,38 +164,25 @@ async fn handle(
     span: tracing::Span,
 ) -> Result<Response, AnthropicError> {
     let req: MessagesRequest = parse_request(&body)?;
-    let model = state.check_model(Some(&req.model))?;
     if let Some(metadata) = &req.metadata {
         tracing::debug!(%metadata, "request metadata");
     }
     let chat = chat_request(&req)?;
-    let post = prepare(state.config(), &chat)?;
-    let prompt = render(&state, &chat).await?;
-    let mut raw = raw_sampling(&chat.common);
-    raw.max_tokens = Some((
-        clamp_max_tokens(
-            req.max_tokens,
-            prompt.len(),
-            state.config().limits.max_model_len,
-        ),
-        "max_tokens",
-    ));
-    let valid = validate_sampling(&raw, prompt.len(), "messages", &state.config().limits)
-        .map_err(ApiError::from)?;
+    let valid = Validation::new(&state)
+        .validate(GenerateRequest::Chat {
+            req: &chat,
+            max_tokens: MaxTokens::Ceiling(req.max_tokens),
+        })
+        .await?;
+    let model = valid.model.clone();
+    let Some(post) = valid.post.clone() else {
+        return Err(AnthropicError::from_status(
+            500,
+            "chat validation gave no post-processing settings",
+        ));
+    };
     let guard = state.lifecycle().begin();
-    let gens = submit_all(
-        &state,
-        Submit {
-            prompts: std::slice::from_ref(&prompt),
-            valid: &valid,
-            skip_special_tokens: true,
-            include_stop_str: false,
-            key: &key,
-            stream: chat.common.stream,
-            param: "messages",
-            span: &span,
-        },
-    )?;
+    let gens = submit_all(&state, &valid, &key, &span)?;
     let Some(gen) = gens.into_iter().next() else {
         return Err(AnthropicError::from_status(
             500,
@@ -204,7 +190,7 @@ async fn handle(
         ));
     };
     let proc = ChatPostProcessor::new(post);
-    let input_tokens = prompt.len() as u64;
+    let input_tokens = valid.prompt_tokens() as u64;
     if chat.common.stream {
         let events = stream_events(gen, proc, MessageStream::new(id, model, input_tokens));
         // The engine request carries `span`; the body stream needs no span of its own.
@@ -235,15 +221,6 @@ async fn handle(
         };
         Ok(Json(build_message(&output, meta)).into_response())
     }
-}
-
-/// Anthropic's `max_tokens` is a ceiling, and clients such as Claude Code send large fixed
-/// values (32000) whatever the prompt: cap it at the room left in the context instead of
-/// refusing, so the answer ends with `stop_reason: "max_tokens"` at worst. A prompt that
-/// leaves no room at all is still a 400 from validation.
-fn clamp_max_tokens(requested: u64, prompt_len: usize, max_model_len: usize) -> i64 {
-    let room = max_model_len.saturating_sub(prompt_len).max(1) as u64;
-    i64::try_from(requested.min(room)).unwrap_or(i64::MAX)
 }
 
 /// A `ping` event is sent when no other event went out for this long.
@@ -362,18 +339,5 @@ fn stream_events(
             }
         }
         yield AnthropicError::from(ApiError::EngineUnavailable("generation ended without a finish".into())).event();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::clamp_max_tokens;
-
-    #[test]
-    fn max_tokens_is_capped_at_the_room_left() {
-        assert_eq!(clamp_max_tokens(32000, 1000, 4096), 3096);
-        assert_eq!(clamp_max_tokens(100, 1000, 4096), 100);
-        // No room: 1, so validation reports the over-long prompt.
-        assert_eq!(clamp_max_tokens(100, 5000, 4096), 1);
     }
 }

@@ -7,16 +7,15 @@ use axum::{
     Extension, Json,
 };
 use futures::StreamExt;
-use serde_json::Value;
 use tracing::Instrument;
 
 use super::{
-    generate::{merged, submit_all, token_text, Piece, Submit},
+    generate::{merged, submit_all, token_text, Piece},
     now_secs, request_id,
     types::*,
-    ApiError, ApiJson, AppState, ChatPrompt, KeyId,
+    validate::{GenerateRequest, MaxTokens, Validation},
+    ApiError, ApiJson, AppState, KeyId,
 };
-use crate::validation::{validate_sampling, RawSampling};
 
 pub mod output;
 
@@ -37,96 +36,6 @@ pub async fn chat_completions(
         .await
 }
 
-fn check_unsupported(req: &ChatCompletionRequest) -> Result<(), ApiError> {
-    if req.messages.is_empty() {
-        return Err(ApiError::invalid(
-            "messages",
-            "`messages` must not be empty",
-        ));
-    }
-    if req.chat_template.is_some() {
-        return Err(ApiError::invalid(
-            "chat_template",
-            "per-request chat templates are disabled; start the server with --chat-template",
-        ));
-    }
-    if req.continue_final_message {
-        return Err(ApiError::invalid("continue_final_message", "not supported"));
-    }
-    if req.echo {
-        return Err(ApiError::invalid(
-            "echo",
-            "not supported for chat completions",
-        ));
-    }
-    if req
-        .common
-        .logit_bias
-        .as_ref()
-        .is_some_and(|m| !m.is_empty())
-    {
-        return Err(ApiError::invalid("logit_bias", "not supported"));
-    }
-    if let Some(rf) = &req.response_format {
-        let kind = rf.get("type").and_then(Value::as_str).unwrap_or("");
-        if kind != "text" {
-            return Err(ApiError::invalid(
-                "response_format",
-                format!("response_format type {kind:?} is not supported (only \"text\")"),
-            ));
-        }
-    }
-    if req.top_logprobs.is_some() && !req.logprobs {
-        return Err(ApiError::invalid(
-            "top_logprobs",
-            "`top_logprobs` requires `logprobs: true`",
-        ));
-    }
-    Ok(())
-}
-
-pub(crate) fn raw_sampling(common: &CommonParams) -> RawSampling {
-    RawSampling {
-        temperature: common.temperature,
-        top_p: common.top_p,
-        top_k: common.top_k,
-        min_p: common.min_p,
-        repetition_penalty: common.repetition_penalty,
-        presence_penalty: common.presence_penalty,
-        frequency_penalty: common.frequency_penalty,
-        seed: common.seed,
-        max_tokens: common.max_tokens.map(|v| (v, "max_tokens")),
-        min_tokens: common.min_tokens,
-        n: common.n,
-        stop: common
-            .stop
-            .clone()
-            .map(StopField::into_vec)
-            .unwrap_or_default(),
-        stop_token_ids: common.stop_token_ids.clone().unwrap_or_default(),
-        ignore_eos: common.ignore_eos,
-        logprobs: None,
-    }
-}
-
-/// Renders and tokenizes the conversation, bounded (see [`super::prompt`]).
-async fn render_prompt(
-    state: &AppState,
-    req: &ChatCompletionRequest,
-) -> Result<Vec<u32>, ApiError> {
-    let prompt = ChatPrompt {
-        messages: crate::postprocess::openai::template_messages(req)?,
-        tools: req.tools.clone().map(Value::Array),
-        add_generation_prompt: req.add_generation_prompt.unwrap_or(true),
-        kwargs: req.chat_template_kwargs.clone().unwrap_or_default(),
-        add_special_tokens: false,
-    };
-    state
-        .prompts()
-        .chat(state.template()?, state.tokenizer().clone(), prompt)
-        .await
-}
-
 async fn handle(
     state: AppState,
     req: ChatCompletionRequest,
@@ -134,41 +43,22 @@ async fn handle(
     id: String,
     span: tracing::Span,
 ) -> Result<Response, ApiError> {
-    let model = state.check_model(req.model.as_deref())?;
-    check_unsupported(&req)?;
-    crate::postprocess::openai::prepare(state.config(), &req)?;
-    let prompt = render_prompt(&state, &req).await?;
-    let mut raw = raw_sampling(&req.common);
-    if let Some(v) = req.max_completion_tokens {
-        raw.max_tokens = Some((v, "max_completion_tokens"));
-    }
-    if req.logprobs {
-        raw.logprobs = Some((req.top_logprobs.unwrap_or(0), "top_logprobs"));
-    }
-    let valid = validate_sampling(&raw, prompt.len(), "messages", &state.config().limits)?;
+    let valid = Validation::new(&state)
+        .validate(GenerateRequest::Chat {
+            req: &req,
+            max_tokens: MaxTokens::Strict,
+        })
+        .await?;
     let guard = state.lifecycle().begin();
-    let skip_special = req.common.skip_special_tokens.unwrap_or(true);
-    let gens = submit_all(
-        &state,
-        Submit {
-            prompts: std::slice::from_ref(&prompt),
-            valid: &valid,
-            skip_special_tokens: skip_special,
-            include_stop_str: req.common.include_stop_str_in_output,
-            key: &key,
-            stream: req.common.stream,
-            param: "messages",
-            span: &span,
-        },
-    )?;
-    let procs: Vec<Box<dyn OutputProcessor>> = (0..valid.n)
-        .map(|_| output_processor(&state, &req))
+    let gens = submit_all(&state, &valid, &key, &span)?;
+    let procs: Vec<Box<dyn OutputProcessor>> = (0..valid.sampling.n)
+        .map(|_| output_processor(valid.post.clone()))
         .collect();
     let ctx = Ctx {
         id,
-        model,
+        model: valid.model.clone(),
         created: now_secs(),
-        prompt_tokens: prompt.len(),
+        prompt_tokens: valid.prompt_tokens(),
         logprobs: req.logprobs,
     };
     if req.common.stream {

@@ -10,13 +10,13 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use super::{
-    chat::{raw_sampling, sse_json},
-    generate::{merged, submit_all, token_text, ChoiceGen, Piece, Submit},
+    chat::sse_json,
+    generate::{merged, submit_all, token_text, ChoiceGen, Piece},
     now_secs, request_id,
     types::*,
+    validate::{GenerateRequest, Validation},
     ApiError, ApiJson, AppState, KeyId,
 };
-use crate::validation::{validate_sampling, ValidSampling};
 
 pub async fn completions(
     State(state): State<AppState>,
@@ -31,53 +31,6 @@ pub async fn completions(
         .await
 }
 
-fn check_unsupported(req: &CompletionRequest) -> Result<(), ApiError> {
-    if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::invalid("suffix", "not supported"));
-    }
-    if let Some(b) = req.best_of {
-        if b > req.common.n.unwrap_or(1) {
-            return Err(ApiError::invalid("best_of", "best_of > n is not supported"));
-        }
-    }
-    if req
-        .common
-        .logit_bias
-        .as_ref()
-        .is_some_and(|m| !m.is_empty())
-    {
-        return Err(ApiError::invalid("logit_bias", "not supported"));
-    }
-    Ok(())
-}
-
-async fn tokenize_prompts(
-    state: &AppState,
-    req: &CompletionRequest,
-) -> Result<Vec<Vec<u32>>, ApiError> {
-    let add_special = req.add_special_tokens.unwrap_or(true);
-    let texts = match &req.prompt {
-        PromptField::Tokens(t) => return Ok(vec![t.clone()]),
-        PromptField::TokenLists(l) => return Ok(l.clone()),
-        PromptField::Text(t) => vec![t.clone()],
-        PromptField::Texts(t) => t.clone(),
-    };
-    for t in &texts {
-        state.prompts().check_bytes("prompt", t.len())?;
-    }
-    let tokenizer = state.tokenizer().clone();
-    let limiter = state.prompts().clone();
-    state
-        .prompts()
-        .run(move || {
-            texts
-                .iter()
-                .map(|t| limiter.encode(&tokenizer, "prompt", t, add_special))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-}
-
 async fn handle(
     state: AppState,
     req: CompletionRequest,
@@ -85,56 +38,19 @@ async fn handle(
     id: String,
     span: tracing::Span,
 ) -> Result<Response, ApiError> {
-    let model = state.check_model(req.model.as_deref())?;
-    check_unsupported(&req)?;
-    let prompts = tokenize_prompts(&state, &req).await?;
-    if prompts.is_empty() {
-        return Err(ApiError::invalid("prompt", "`prompt` must not be empty"));
-    }
-    let vocab = state.tokenizer().vocab_size();
-    if prompts.iter().flatten().any(|&t| t as usize >= vocab) {
-        return Err(ApiError::invalid(
-            "prompt",
-            format!("token ids must be below {vocab}"),
-        ));
-    }
-    let mut raw = raw_sampling(&req.common);
-    raw.logprobs = req.logprobs.map(|v| (v, "logprobs"));
-    let mut valid: Option<ValidSampling> = None;
-    for p in &prompts {
-        let v = validate_sampling(&raw, p.len(), "prompt", &state.config().limits)?;
-        // Without max_tokens each prompt may fill its own context: keep the smallest room so
-        // every prompt fits (vLLM validates per prompt the same way).
-        valid = Some(match valid {
-            Some(prev) if prev.params.max_tokens <= v.params.max_tokens => prev,
-            _ => v,
-        });
-    }
-    let Some(valid) = valid else {
-        return Err(ApiError::invalid("prompt", "`prompt` must not be empty"));
-    };
+    let valid = Validation::new(&state)
+        .validate(GenerateRequest::Completion(&req))
+        .await?;
     let guard = state.lifecycle().begin();
-    let skip_special = req.common.skip_special_tokens.unwrap_or(true);
-    let gens = submit_all(
-        &state,
-        Submit {
-            prompts: &prompts,
-            valid: &valid,
-            skip_special_tokens: skip_special,
-            include_stop_str: req.common.include_stop_str_in_output,
-            key: &key,
-            stream: req.common.stream,
-            param: "prompt",
-            span: &span,
-        },
-    )?;
+    let gens = submit_all(&state, &valid, &key, &span)?;
     let echo: Vec<String> = if req.echo {
         let tok = state.tokenizer();
-        prompts
+        valid
+            .prompts
             .iter()
             .flat_map(|p| {
-                let text = tok.decode(p, skip_special).unwrap_or_default();
-                std::iter::repeat_n(text, valid.n)
+                let text = tok.decode(p, valid.skip_special_tokens).unwrap_or_default();
+                std::iter::repeat_n(text, valid.sampling.n)
             })
             .collect()
     } else {
@@ -142,10 +58,10 @@ async fn handle(
     };
     let ctx = Ctx {
         id,
-        model,
+        model: valid.model.clone(),
         created: now_secs(),
-        prompt_tokens: prompts.iter().map(Vec::len).sum(),
-        logprobs: valid.params.sampling.logprobs.is_some(),
+        prompt_tokens: valid.prompt_tokens(),
+        logprobs: valid.sampling.params.sampling.logprobs.is_some(),
     };
     if req.common.stream {
         let include_usage = req.common.include_usage();

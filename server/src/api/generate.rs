@@ -7,11 +7,8 @@ use glm_tokenizer::{GlmTokenizer, IncrementalDecoder};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{auth::RateLimiter, error::ApiError, AppState, KeyId};
-use crate::{
-    engine::{EngineEvent, FinishReason, RequestStream, TokenEvent},
-    validation::ValidSampling,
-};
+use super::{auth::RateLimiter, error::ApiError, validate::ValidRequest, AppState, KeyId};
+use crate::engine::{EngineEvent, FinishReason, RequestStream, TokenEvent};
 
 mod stop;
 
@@ -174,63 +171,26 @@ pub fn token_text(tokenizer: &GlmTokenizer, id: u32) -> String {
         .unwrap_or_else(|_| tokenizer.id_to_token(id).unwrap_or_default())
 }
 
-/// What [`submit_all`] submits.
-#[derive(Debug)]
-pub struct Submit<'a> {
-    pub prompts: &'a [Vec<u32>],
-    pub valid: &'a ValidSampling,
-    pub skip_special_tokens: bool,
-    pub include_stop_str: bool,
-    /// The caller's key: prompt tokens are charged before, output tokens after.
-    pub key: &'a KeyId,
-    /// The request field holding the prompt (`messages` or `prompt`), for errors.
-    pub param: &'static str,
-    /// Streamed: no bound on the whole answer's size (it is never held at once).
-    pub stream: bool,
-    pub span: &'a tracing::Span,
-}
-
-/// Submits `n` choices per prompt; choice index `p * n + i`, seed `seed + i`.
-pub fn submit_all(state: &AppState, req: Submit<'_>) -> Result<Vec<ChoiceGen>, ApiError> {
-    let Submit {
-        prompts,
-        valid,
-        skip_special_tokens,
-        include_stop_str,
-        key,
-        param,
-        stream,
-        span,
-    } = req;
-    // A request with more sequences than the queue can ever hold would get 429 forever:
-    // that is a bad request, not a busy server.
-    let total = prompts.len().saturating_mul(valid.n);
-    let cap = state.engine().max_queue();
-    if total > cap {
-        let param = if prompts.len() > 1 { param } else { "n" };
-        return Err(ApiError::invalid(
-            param,
-            format!(
-                "{} prompt(s) x n={} is {total} sequences; at most {cap} can ever be queued (--max-queue)",
-                prompts.len(),
-                valid.n
-            ),
-        ));
-    }
-    let most = state.config().limits.max_nonstream_tokens;
-    if !stream && total.saturating_mul(valid.params.max_tokens) > most {
-        return Err(ApiError::invalid(
-            "max_tokens",
-            format!(
-                "{total} choice(s) x max_tokens {} exceeds the {most} tokens a non-streamed response may hold; lower max_tokens or n, or set stream: true",
-                valid.params.max_tokens
-            ),
-        ));
-    }
+/// Submits `n` choices per prompt of a validated request; choice index `p * n + i`, seed
+/// `seed + i`. The prompt tokens are charged to `key`'s token budget first (output tokens
+/// when each choice ends).
+pub fn submit_all(
+    state: &AppState,
+    valid: &ValidRequest,
+    key: &KeyId,
+    span: &tracing::Span,
+) -> Result<Vec<ChoiceGen>, ApiError> {
+    let prompts = &valid.prompts;
+    let sampling = &valid.sampling;
     let limiter = state.rate_limiter();
     let prompt_tokens = prompts.iter().map(Vec::len).sum();
     limiter
-        .admit_tokens(key, param, prompt_tokens, std::time::Instant::now())
+        .admit_tokens(
+            key,
+            valid.prompt_param,
+            prompt_tokens,
+            std::time::Instant::now(),
+        )
         .inspect_err(|e| {
             if e.retry_after().is_some() {
                 state
@@ -239,11 +199,15 @@ pub fn submit_all(state: &AppState, req: Submit<'_>) -> Result<Vec<ChoiceGen>, A
             }
         })?;
     let deadline = state.lifecycle().deadline();
-    let mut gens = Vec::with_capacity(total);
-    let base_seed = valid.params.sampling.seed.or_else(|| state.default_seed());
+    let mut gens = Vec::with_capacity(prompts.len() * sampling.n);
+    let base_seed = sampling
+        .params
+        .sampling
+        .seed
+        .or_else(|| state.default_seed());
     for prompt in prompts {
-        for i in 0..valid.n {
-            let mut params = valid.params.clone();
+        for i in 0..sampling.n {
+            let mut params = sampling.params.clone();
             params.sampling.seed = base_seed.map(|s| s.wrapping_add(i as u64));
             let stream = state
                 .engine()
@@ -252,8 +216,8 @@ pub fn submit_all(state: &AppState, req: Submit<'_>) -> Result<Vec<ChoiceGen>, A
                 stream,
                 state.tokenizer(),
                 prompt,
-                skip_special_tokens,
-                StopChecker::new(valid.stop.clone(), include_stop_str),
+                valid.skip_special_tokens,
+                StopChecker::new(sampling.stop.clone(), valid.include_stop_str),
             );
             gen.deadline = deadline.clone();
             gen.charge = Some((Arc::clone(limiter), key.clone()));
