@@ -10,7 +10,7 @@ use std::{
 
 use axum::{
     extract::{DefaultBodyLimit, Request, State},
-    http::{header, HeaderMap},
+    http::HeaderMap,
     middleware::{self, Next},
     response::Response,
     routing::{get, post},
@@ -18,35 +18,62 @@ use axum::{
 };
 use glm_tokenizer::{ChatTemplate, GlmTokenizer};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::{engine::EngineHandle, metrics::Metrics, validation::Limits};
 
+pub mod auth;
 pub mod chat;
 pub mod completions;
 pub mod error;
-mod extract;
+pub(crate) mod extract;
 pub mod generate;
 mod misc;
+pub mod prompt;
 pub mod types;
+pub mod validate;
 
+pub use auth::{ApiKeys, KeyId, RateLimiter, RateLimits};
 pub use error::ApiError;
 pub use extract::ApiJson;
+pub use prompt::{ChatPrompt, PromptLimiter};
 
-/// Request bodies up to this size are accepted (long prompts, many messages).
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Request bodies up to this size are accepted (long prompts, many messages); larger ones
+/// get 413 in the route's API error shape.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Static settings of the HTTP layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiConfig {
     pub served_model_name: String,
     pub limits: Limits,
-    /// Bearer token required on API routes; `None` leaves them open.
-    pub api_key: Option<String>,
+    /// Keys accepted on API routes; none leaves them open.
+    pub api_keys: ApiKeys,
+    /// Per-key request and token budgets.
+    pub rate_limits: RateLimits,
+    /// Time a client has to send a request body (408 after).
+    pub body_read_timeout: std::time::Duration,
     pub tool_call_parser: Option<String>,
     pub reasoning_parser: Option<String>,
     pub enable_auto_tool_choice: bool,
     /// Server-wide seed for requests that bring none.
     pub seed: Option<u64>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            served_model_name: String::new(),
+            limits: Limits::default(),
+            api_keys: ApiKeys::default(),
+            rate_limits: RateLimits::default(),
+            body_read_timeout: std::time::Duration::from_secs(60),
+            tool_call_parser: None,
+            reasoning_parser: None,
+            enable_auto_tool_choice: false,
+            seed: None,
+        }
+    }
 }
 
 /// Readiness, draining and in-flight accounting (the operator contract's state).
@@ -56,6 +83,8 @@ pub struct Lifecycle {
     draining: AtomicBool,
     inflight: AtomicUsize,
     idle: Notify,
+    /// Cancelled at the drain deadline: running generations end with an error event.
+    deadline: CancellationToken,
 }
 
 impl Lifecycle {
@@ -70,6 +99,17 @@ impl Lifecycle {
     /// Starts draining: `/ready` turns 503 and new API requests get 503.
     pub fn start_drain(&self) {
         self.draining.store(true, Ordering::Release);
+    }
+
+    /// The drain deadline passed: every running generation ends now with a
+    /// `service_unavailable` error (an error event and a terminated body for streams).
+    pub fn cut(&self) {
+        self.deadline.cancel();
+    }
+
+    /// The token [`cut`](Self::cut) cancels.
+    pub fn deadline(&self) -> CancellationToken {
+        self.deadline.clone()
     }
 
     pub fn is_draining(&self) -> bool {
@@ -116,6 +156,8 @@ struct Inner {
     metrics: Metrics,
     cfg: ApiConfig,
     lifecycle: Arc<Lifecycle>,
+    prompts: PromptLimiter,
+    rate_limiter: Arc<RateLimiter>,
     created: u64,
     /// Requests seeded from `cfg.seed` so far.
     seeded: std::sync::atomic::AtomicU64,
@@ -148,8 +190,13 @@ impl AppState {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let workers = std::thread::available_parallelism().map_or(1, usize::from);
+        let prompts = PromptLimiter::new(&tokenizer, cfg.limits.max_model_len, workers);
+        let rate_limiter = Arc::new(RateLimiter::new(cfg.rate_limits));
         Self {
             inner: Arc::new(Inner {
+                prompts,
+                rate_limiter,
                 engine,
                 tokenizer,
                 template: template.map(Arc::new),
@@ -177,6 +224,36 @@ impl AppState {
                 "this model has no chat template; use /v1/completions",
             )
         })
+    }
+
+    /// Bounded prompt tokenization (byte bound, concurrency cap).
+    pub fn prompts(&self) -> &PromptLimiter {
+        &self.inner.prompts
+    }
+
+    pub fn rate_limiter(&self) -> &Arc<RateLimiter> {
+        &self.inner.rate_limiter
+    }
+
+    /// The caller's key id (`anonymous` when no keys are configured), after checking the
+    /// key and counting the request against its requests-per-minute budget.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<KeyId, ApiError> {
+        let keys = &self.inner.cfg.api_keys;
+        let key = if keys.is_empty() {
+            KeyId::anonymous()
+        } else {
+            keys.identify(headers).ok_or(ApiError::Unauthorized)?
+        };
+        self.inner.metrics.key_request(key.as_str());
+        self.inner
+            .rate_limiter
+            .admit_request(&key, std::time::Instant::now())
+            .inspect_err(|_| {
+                self.inner
+                    .metrics
+                    .rate_limited(key.as_str(), "requests_per_minute")
+            })?;
+        Ok(key)
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -214,6 +291,14 @@ impl AppState {
     }
 }
 
+fn ops_routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(misc::health))
+        .route("/ready", get(misc::ready))
+        .route("/metrics", get(misc::metrics))
+        .route("/version", get(misc::version))
+}
+
 /// All routes with their layers.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -227,16 +312,20 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             reject_when_draining,
         ));
-    let ops = Router::new()
-        .route("/health", get(misc::health))
-        .route("/ready", get(misc::ready))
-        .route("/metrics", get(misc::metrics))
-        .route("/version", get(misc::version));
-    api.merge(ops)
+    api.merge(ops_routes())
         .merge(crate::anthropic::routes(state.clone()))
         .fallback(misc::not_found)
+        .method_not_allowed_fallback(misc::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The routes served on connections over `--max-connections`: the probes and `/metrics`;
+/// everything else answers 503 `connection_limit` with `Retry-After`.
+pub fn probe_router(state: AppState) -> Router {
+    ops_routes()
+        .fallback(|| async { ApiError::ConnectionLimit })
         .with_state(state)
 }
 
@@ -253,36 +342,12 @@ async fn reject_when_draining(
 
 async fn auth(
     State(state): State<AppState>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if let Some(key) = &state.config().api_key {
-        if !key_matches(req.headers(), key) {
-            return Err(ApiError::Unauthorized);
-        }
-    }
+    let key = state.authenticate(req.headers())?;
+    req.extensions_mut().insert(key);
     Ok(next.run(req).await)
-}
-
-/// `Authorization: Bearer KEY` (OpenAI) or `x-api-key: KEY` (Anthropic), compared in constant
-/// time so the key cannot be guessed byte by byte from response timings.
-pub fn key_matches(headers: &HeaderMap, key: &str) -> bool {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let x_api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
-    [bearer, x_api_key]
-        .into_iter()
-        .flatten()
-        .any(|given| constant_time_eq(given.trim().as_bytes(), key.as_bytes()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A random id with the given prefix, e.g. `chatcmpl-3f2a...`.

@@ -7,6 +7,10 @@ use clap::{Args, ValueEnum};
 
 use crate::kv_cache::blocks_for;
 
+mod limits;
+
+pub use limits::LimitArgs;
+
 /// Tool-call parsers the server knows.
 pub const TOOL_CALL_PARSERS: &[&str] = &["glm45", "glm47"];
 /// Reasoning parsers the server knows.
@@ -51,7 +55,8 @@ pub struct ServeArgs {
     pub block_size: usize,
     #[arg(long = "no-enable-prefix-caching", action = clap::ArgAction::SetFalse)]
     pub enable_prefix_caching: bool,
-    /// Bearer token required on the API routes; none leaves them open.
+    /// Bearer token required on the API routes (id `default`); none leaves them open
+    /// unless `--api-key-file` gives keys.
     #[arg(long, env = "GLM_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Tool-call format of the model: glm45 (GLM-4.5/4.6) or glm47 (GLM-4.7).
@@ -97,6 +102,9 @@ pub struct ServeArgs {
     pub dtype: String,
     #[arg(long, value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
+    /// API keys, rate limits, connection limits and timeouts.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// `--check`.

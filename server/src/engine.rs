@@ -25,8 +25,9 @@ pub mod testing;
 
 pub use self::core::EngineConfig;
 
-/// Why a sequence stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Why a sequence stopped (serialized as the OpenAI completions `finish_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// End-of-sequence or a stop token (or, decided by the API, a stop string).
     Stop,
@@ -221,6 +222,11 @@ impl EngineHandle {
 
     pub fn is_alive(&self) -> bool {
         self.shared.alive.load(Ordering::Acquire) && !self.tx.is_closed()
+    }
+
+    /// Requests that may wait for admission at once (`--max-queue`).
+    pub fn max_queue(&self) -> usize {
+        self.max_queue
     }
 
     /// Requests queued but not yet running.

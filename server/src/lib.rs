@@ -10,6 +10,7 @@ pub mod api;
 pub mod arch;
 pub mod config;
 pub mod engine;
+pub mod http;
 pub mod kv_cache;
 pub mod metrics;
 pub mod postprocess;

@@ -58,7 +58,11 @@ fn main() -> ExitCode {
                     }
                 };
             }
-            match runtime.block_on(serve::run(*args)) {
+            let result = runtime.block_on(serve::run(*args));
+            // A tokenization still running on the blocking pool is not waited for: the
+            // drain budget is over.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(kind = e.kind(), error = %e, "glm-server serve failed");

@@ -29,6 +29,12 @@ pub const TIME_TO_FIRST_TOKEN: &str = "glm_time_to_first_token_seconds";
 pub const INTER_TOKEN_LATENCY: &str = "glm_inter_token_latency_seconds";
 pub const E2E_REQUEST_LATENCY: &str = "glm_e2e_request_latency_seconds";
 pub const REQUEST_QUEUE_TIME: &str = "glm_request_queue_time_seconds";
+/// Exported as `glm_api_key_requests_total{key_id}`: API requests by key id (never the key).
+pub const API_KEY_REQUESTS: &str = "glm_api_key_requests";
+/// Exported as `glm_rate_limited_total{key_id,limit}`: requests refused by a per-key limit.
+pub const RATE_LIMITED: &str = "glm_rate_limited";
+/// Exported as `glm_http_connections_refused_total`: connections closed at the cap.
+pub const CONNECTIONS_REFUSED: &str = "glm_http_connections_refused";
 
 /// The Content-Type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -58,8 +64,24 @@ struct SuccessLabels {
     finish_reason: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    model_name: String,
+    key_id: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    model_name: String,
+    key_id: String,
+    limit: String,
+}
+
 #[derive(Debug)]
 struct Inner {
+    key_requests: Family<KeyLabels, Counter>,
+    rate_limited: Family<LimitLabels, Counter>,
+    connections_refused: Counter,
     registry: Registry,
     model_name: String,
     waiting: Gauge,
@@ -161,8 +183,28 @@ impl Metrics {
             "Seconds a request waited before first being scheduled",
             REQUEST_BUCKETS
         );
+        let key_requests = Family::<KeyLabels, Counter>::default();
+        registry.register(
+            API_KEY_REQUESTS,
+            "API requests by API key id",
+            key_requests.clone(),
+        );
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            RATE_LIMITED,
+            "Requests refused by a per-key rate limit",
+            rate_limited.clone(),
+        );
+        let connections_refused = family!(
+            CONNECTIONS_REFUSED,
+            "Connections closed because --max-connections was reached",
+            Counter
+        );
         Self {
             inner: Arc::new(Inner {
+                key_requests,
+                rate_limited,
+                connections_refused,
                 registry,
                 model_name: model_name.to_string(),
                 waiting,
@@ -221,6 +263,31 @@ impl Metrics {
                 finish_reason: finish_reason.to_string(),
             })
             .inc();
+    }
+
+    pub fn key_request(&self, key_id: &str) {
+        self.inner
+            .key_requests
+            .get_or_create(&KeyLabels {
+                model_name: self.inner.model_name.clone(),
+                key_id: key_id.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn rate_limited(&self, key_id: &str, limit: &str) {
+        self.inner
+            .rate_limited
+            .get_or_create(&LimitLabels {
+                model_name: self.inner.model_name.clone(),
+                key_id: key_id.to_string(),
+                limit: limit.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn connection_refused(&self) {
+        self.inner.connections_refused.inc();
     }
 
     pub fn observe_ttft(&self, secs: f64) {

@@ -52,14 +52,26 @@ impl PostProcessError {
     }
 }
 
-/// Why a chat completion ended, as the chat APIs report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Why a chat completion ended, as the chat APIs report it (serialized as the OpenAI
+/// chat `finish_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ChatFinishReason {
     Stop,
     Length,
     /// The model ended its turn with at least one tool call.
     ToolCalls,
     Abort,
+}
+
+impl From<crate::engine::FinishReason> for ChatFinishReason {
+    fn from(r: crate::engine::FinishReason) -> Self {
+        match r {
+            crate::engine::FinishReason::Stop => ChatFinishReason::Stop,
+            crate::engine::FinishReason::Length => ChatFinishReason::Length,
+            crate::engine::FinishReason::Abort => ChatFinishReason::Abort,
+        }
+    }
 }
 
 impl ChatFinishReason {

@@ -1,10 +1,11 @@
 //! Continuous batching over a token budget (vLLM v1 style), pure bookkeeping.
 //!
-//! Every step the scheduler walks the running sequences first (decodes and unfinished
-//! prefills), then admits waiting ones, until the step's token budget
-//! (`max_num_batched_tokens`) or the sequence cap (`max_num_seqs`) is spent. A prompt larger
-//! than what is left of the budget is prefilled in chunks across steps, so one long prompt
-//! never stalls the decoding streams. When the KV pool runs dry, the most recently admitted
+//! Every step the scheduler fills the step's token budget (`max_num_batched_tokens`) in
+//! vLLM's chunked-prefill order: running decodes, running short prefills, waiting short
+//! prompts, then long prefills (running, then waiting), until the budget or the sequence
+//! cap (`max_num_seqs`) is spent. A prompt larger than what is left of the budget is
+//! prefilled in chunks across steps, so one long prompt never stalls the decoding streams
+//! nor a short request's first token. When the KV pool runs dry, the most recently admitted
 //! running sequence is preempted: its blocks are released and it goes back to the front of
 //! the queue, to be recomputed (prompt + output so far) later.
 
@@ -134,25 +135,76 @@ impl Scheduler {
         true
     }
 
-    /// Plans the next step.
+    /// Prefills with more tokens left than this are "long": they get the budget only after
+    /// the decodes and the short prefills (running or waiting) took theirs, and while a
+    /// short prompt waits for its first token, at most this many tokens a step.
+    pub fn long_prefill_threshold(&self) -> usize {
+        (self.cfg.max_num_batched_tokens / 4).max(1)
+    }
+
+    /// Plans the next step, vLLM's chunked-prefill order: running decodes first, then
+    /// running short prefills, then waiting short prompts, then chunks of long prefills
+    /// (running, then waiting), so one long prompt never delays a short request's first
+    /// token by more than a step.
     pub fn schedule(&mut self) -> SchedulerOutput {
         let mut out = SchedulerOutput::default();
         let mut budget = self.cfg.max_num_batched_tokens;
+        let threshold = self.long_prefill_threshold();
+        let (mut first, mut long) = (Vec::new(), Vec::new());
+        let mut decodes = Vec::new();
+        for &id in &self.running {
+            match self.seqs.get(&id).map(Sequence::remaining) {
+                Some(r) if r <= 1 => decodes.push(id),
+                Some(r) if r <= threshold => first.push(id),
+                Some(_) => long.push(id),
+                None => {}
+            }
+        }
+        let running_shorts = !first.is_empty();
+        decodes.append(&mut first);
+        self.run_phase(&decodes, true, None, &mut budget, &mut out);
+        let planned = out.seqs.len();
+        self.admit_phase(Some(threshold), None, &mut budget, &mut out);
+        // While a short prompt waits for its first token (in this step or in the queue),
+        // a long prefill advances by at most `threshold` tokens a step so the step stays
+        // short; otherwise it takes what is left of the budget.
+        let shorts = running_shorts || out.seqs.len() > planned;
+        let cap = (shorts || !self.waiting.is_empty()).then_some(threshold);
+        self.run_phase(&long, false, cap, &mut budget, &mut out);
+        let cap = (shorts || self.waiting.len() > 1).then_some(threshold);
+        self.admit_phase(None, cap, &mut budget, &mut out);
+        out
+    }
 
-        let mut i = 0;
-        while i < self.running.len() && budget > 0 {
-            let id = self.running[i];
+    /// Schedules running sequences in `ids` order. With `may_preempt`, a sequence that needs
+    /// blocks takes them from the most recently admitted running ones; without, it waits.
+    fn run_phase(
+        &mut self,
+        ids: &[SeqId],
+        may_preempt: bool,
+        chunk_cap: Option<usize>,
+        budget: &mut usize,
+        out: &mut SchedulerOutput,
+    ) {
+        for &id in ids {
+            if *budget == 0 {
+                return;
+            }
+            if !self.running.contains(&id) {
+                continue; // preempted earlier in this step
+            }
             let Some(seq) = self.seqs.get(&id) else {
-                self.running.remove(i);
+                self.running.retain(|&r| r != id);
                 continue;
             };
-            let n = seq.remaining().min(budget);
+            let n = seq
+                .remaining()
+                .min(*budget)
+                .min(chunk_cap.unwrap_or(usize::MAX));
             if n == 0 {
-                i += 1;
                 continue;
             }
             let target = seq.num_computed + n;
-            // Make room, preempting from the back of the running list if needed.
             let mut scheduled_self = true;
             loop {
                 let fits = self
@@ -163,18 +215,30 @@ impl Scheduler {
                 if fits {
                     break;
                 }
-                let Some(victim) = self.running.pop() else {
+                let victim = if may_preempt {
+                    self.running.pop()
+                } else {
+                    None
+                };
+                let Some(victim) = victim else {
                     scheduled_self = false;
                     break;
                 };
-                self.preempt(victim, &mut out);
+                // A victim already planned this step gives its tokens back.
+                if let Some(pos) = out.seqs.iter().position(|s| s.id == victim) {
+                    *budget += out.seqs.remove(pos).len;
+                }
+                self.preempt(victim, out);
                 if victim == id {
                     scheduled_self = false;
                     break;
                 }
             }
             if !scheduled_self {
-                break;
+                if may_preempt {
+                    return;
+                }
+                continue;
             }
             if let Some(seq) = self.seqs.get(&id) {
                 out.seqs.push(ScheduledSeq {
@@ -183,27 +247,45 @@ impl Scheduler {
                     len: n,
                     want_logits: target == seq.tokens.len(),
                 });
-                budget -= n;
+                *budget -= n;
             }
-            i += 1;
         }
+    }
 
-        // Admit from the queue, first come first served, unless this step had to preempt.
-        while out.preempted.is_empty() && budget > 0 && self.running.len() < self.cfg.max_num_seqs {
-            let Some(&id) = self.waiting.front() else {
-                break;
-            };
+    /// Admits waiting sequences first come first served (only those with at most
+    /// `max_remaining` tokens to compute, when given), unless this step had to preempt.
+    fn admit_phase(
+        &mut self,
+        max_remaining: Option<usize>,
+        chunk_cap: Option<usize>,
+        budget: &mut usize,
+        out: &mut SchedulerOutput,
+    ) {
+        let mut i = 0;
+        while out.preempted.is_empty()
+            && *budget > 0
+            && self.running.len() < self.cfg.max_num_seqs
+            && i < self.waiting.len()
+        {
+            let id = self.waiting[i];
             let Some(seq) = self.seqs.get_mut(&id) else {
-                self.waiting.pop_front();
+                self.waiting.remove(i);
                 continue;
             };
+            if max_remaining.is_some_and(|m| seq.tokens.len() - seq.num_computed > m) {
+                i += 1;
+                continue;
+            }
             let fresh_table = seq.table.is_none();
             if fresh_table {
                 let (table, cached) = self.blocks.allocate(&seq.tokens);
                 seq.table = Some(table);
                 seq.num_computed = cached;
             }
-            let n = seq.remaining().min(budget);
+            let n = seq
+                .remaining()
+                .min(*budget)
+                .min(chunk_cap.unwrap_or(usize::MAX));
             let target = seq.num_computed + n;
             let fits = seq.table.as_mut().is_some_and(|t| t.ensure(target));
             if !fits {
@@ -212,9 +294,9 @@ impl Scheduler {
                     seq.table = None;
                     seq.num_computed = 0;
                 }
-                break;
+                return;
             }
-            self.waiting.pop_front();
+            self.waiting.remove(i);
             if seq.status == SequenceStatus::Waiting {
                 out.started.push(id);
             }
@@ -226,9 +308,8 @@ impl Scheduler {
                 want_logits: target == seq.tokens.len(),
             });
             self.running.push(id);
-            budget -= n;
+            *budget -= n;
         }
-        out
     }
 
     fn preempt(&mut self, id: SeqId, out: &mut SchedulerOutput) {

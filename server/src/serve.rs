@@ -1,7 +1,7 @@
 //! `glm-server serve`: load, size, spawn the engine, serve HTTP, warm up, drain on SIGTERM.
 
 use std::{
-    future::{Future, IntoFuture},
+    future::Future,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -16,6 +16,7 @@ use crate::{
     arch::{self, arch_defaults, ArchDefaults},
     config::{size_kv_cache, system_memory_bytes, CheckScope, ConfigError, ServeArgs},
     engine::{EngineConfig, EngineError, EngineHandle},
+    http::{self, Apps, HttpLimits},
     metrics::Metrics,
     validation::Limits,
 };
@@ -23,8 +24,11 @@ use crate::{
 /// `--kv-cache-memory` on a GPU when the flag is absent.
 const DEFAULT_GPU_KV_FRACTION: &str = "0.9";
 
-/// How long the HTTP server may take to close idle connections after the drain.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// The last part of the drain budget, kept for closing connections after the requests
+/// still running were cut: a quarter of the budget, at most 2 s.
+pub fn close_reserve(drain_timeout: Duration) -> Duration {
+    (drain_timeout / 4).min(Duration::from_secs(2))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -102,6 +106,26 @@ pub struct Prepared {
     pub state: AppState,
     pub lifecycle: Arc<Lifecycle>,
     pub warm_up_prompt: Vec<u32>,
+    pub http: HttpLimits,
+}
+
+/// API keys, rate limits and HTTP limits from the flags: checked before the model loads, so
+/// a bad key refuses to start before minutes of loading.
+struct Access {
+    api_keys: crate::api::ApiKeys,
+    rate_limits: crate::api::RateLimits,
+    http: HttpLimits,
+}
+
+fn access(args: &ServeArgs) -> Result<Access, ServeError> {
+    let api_keys = args.limits.api_keys(args.api_key.as_deref())?;
+    let rate_limits = args.limits.rate_limits()?;
+    let http = args.limits.http_limits()?;
+    Ok(Access {
+        api_keys,
+        rate_limits,
+        http,
+    })
 }
 
 /// The model directory `--model` names (writing the demo model for `demo`) and the name
@@ -156,6 +180,7 @@ fn text_side(args: &ServeArgs, dir: &Path, architecture: &str) -> Result<TextSid
 /// memory. Returns the line to print.
 pub async fn check(args: &ServeArgs, scope: CheckScope) -> Result<String, ServeError> {
     args.check()?;
+    access(args)?;
     let opts = args.load_options()?;
     let (dir, default_name) = model_dir(args).await?;
     let plan = glm_model::check_model(&dir, &opts, scope == CheckScope::All)?;
@@ -186,6 +211,18 @@ pub async fn check(args: &ServeArgs, scope: CheckScope) -> Result<String, ServeE
 /// Loads the model and tokenizer, sizes the KV cache and spawns the engine.
 pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
     args.check()?;
+    let Access {
+        api_keys,
+        rate_limits,
+        http,
+    } = access(args)?;
+    tracing::info!(
+        api_keys = api_keys.len(),
+        requests_per_minute = rate_limits.requests_per_minute,
+        tokens_per_minute = rate_limits.tokens_per_minute,
+        max_connections = http.max_connections,
+        "API access"
+    );
     let (dir, default_name) = model_dir(args).await?;
     let served = args.served_model_name.clone().unwrap_or(default_name);
     let opts = args.load_options()?;
@@ -246,7 +283,9 @@ pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
             max_model_len: sizing.max_model_len,
             ..Limits::default()
         },
-        api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+        api_keys,
+        rate_limits,
+        body_read_timeout: Duration::from_secs(args.limits.body_read_timeout),
         tool_call_parser,
         reasoning_parser,
         enable_auto_tool_choice: args.enable_auto_tool_choice,
@@ -264,6 +303,7 @@ pub async fn prepare(args: &ServeArgs) -> Result<Prepared, ServeError> {
         state,
         lifecycle,
         warm_up_prompt,
+        http,
     })
 }
 
@@ -301,8 +341,10 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Serves until `signal` resolves, then drains: `/ready` and new requests answer 503 while
-/// in-flight requests finish (up to `drain_timeout`), then the listener closes.
+/// Serves until `signal` resolves, then drains within `drain_timeout` in all: `/ready`
+/// and new requests answer 503 while in-flight requests finish; at `drain_timeout` minus
+/// [`close_reserve`] the requests still running end with an error (streams get an error
+/// event and a terminated body); the reserve closes the connections, then this returns.
 pub async fn serve_until(
     listener: TcpListener,
     prepared: Prepared,
@@ -313,15 +355,21 @@ pub async fn serve_until(
         state,
         lifecycle,
         warm_up_prompt,
+        http: limits,
     } = prepared;
     let engine = state.engine().clone();
-    let close = CancellationToken::new();
-    let app = api::router(state);
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(close.clone().cancelled_owned())
-            .into_future(),
-    );
+    let shutdown = CancellationToken::new();
+    let apps = Apps {
+        full: api::router(state.clone()),
+        probes: api::probe_router(state.clone()),
+    };
+    let server = tokio::spawn(http::serve(
+        listener,
+        apps,
+        limits,
+        state.metrics().clone(),
+        shutdown.clone(),
+    ));
     let mut signal = std::pin::pin!(signal);
     tokio::select! {
         warm = engine.warm_up(warm_up_prompt) => {
@@ -336,25 +384,33 @@ pub async fn serve_until(
     if !lifecycle.is_draining() && lifecycle.is_ready() {
         signal.await;
     }
+    let started = tokio::time::Instant::now();
     lifecycle.start_drain();
-    tracing::info!(inflight = lifecycle.inflight(), "draining");
-    if tokio::time::timeout(drain_timeout, lifecycle.wait_idle())
+    let reserve = close_reserve(drain_timeout);
+    tracing::info!(
+        inflight = lifecycle.inflight(),
+        drain_secs = drain_timeout.as_secs_f64(),
+        close_reserve_secs = reserve.as_secs_f64(),
+        "draining"
+    );
+    if tokio::time::timeout(drain_timeout - reserve, lifecycle.wait_idle())
         .await
         .is_err()
     {
         tracing::warn!(
             inflight = lifecycle.inflight(),
-            "drain timeout reached; closing anyway"
+            "drain deadline reached; ending the requests still running with an error"
         );
+        lifecycle.cut();
     }
-    close.cancel();
-    match tokio::time::timeout(CLOSE_GRACE, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => return Err(io("http server")(e)),
+    shutdown.cancel();
+    let left = drain_timeout.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left, server).await {
+        Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(io("http server task")(std::io::Error::other(e))),
-        Err(_) => tracing::warn!("connections still open after the drain; exiting"),
+        Err(_) => tracing::warn!("connections still open at the end of the drain budget; exiting"),
     }
-    tracing::info!("drained; exiting");
+    tracing::info!(secs = started.elapsed().as_secs_f64(), "drained; exiting");
     Ok(())
 }
 

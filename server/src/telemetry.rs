@@ -26,6 +26,9 @@ pub fn init(format: LogFormat) {
             )
             .try_init()
     } else {
-        registry.with(fmt::layer()).try_init()
+        // Colour codes only on a terminal: piped or collected logs stay plain text.
+        registry
+            .with(fmt::layer().with_ansi(std::io::stdout().is_terminal()))
+            .try_init()
     };
 }

@@ -12,6 +12,9 @@ pub struct Limits {
     pub max_n: usize,
     pub max_logprobs: usize,
     pub max_stop_sequences: usize,
+    /// Generated tokens a non-streamed response may hold across its choices (n x
+    /// max_tokens): the body is built in memory, so larger answers must stream.
+    pub max_nonstream_tokens: usize,
 }
 
 impl Default for Limits {
@@ -21,6 +24,7 @@ impl Default for Limits {
             max_n: 128,
             max_logprobs: 20,
             max_stop_sequences: 32,
+            max_nonstream_tokens: 262_144,
         }
     }
 }

@@ -261,8 +261,10 @@ async fn queue_full_draining_and_engine_faults() {
         max_queue: 0,
         ..Opts::default()
     });
+    // Nothing can ever be queued: a bad request, not a busy server (429 needs a full
+    // queue that drains; the mapping and its Retry-After are unit-tested in api::error).
     let r = post(&app.router, "/v1/chat/completions", chat_body(json!({}))).await;
-    assert_error(&r, 429, "rate_limit_error", None);
+    assert_error(&r, 400, "invalid_request_error", Some("n"));
 
     let app = toy_app(Opts::default());
     app.lifecycle.start_drain();

@@ -24,6 +24,11 @@ const BLOCK_SEPARATOR: &str = "\n";
 /// - `thinking: {"type": "disabled"}` -> `chat_template_kwargs.enable_thinking = false`
 ///   (absent: the model's default, thinking on); explicit `chat_template_kwargs` win.
 pub fn to_openai_chat(req: &MessagesRequest) -> Result<Value, AnthropicError> {
+    if req.messages.is_empty() {
+        return Err(AnthropicError::invalid_request(
+            "messages: at least one message is required",
+        ));
+    }
     let mut messages = Vec::new();
     if let Some(system) = &req.system {
         let text = match system {

@@ -12,6 +12,8 @@ pub struct AnthropicError {
     /// Anthropic's error type (`invalid_request_error`, `authentication_error`, ...).
     pub error_type: &'static str,
     pub message: String,
+    /// Seconds for the `Retry-After` header (429s).
+    pub retry_after: Option<u64>,
 }
 
 impl AnthropicError {
@@ -26,6 +28,7 @@ impl AnthropicError {
             status,
             error_type: error_type_for_status(status),
             message: message.into(),
+            retry_after: None,
         }
     }
 

@@ -7,12 +7,12 @@
 
 use axum::{
     body::Bytes,
-    extract::{Request, State},
+    extract::{FromRequest, Request, State},
     http::{header, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::post,
-    Json, Router,
+    Extension, Json, Router,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -25,17 +25,16 @@ use super::{
     wire::{CountTokensRequest, CountTokensResponse, MessagesRequest, StreamEvent},
 };
 use crate::api::{
-    chat::raw_sampling,
+    extract::read_body,
     generate::{merged, submit_all, ChoiceGen},
-    key_matches,
     types::ChatCompletionRequest,
-    ApiError, AppState,
+    validate::{GenerateRequest, MaxTokens, Validation},
+    ApiError, AppState, ChatPrompt, KeyId,
 };
+use crate::engine::FinishReason;
 use crate::postprocess::{
-    openai::{prepare, template_messages},
-    ChatDelta, ChatFinishReason, ChatOutput, ChatPostProcessor, ToolCall,
+    openai::template_messages, ChatDelta, ChatFinishReason, ChatOutput, ChatPostProcessor, ToolCall,
 };
-use crate::validation::validate_sampling;
 
 /// The Anthropic routes with their own drain and API-key gates, so that even those
 /// refusals are Anthropic error bodies (merge them beside, not under, the OpenAI routes'
@@ -51,23 +50,26 @@ pub fn routes(state: AppState) -> Router<AppState> {
 /// `Authorization: Bearer`), with the same check as the OpenAI routes.
 async fn gate(
     State(state): State<AppState>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, AnthropicError> {
     if state.lifecycle().is_draining() {
         return Err(ApiError::Draining.into());
     }
-    if let Some(key) = &state.config().api_key {
-        if !key_matches(req.headers(), key) {
-            return Err(AnthropicError::from_status(401, "invalid x-api-key"));
-        }
-    }
+    let key = state.authenticate(req.headers()).map_err(|e| match e {
+        ApiError::Unauthorized => AnthropicError::from_status(401, "invalid x-api-key"),
+        e => e.into(),
+    })?;
+    req.extensions_mut().insert(key);
     Ok(next.run(req).await)
 }
 
 impl From<ApiError> for AnthropicError {
     fn from(e: ApiError) -> Self {
-        AnthropicError::from_status(e.status().as_u16(), e.to_string())
+        AnthropicError {
+            retry_after: e.retry_after(),
+            ..AnthropicError::from_status(e.status().as_u16(), e.to_string())
+        }
     }
 }
 
@@ -79,7 +81,24 @@ impl IntoResponse for AnthropicError {
         } else {
             tracing::debug!(kind = self.kind(), error = %self, "anthropic request rejected");
         }
-        (status, Json(self.body())).into_response()
+        let mut resp = (status, Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// The raw body, read like the OpenAI routes read theirs (size limit, read timeout), with
+/// refusals in the Anthropic shape (413 `request_too_large`, 408).
+pub struct Body(Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = AnthropicError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Body(read_body(req, state).await?))
     }
 }
 
@@ -90,28 +109,25 @@ fn chat_request(req: &MessagesRequest) -> Result<ChatCompletionRequest, Anthropi
         .map_err(|e| AnthropicError::invalid_request(format!("invalid request: {e}")))
 }
 
-/// Renders and tokenizes the conversation off the async runtime.
+/// Renders and tokenizes the conversation, bounded like the OpenAI routes.
 async fn render(state: &AppState, req: &ChatCompletionRequest) -> Result<Vec<u32>, AnthropicError> {
+    let prompt = ChatPrompt {
+        messages: template_messages(req)?,
+        tools: req.tools.clone().map(Value::Array),
+        add_generation_prompt: true,
+        kwargs: req.chat_template_kwargs.clone().unwrap_or_default(),
+        add_special_tokens: false,
+    };
     let template = state.template()?;
-    let tokenizer = state.tokenizer().clone();
-    let messages = template_messages(req)?;
-    let tools = req.tools.clone().map(Value::Array);
-    let kwargs = req.chat_template_kwargs.clone().unwrap_or_default();
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        span.in_scope(|| {
-            let text = template.render(&messages, tools.as_ref(), true, &kwargs)?;
-            Ok::<_, ApiError>(tokenizer.encode(&text, false)?)
-        })
-    })
-    .await
-    .map_err(|e| AnthropicError::from_status(500, format!("tokenizer task failed: {e}")))?
-    .map_err(AnthropicError::from)
+    Ok(state
+        .prompts()
+        .chat(template, state.tokenizer().clone(), prompt)
+        .await?)
 }
 
 pub async fn count_tokens(
     State(state): State<AppState>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<CountTokensResponse>, AnthropicError> {
     let span = tracing::info_span!("anthropic_count_tokens");
     async move {
@@ -129,47 +145,44 @@ pub async fn count_tokens(
 
 pub async fn messages(
     State(state): State<AppState>,
-    body: Bytes,
+    key: Option<Extension<KeyId>>,
+    Body(body): Body,
 ) -> Result<Response, AnthropicError> {
     let id = new_message_id();
-    let span = tracing::info_span!("anthropic_messages", request_id = %id);
-    handle(state, body, id, span.clone()).instrument(span).await
+    let key = key.map_or_else(KeyId::anonymous, |Extension(k)| k);
+    let span = tracing::info_span!("anthropic_messages", request_id = %id, key_id = key.as_str());
+    handle(state, body, key, id, span.clone())
+        .instrument(span)
+        .await
 }
 
 async fn handle(
     state: AppState,
     body: Bytes,
+    key: KeyId,
     id: String,
     span: tracing::Span,
 ) -> Result<Response, AnthropicError> {
     let req: MessagesRequest = parse_request(&body)?;
-    let model = state.check_model(Some(&req.model))?;
     if let Some(metadata) = &req.metadata {
         tracing::debug!(%metadata, "request metadata");
     }
     let chat = chat_request(&req)?;
-    let post = prepare(state.config(), &chat)?;
-    let prompt = render(&state, &chat).await?;
-    let mut raw = raw_sampling(&chat.common);
-    raw.max_tokens = Some((
-        clamp_max_tokens(
-            req.max_tokens,
-            prompt.len(),
-            state.config().limits.max_model_len,
-        ),
-        "max_tokens",
-    ));
-    let valid = validate_sampling(&raw, prompt.len(), "messages", &state.config().limits)
-        .map_err(ApiError::from)?;
+    let valid = Validation::new(&state)
+        .validate(GenerateRequest::Chat {
+            req: &chat,
+            max_tokens: MaxTokens::Ceiling(req.max_tokens),
+        })
+        .await?;
+    let model = valid.model.clone();
+    let Some(post) = valid.post.clone() else {
+        return Err(AnthropicError::from_status(
+            500,
+            "chat validation gave no post-processing settings",
+        ));
+    };
     let guard = state.lifecycle().begin();
-    let gens = submit_all(
-        &state,
-        std::slice::from_ref(&prompt),
-        &valid,
-        true,
-        false,
-        &span,
-    )?;
+    let gens = submit_all(&state, &valid, &key, &span)?;
     let Some(gen) = gens.into_iter().next() else {
         return Err(AnthropicError::from_status(
             500,
@@ -177,7 +190,7 @@ async fn handle(
         ));
     };
     let proc = ChatPostProcessor::new(post);
-    let input_tokens = prompt.len() as u64;
+    let input_tokens = valid.prompt_tokens() as u64;
     if chat.common.stream {
         let events = stream_events(gen, proc, MessageStream::new(id, model, input_tokens));
         // The engine request carries `span`; the body stream needs no span of its own.
@@ -210,15 +223,6 @@ async fn handle(
     }
 }
 
-/// Anthropic's `max_tokens` is a ceiling, and clients such as Claude Code send large fixed
-/// values (32000) whatever the prompt: cap it at the room left in the context instead of
-/// refusing, so the answer ends with `stop_reason: "max_tokens"` at worst. A prompt that
-/// leaves no room at all is still a 400 from validation.
-fn clamp_max_tokens(requested: u64, prompt_len: usize, max_model_len: usize) -> i64 {
-    let room = max_model_len.saturating_sub(prompt_len).max(1) as u64;
-    i64::try_from(requested.min(room)).unwrap_or(i64::MAX)
-}
-
 /// A `ping` event is sent when no other event went out for this long.
 const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -229,14 +233,9 @@ struct Ending {
     output_tokens: u64,
 }
 
-fn ending(reason: &str, stop_reason: Option<&Value>, completion_tokens: usize) -> Ending {
-    let reason = match reason {
-        "length" => ChatFinishReason::Length,
-        "abort" => ChatFinishReason::Abort,
-        _ => ChatFinishReason::Stop,
-    };
+fn ending(reason: FinishReason, stop_reason: Option<&Value>, completion_tokens: usize) -> Ending {
     Ending {
-        reason,
+        reason: reason.into(),
         // A string is the matched stop sequence; a number is an EOS token (end_turn).
         stop_sequence: stop_reason.and_then(Value::as_str).map(str::to_string),
         output_tokens: completion_tokens as u64,
@@ -340,18 +339,5 @@ fn stream_events(
             }
         }
         yield AnthropicError::from(ApiError::EngineUnavailable("generation ended without a finish".into())).event();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::clamp_max_tokens;
-
-    #[test]
-    fn max_tokens_is_capped_at_the_room_left() {
-        assert_eq!(clamp_max_tokens(32000, 1000, 4096), 3096);
-        assert_eq!(clamp_max_tokens(100, 1000, 4096), 100);
-        // No room: 1, so validation reports the over-long prompt.
-        assert_eq!(clamp_max_tokens(100, 5000, 4096), 1);
     }
 }

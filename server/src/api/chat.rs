@@ -4,19 +4,18 @@
 use axum::{
     extract::State,
     response::{sse::Event, IntoResponse, Response},
-    Json,
+    Extension, Json,
 };
 use futures::StreamExt;
-use serde_json::Value;
 use tracing::Instrument;
 
 use super::{
     generate::{merged, submit_all, token_text, Piece},
     now_secs, request_id,
     types::*,
-    ApiError, ApiJson, AppState,
+    validate::{GenerateRequest, MaxTokens, Validation},
+    ApiError, ApiJson, AppState, KeyId,
 };
-use crate::validation::{validate_sampling, RawSampling};
 
 pub mod output;
 
@@ -26,144 +25,40 @@ const OBJECT_CHUNK: &str = "chat.completion.chunk";
 
 pub async fn chat_completions(
     State(state): State<AppState>,
+    key: Option<Extension<KeyId>>,
     ApiJson(req): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let id = request_id("chatcmpl");
-    let span = tracing::info_span!("chat_completion", request_id = %id, stream = req.common.stream);
-    handle(state, req, id, span.clone()).instrument(span).await
-}
-
-fn check_unsupported(req: &ChatCompletionRequest) -> Result<(), ApiError> {
-    if req.messages.is_empty() {
-        return Err(ApiError::invalid(
-            "messages",
-            "`messages` must not be empty",
-        ));
-    }
-    if req.chat_template.is_some() {
-        return Err(ApiError::invalid(
-            "chat_template",
-            "per-request chat templates are disabled; start the server with --chat-template",
-        ));
-    }
-    if req.continue_final_message {
-        return Err(ApiError::invalid("continue_final_message", "not supported"));
-    }
-    if req.echo {
-        return Err(ApiError::invalid(
-            "echo",
-            "not supported for chat completions",
-        ));
-    }
-    if req
-        .common
-        .logit_bias
-        .as_ref()
-        .is_some_and(|m| !m.is_empty())
-    {
-        return Err(ApiError::invalid("logit_bias", "not supported"));
-    }
-    if let Some(rf) = &req.response_format {
-        let kind = rf.get("type").and_then(Value::as_str).unwrap_or("");
-        if kind != "text" {
-            return Err(ApiError::invalid(
-                "response_format",
-                format!("response_format type {kind:?} is not supported (only \"text\")"),
-            ));
-        }
-    }
-    if req.top_logprobs.is_some() && !req.logprobs {
-        return Err(ApiError::invalid(
-            "top_logprobs",
-            "`top_logprobs` requires `logprobs: true`",
-        ));
-    }
-    Ok(())
-}
-
-pub(crate) fn raw_sampling(common: &CommonParams) -> RawSampling {
-    RawSampling {
-        temperature: common.temperature,
-        top_p: common.top_p,
-        top_k: common.top_k,
-        min_p: common.min_p,
-        repetition_penalty: common.repetition_penalty,
-        presence_penalty: common.presence_penalty,
-        frequency_penalty: common.frequency_penalty,
-        seed: common.seed,
-        max_tokens: common.max_tokens.map(|v| (v, "max_tokens")),
-        min_tokens: common.min_tokens,
-        n: common.n,
-        stop: common
-            .stop
-            .clone()
-            .map(StopField::into_vec)
-            .unwrap_or_default(),
-        stop_token_ids: common.stop_token_ids.clone().unwrap_or_default(),
-        ignore_eos: common.ignore_eos,
-        logprobs: None,
-    }
-}
-
-/// Renders and tokenizes the conversation off the async runtime.
-async fn render_prompt(
-    state: &AppState,
-    req: &ChatCompletionRequest,
-) -> Result<Vec<u32>, ApiError> {
-    let template = state.template()?;
-    let tokenizer = state.tokenizer().clone();
-    let messages = crate::postprocess::openai::template_messages(req)?;
-    let tools = req.tools.clone().map(Value::Array);
-    let add_generation_prompt = req.add_generation_prompt.unwrap_or(true);
-    let kwargs = req.chat_template_kwargs.clone().unwrap_or_default();
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        span.in_scope(|| {
-            let text =
-                template.render(&messages, tools.as_ref(), add_generation_prompt, &kwargs)?;
-            Ok::<_, ApiError>(tokenizer.encode(&text, false)?)
-        })
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("tokenizer task failed: {e}")))?
+    let key = key.map_or_else(KeyId::anonymous, |Extension(k)| k);
+    let span = tracing::info_span!("chat_completion", request_id = %id, key_id = key.as_str(), stream = req.common.stream);
+    handle(state, req, key, id, span.clone())
+        .instrument(span)
+        .await
 }
 
 async fn handle(
     state: AppState,
     req: ChatCompletionRequest,
+    key: KeyId,
     id: String,
     span: tracing::Span,
 ) -> Result<Response, ApiError> {
-    let model = state.check_model(req.model.as_deref())?;
-    check_unsupported(&req)?;
-    crate::postprocess::openai::prepare(state.config(), &req)?;
-    let prompt = render_prompt(&state, &req).await?;
-    let mut raw = raw_sampling(&req.common);
-    if let Some(v) = req.max_completion_tokens {
-        raw.max_tokens = Some((v, "max_completion_tokens"));
-    }
-    if req.logprobs {
-        raw.logprobs = Some((req.top_logprobs.unwrap_or(0), "top_logprobs"));
-    }
-    let valid = validate_sampling(&raw, prompt.len(), "messages", &state.config().limits)?;
+    let valid = Validation::new(&state)
+        .validate(GenerateRequest::Chat {
+            req: &req,
+            max_tokens: MaxTokens::Strict,
+        })
+        .await?;
     let guard = state.lifecycle().begin();
-    let skip_special = req.common.skip_special_tokens.unwrap_or(true);
-    let gens = submit_all(
-        &state,
-        std::slice::from_ref(&prompt),
-        &valid,
-        skip_special,
-        req.common.include_stop_str_in_output,
-        &span,
-    )?;
-    let procs: Vec<Box<dyn OutputProcessor>> = (0..valid.n)
-        .map(|_| output_processor(&state, &req))
+    let gens = submit_all(&state, &valid, &key, &span)?;
+    let procs: Vec<Box<dyn OutputProcessor>> = (0..valid.sampling.n)
+        .map(|_| output_processor(valid.post.clone()))
         .collect();
     let ctx = Ctx {
         id,
-        model,
+        model: valid.model.clone(),
         created: now_secs(),
-        prompt_tokens: prompt.len(),
+        prompt_tokens: valid.prompt_tokens(),
         logprobs: req.logprobs,
     };
     if req.common.stream {
@@ -250,9 +145,9 @@ fn chat_logprobs(state: &AppState, piece: &Piece) -> ChatLogprobs {
     }
 }
 
-fn finish_reason(reason: &str, proc: &dyn OutputProcessor) -> String {
-    if reason == "stop" && proc.called_tools() {
-        "tool_calls".into()
+fn finish_reason(reason: FinishReason, proc: &dyn OutputProcessor) -> ChatFinishReason {
+    if reason == FinishReason::Stop && proc.called_tools() {
+        ChatFinishReason::ToolCalls
     } else {
         reason.into()
     }

@@ -3,123 +3,54 @@
 use axum::{
     extract::State,
     response::{sse::Event, IntoResponse, Response},
-    Json,
+    Extension, Json,
 };
 use futures::StreamExt;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use super::{
-    chat::{raw_sampling, sse_json},
+    chat::sse_json,
     generate::{merged, submit_all, token_text, ChoiceGen, Piece},
     now_secs, request_id,
     types::*,
-    ApiError, ApiJson, AppState,
+    validate::{GenerateRequest, Validation},
+    ApiError, ApiJson, AppState, KeyId,
 };
-use crate::validation::{validate_sampling, ValidSampling};
 
 pub async fn completions(
     State(state): State<AppState>,
+    key: Option<Extension<KeyId>>,
     ApiJson(req): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let id = request_id("cmpl");
-    let span = tracing::info_span!("completion", request_id = %id, stream = req.common.stream);
-    handle(state, req, id, span.clone()).instrument(span).await
-}
-
-fn check_unsupported(req: &CompletionRequest) -> Result<(), ApiError> {
-    if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::invalid("suffix", "not supported"));
-    }
-    if let Some(b) = req.best_of {
-        if b > req.common.n.unwrap_or(1) {
-            return Err(ApiError::invalid("best_of", "best_of > n is not supported"));
-        }
-    }
-    if req
-        .common
-        .logit_bias
-        .as_ref()
-        .is_some_and(|m| !m.is_empty())
-    {
-        return Err(ApiError::invalid("logit_bias", "not supported"));
-    }
-    Ok(())
-}
-
-async fn tokenize_prompts(
-    state: &AppState,
-    req: &CompletionRequest,
-) -> Result<Vec<Vec<u32>>, ApiError> {
-    let add_special = req.add_special_tokens.unwrap_or(true);
-    let texts = match &req.prompt {
-        PromptField::Tokens(t) => return Ok(vec![t.clone()]),
-        PromptField::TokenLists(l) => return Ok(l.clone()),
-        PromptField::Text(t) => vec![t.clone()],
-        PromptField::Texts(t) => t.clone(),
-    };
-    let tokenizer = state.tokenizer().clone();
-    tokio::task::spawn_blocking(move || {
-        texts
-            .iter()
-            .map(|t| tokenizer.encode(t, add_special).map_err(ApiError::from))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("tokenizer task failed: {e}")))?
+    let key = key.map_or_else(KeyId::anonymous, |Extension(k)| k);
+    let span = tracing::info_span!("completion", request_id = %id, key_id = key.as_str(), stream = req.common.stream);
+    handle(state, req, key, id, span.clone())
+        .instrument(span)
+        .await
 }
 
 async fn handle(
     state: AppState,
     req: CompletionRequest,
+    key: KeyId,
     id: String,
     span: tracing::Span,
 ) -> Result<Response, ApiError> {
-    let model = state.check_model(req.model.as_deref())?;
-    check_unsupported(&req)?;
-    let prompts = tokenize_prompts(&state, &req).await?;
-    if prompts.is_empty() {
-        return Err(ApiError::invalid("prompt", "`prompt` must not be empty"));
-    }
-    let vocab = state.tokenizer().vocab_size();
-    if prompts.iter().flatten().any(|&t| t as usize >= vocab) {
-        return Err(ApiError::invalid(
-            "prompt",
-            format!("token ids must be below {vocab}"),
-        ));
-    }
-    let mut raw = raw_sampling(&req.common);
-    raw.logprobs = req.logprobs.map(|v| (v, "logprobs"));
-    let mut valid: Option<ValidSampling> = None;
-    for p in &prompts {
-        let v = validate_sampling(&raw, p.len(), "prompt", &state.config().limits)?;
-        // Without max_tokens each prompt may fill its own context: keep the smallest room so
-        // every prompt fits (vLLM validates per prompt the same way).
-        valid = Some(match valid {
-            Some(prev) if prev.params.max_tokens <= v.params.max_tokens => prev,
-            _ => v,
-        });
-    }
-    let Some(valid) = valid else {
-        return Err(ApiError::invalid("prompt", "`prompt` must not be empty"));
-    };
+    let valid = Validation::new(&state)
+        .validate(GenerateRequest::Completion(&req))
+        .await?;
     let guard = state.lifecycle().begin();
-    let skip_special = req.common.skip_special_tokens.unwrap_or(true);
-    let gens = submit_all(
-        &state,
-        &prompts,
-        &valid,
-        skip_special,
-        req.common.include_stop_str_in_output,
-        &span,
-    )?;
+    let gens = submit_all(&state, &valid, &key, &span)?;
     let echo: Vec<String> = if req.echo {
         let tok = state.tokenizer();
-        prompts
+        valid
+            .prompts
             .iter()
             .flat_map(|p| {
-                let text = tok.decode(p, skip_special).unwrap_or_default();
-                std::iter::repeat_n(text, valid.n)
+                let text = tok.decode(p, valid.skip_special_tokens).unwrap_or_default();
+                std::iter::repeat_n(text, valid.sampling.n)
             })
             .collect()
     } else {
@@ -127,10 +58,10 @@ async fn handle(
     };
     let ctx = Ctx {
         id,
-        model,
+        model: valid.model.clone(),
         created: now_secs(),
-        prompt_tokens: prompts.iter().map(Vec::len).sum(),
-        logprobs: valid.params.sampling.logprobs.is_some(),
+        prompt_tokens: valid.prompt_tokens(),
+        logprobs: valid.sampling.params.sampling.logprobs.is_some(),
     };
     if req.common.stream {
         let include_usage = req.common.include_usage();
@@ -230,7 +161,7 @@ fn stream_chunks(
                 Some(f) => {
                     completion_tokens += f.completion_tokens;
                     cached = cached.max(f.cached_tokens);
-                    (Some(f.reason.to_string()), f.stop_reason.clone())
+                    (Some(f.reason), f.stop_reason.clone())
                 }
                 None => (None, None),
             };
@@ -290,7 +221,7 @@ async fn collect(
             index,
             text,
             logprobs: ctx.logprobs.then_some(lp),
-            finish_reason: Some(f.reason.to_string()),
+            finish_reason: Some(f.reason),
             stop_reason: f.stop_reason,
         });
     }

@@ -3,28 +3,43 @@
 use axum::{
     body::Bytes,
     extract::{FromRequest, Request},
+    http::StatusCode,
 };
 use serde::de::DeserializeOwned;
 
-use super::{error::ApiError, types::CommonParams};
+use super::{error::ApiError, types::CommonParams, AppState};
 
 /// Like `axum::Json`, but malformed bodies become [`ApiError::InvalidRequest`] with `param`
 /// set to the path of the bad field (`messages[0].role`, `temperature`, ...).
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
 
-impl<T, S> FromRequest<S> for ApiJson<T>
+impl<T> FromRequest<AppState> for ApiJson<T>
 where
     T: DeserializeOwned,
-    S: Send + Sync,
 {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::invalid("body", format!("cannot read the body: {e}")))?;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req, state).await?;
         parse(&bytes).map(ApiJson)
+    }
+}
+
+/// The whole body, within `--body-read-timeout` and the body size limit: 408 when it is
+/// too slow, 413 (naming the limit) when it is too large.
+pub(crate) async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    let limit = state.config().body_read_timeout;
+    match tokio::time::timeout(limit, Bytes::from_request(req, state)).await {
+        Err(_) => Err(ApiError::BodyTimeout(limit.as_secs())),
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(ApiError::PayloadTooLarge(super::MAX_BODY_BYTES))
+        }
+        Ok(Err(e)) => Err(ApiError::invalid(
+            "body",
+            format!("cannot read the body: {e}"),
+        )),
     }
 }
 

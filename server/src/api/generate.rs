@@ -1,14 +1,14 @@
 //! One choice's text pipeline, shared by chat and completions:
 //! engine tokens -> incremental detokenizer -> stop strings -> text pieces.
 
+use std::sync::Arc;
+
 use glm_tokenizer::{GlmTokenizer, IncrementalDecoder};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
-use super::{error::ApiError, AppState};
-use crate::{
-    engine::{EngineEvent, RequestStream, TokenEvent},
-    validation::ValidSampling,
-};
+use super::{auth::RateLimiter, error::ApiError, validate::ValidRequest, AppState, KeyId};
+use crate::engine::{EngineEvent, FinishReason, RequestStream, TokenEvent};
 
 mod stop;
 
@@ -17,8 +17,7 @@ pub use stop::{StopChecker, StopResult};
 /// How a choice ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinishInfo {
-    /// `stop`, `length` or `abort`.
-    pub reason: &'static str,
+    pub reason: FinishReason,
     /// vLLM's `stop_reason`: the stop string or stop token id, if any.
     pub stop_reason: Option<Value>,
     pub completion_tokens: usize,
@@ -41,6 +40,18 @@ pub struct ChoiceGen {
     stop: StopChecker,
     generated: usize,
     done: bool,
+    /// Cancelled at the drain deadline: the choice ends with [`ApiError::DrainDeadline`].
+    deadline: CancellationToken,
+    /// Generated tokens are charged to this key's tokens-per-minute budget on drop.
+    charge: Option<(Arc<RateLimiter>, KeyId)>,
+}
+
+impl Drop for ChoiceGen {
+    fn drop(&mut self) {
+        if let Some((limiter, key)) = &self.charge {
+            limiter.charge_tokens(key, self.generated, std::time::Instant::now());
+        }
+    }
 }
 
 impl ChoiceGen {
@@ -52,6 +63,8 @@ impl ChoiceGen {
         stop: StopChecker,
     ) -> Self {
         Self {
+            deadline: CancellationToken::new(),
+            charge: None,
             stream,
             decoder: IncrementalDecoder::with_prompt(
                 tokenizer.clone(),
@@ -71,7 +84,13 @@ impl ChoiceGen {
         }
         let mut piece = Piece::default();
         loop {
-            let event = self.stream.recv().await;
+            let event = tokio::select! {
+                biased;
+                ev = self.stream.recv() => ev,
+                () = self.deadline.cancelled() => {
+                    return Some(Err(self.fail(ApiError::DrainDeadline)));
+                }
+            };
             match event {
                 Some(EngineEvent::Token(t)) => {
                     self.generated += 1;
@@ -92,7 +111,7 @@ impl ChoiceGen {
                             self.stream.stop();
                             self.done = true;
                             piece.finish = Some(FinishInfo {
-                                reason: "stop",
+                                reason: FinishReason::Stop,
                                 stop_reason: Some(Value::String(stop)),
                                 completion_tokens: self.generated,
                                 cached_tokens: 0,
@@ -116,9 +135,9 @@ impl ChoiceGen {
                     };
                     piece.text.push_str(&text);
                     let reason = if stop_reason.is_some() {
-                        "stop"
+                        FinishReason::Stop
                     } else {
-                        f.reason.as_str()
+                        f.reason
                     };
                     piece.finish = Some(FinishInfo {
                         reason,
@@ -152,31 +171,57 @@ pub fn token_text(tokenizer: &GlmTokenizer, id: u32) -> String {
         .unwrap_or_else(|_| tokenizer.id_to_token(id).unwrap_or_default())
 }
 
-/// Submits `n` choices per prompt; choice index `p * n + i`, seed `seed + i`.
+/// Submits `n` choices per prompt of a validated request; choice index `p * n + i`, seed
+/// `seed + i`. The prompt tokens are charged to `key`'s token budget first (output tokens
+/// when each choice ends).
 pub fn submit_all(
     state: &AppState,
-    prompts: &[Vec<u32>],
-    valid: &ValidSampling,
-    skip_special_tokens: bool,
-    include_stop_str: bool,
+    valid: &ValidRequest,
+    key: &KeyId,
     span: &tracing::Span,
 ) -> Result<Vec<ChoiceGen>, ApiError> {
-    let mut gens = Vec::with_capacity(prompts.len() * valid.n);
-    let base_seed = valid.params.sampling.seed.or_else(|| state.default_seed());
+    let prompts = &valid.prompts;
+    let sampling = &valid.sampling;
+    let limiter = state.rate_limiter();
+    let prompt_tokens = prompts.iter().map(Vec::len).sum();
+    limiter
+        .admit_tokens(
+            key,
+            valid.prompt_param,
+            prompt_tokens,
+            std::time::Instant::now(),
+        )
+        .inspect_err(|e| {
+            if e.retry_after().is_some() {
+                state
+                    .metrics()
+                    .rate_limited(key.as_str(), "tokens_per_minute");
+            }
+        })?;
+    let deadline = state.lifecycle().deadline();
+    let mut gens = Vec::with_capacity(prompts.len() * sampling.n);
+    let base_seed = sampling
+        .params
+        .sampling
+        .seed
+        .or_else(|| state.default_seed());
     for prompt in prompts {
-        for i in 0..valid.n {
-            let mut params = valid.params.clone();
+        for i in 0..sampling.n {
+            let mut params = sampling.params.clone();
             params.sampling.seed = base_seed.map(|s| s.wrapping_add(i as u64));
             let stream = state
                 .engine()
                 .submit(prompt.clone(), params, span.clone())?;
-            gens.push(ChoiceGen::new(
+            let mut gen = ChoiceGen::new(
                 stream,
                 state.tokenizer(),
                 prompt,
-                skip_special_tokens,
-                StopChecker::new(valid.stop.clone(), include_stop_str),
-            ));
+                valid.skip_special_tokens,
+                StopChecker::new(sampling.stop.clone(), valid.include_stop_str),
+            );
+            gen.deadline = deadline.clone();
+            gen.charge = Some((Arc::clone(limiter), key.clone()));
+            gens.push(gen);
         }
     }
     Ok(gens)

@@ -2,13 +2,13 @@
 
 use axum::{
     extract::State,
-    http::{header, StatusCode, Uri},
+    http::{header, Method, StatusCode, Uri},
     response::{IntoResponse, Response},
     Json,
 };
 use serde_json::{json, Value};
 
-use super::{types::*, ApiError, ApiJson, AppState};
+use super::{types::*, ApiError, ApiJson, AppState, ChatPrompt};
 use crate::metrics::CONTENT_TYPE;
 
 /// Liveness: 200 while the engine thread runs (vLLM answers with an empty body).
@@ -68,34 +68,36 @@ pub async fn tokenize(
 ) -> Result<Json<TokenizeResponse>, ApiError> {
     state.check_model(req.model.as_deref())?;
     let tokenizer = state.tokenizer().clone();
-    let template = match req.messages {
-        Some(_) => Some(state.template()?),
-        None => None,
-    };
-    let tokens = tokio::task::spawn_blocking(move || -> Result<Vec<u32>, ApiError> {
-        match (req.prompt, req.messages) {
-            (Some(p), None) => Ok(tokenizer.encode(&p, req.add_special_tokens.unwrap_or(true))?),
-            (None, Some(messages)) => {
-                let template =
-                    template.ok_or_else(|| ApiError::invalid("messages", "no chat template"))?;
-                let tools = req.tools.map(Value::Array);
-                let kwargs = req.chat_template_kwargs.unwrap_or_default();
-                let text = template.render(
-                    &Value::Array(messages),
-                    tools.as_ref(),
-                    req.add_generation_prompt.unwrap_or(true),
-                    &kwargs,
-                )?;
-                Ok(tokenizer.encode(&text, req.add_special_tokens.unwrap_or(false))?)
-            }
-            _ => Err(ApiError::invalid(
+    let tokens = match (req.prompt, req.messages) {
+        (Some(p), None) => {
+            let add_special = req.add_special_tokens.unwrap_or(true);
+            state.prompts().check_bytes("prompt", p.len())?;
+            let limiter = state.prompts().clone();
+            state
+                .prompts()
+                .run(move || limiter.encode(&tokenizer, "prompt", &p, add_special))
+                .await?
+        }
+        (None, Some(messages)) => {
+            let prompt = ChatPrompt {
+                messages: Value::Array(messages),
+                tools: req.tools.map(Value::Array),
+                add_generation_prompt: req.add_generation_prompt.unwrap_or(true),
+                kwargs: req.chat_template_kwargs.unwrap_or_default(),
+                add_special_tokens: req.add_special_tokens.unwrap_or(false),
+            };
+            state
+                .prompts()
+                .chat(state.template()?, tokenizer, prompt)
+                .await?
+        }
+        _ => {
+            return Err(ApiError::invalid(
                 "prompt",
                 "give exactly one of `prompt` or `messages`",
-            )),
+            ))
         }
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("tokenizer task failed: {e}")))??;
+    };
     let token_strs = req.return_token_strs.then(|| {
         tokens
             .iter()
@@ -124,6 +126,16 @@ pub async fn detokenize(
     }
     let prompt = state.tokenizer().decode(&req.tokens, false)?;
     Ok(Json(DetokenizeResponse { prompt }))
+}
+
+/// 405 with a JSON body, in the Anthropic shape on the Anthropic routes.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let e = ApiError::MethodNotAllowed(method.to_string());
+    if uri.path().starts_with("/v1/messages") {
+        crate::anthropic::AnthropicError::from(e).into_response()
+    } else {
+        e.into_response()
+    }
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {

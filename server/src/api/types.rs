@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::{engine::FinishReason, postprocess::ChatFinishReason};
+
 /// `stop`: a string or a list of strings.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(untagged)]
@@ -191,7 +193,7 @@ pub struct ChatChunkChoice {
     pub index: usize,
     pub delta: ChatDelta,
     pub logprobs: Option<ChatLogprobs>,
-    pub finish_reason: Option<String>,
+    pub finish_reason: Option<ChatFinishReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<Value>,
 }
@@ -224,7 +226,7 @@ pub struct ChatChoice {
     pub index: usize,
     pub message: ChatMessage,
     pub logprobs: Option<ChatLogprobs>,
-    pub finish_reason: String,
+    pub finish_reason: ChatFinishReason,
     pub stop_reason: Option<Value>,
 }
 
@@ -253,7 +255,7 @@ pub struct CompletionChoice {
     pub index: usize,
     pub text: String,
     pub logprobs: Option<CompletionLogprobs>,
-    pub finish_reason: Option<String>,
+    pub finish_reason: Option<FinishReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<Value>,
 }

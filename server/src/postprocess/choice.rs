@@ -41,19 +41,34 @@ impl ToolDef {
                     "must be a non-empty string",
                 )
             })?;
+        let parameters = function.get("parameters").filter(|p| !p.is_null());
+        if parameters.is_some_and(|p| !p.is_object()) {
+            return Err(PostProcessError::invalid(
+                &format!("{field}.function.parameters"),
+                "must be a JSON Schema object",
+            ));
+        }
         Ok(ToolDef {
             name: name.to_string(),
-            parameters: function.get("parameters").cloned().filter(|p| !p.is_null()),
+            parameters: parameters.cloned(),
         })
     }
 
     /// All tools of an OpenAI request's `tools` array.
+    /// Names must be unique: a call names the function it means.
     pub fn list_from_openai(tools: &[Value]) -> Result<Vec<Self>, PostProcessError> {
-        tools
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Self::from_openai(i, t))
-            .collect()
+        let mut out: Vec<Self> = Vec::with_capacity(tools.len());
+        for (i, t) in tools.iter().enumerate() {
+            let def = Self::from_openai(i, t)?;
+            if let Some(first) = out.iter().position(|d| d.name == def.name) {
+                return Err(PostProcessError::invalid(
+                    &format!("tools[{i}].function.name"),
+                    format!("duplicate tool name {:?} (also tools[{first}])", def.name),
+                ));
+            }
+            out.push(def);
+        }
+        Ok(out)
     }
 }
 

@@ -35,8 +35,15 @@ fn normalize_message(i: usize, message: &Value) -> Result<Value, PostProcessErro
         .and_then(Value::as_str)
         .ok_or_else(|| PostProcessError::invalid(&format!("{field}.role"), "must be a string"))?;
     let mut out = obj.clone();
-    if let Some(Value::Array(parts)) = obj.get("content") {
-        check_parts(&format!("{field}.content"), parts)?;
+    match obj.get("content") {
+        None | Some(Value::Null | Value::String(_)) => {}
+        Some(Value::Array(parts)) => check_parts(&format!("{field}.content"), parts)?,
+        Some(_) => {
+            return Err(PostProcessError::invalid(
+                &format!("{field}.content"),
+                "must be a string, an array of content parts, or null",
+            ))
+        }
     }
     if role == "assistant" {
         if let Some(Value::Array(calls)) = out.get_mut("tool_calls") {

@@ -157,11 +157,10 @@ mod tests {
         ApiConfig {
             served_model_name: "m".into(),
             limits: Limits::default(),
-            api_key: None,
             tool_call_parser: Some("glm47".into()),
             reasoning_parser: Some("glm45".into()),
             enable_auto_tool_choice: auto,
-            seed: None,
+            ..ApiConfig::default()
         }
     }
 

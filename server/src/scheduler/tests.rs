@@ -228,3 +228,38 @@ fn empty_or_duplicate_prompt_is_refused() {
     assert!(s.add(1, vec![1]));
     assert!(!s.add(1, vec![2]));
 }
+
+#[test]
+fn a_long_prefill_shares_each_step_with_decodes_and_short_prompts() {
+    // Budget 64: prompts over 16 tokens are long.
+    let mut s = sched(256, 4, 8, 64);
+    assert_eq!(s.long_prefill_threshold(), 16);
+    // Alone, a long prompt takes the whole budget.
+    assert!(s.add(9, prompt(100, 5000)));
+    assert_eq!(step(&mut s).num_tokens(), 64);
+    s.remove(9);
+    assert!(s.add(1, prompt(5, 0))); // becomes a decode
+    step(&mut s);
+    // Beside decodes, a long prompt takes what they leave.
+    assert!(s.add(2, prompt(300, 100)));
+    let plan = |out: &SchedulerOutput| -> Vec<(SeqId, usize)> {
+        out.seqs.iter().map(|x| (x.id, x.len)).collect()
+    };
+    assert_eq!(plan(&step(&mut s)), vec![(1, 1), (2, 63)]);
+    // A short prompt arriving behind the long one starts in the very next step, after
+    // the decode and before the long prefill's chunk, which is capped at the threshold
+    // so the step stays short.
+    assert!(s.add(3, prompt(10, 900)));
+    let out = step(&mut s);
+    assert_eq!(plan(&out), vec![(1, 1), (3, 10), (2, 16)]);
+    assert_eq!(out.started, vec![3]);
+    assert!(
+        out.seqs[1].want_logits,
+        "the short prompt gets its first token now"
+    );
+    // A long prompt waiting does not jump ahead of a short one queued after it.
+    assert!(s.add(4, prompt(200, 2000)));
+    assert!(s.add(5, prompt(8, 3000)));
+    let out = step(&mut s);
+    assert_eq!(plan(&out), vec![(1, 1), (3, 1), (5, 8), (2, 16), (4, 16)]);
+}

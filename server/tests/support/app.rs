@@ -10,7 +10,7 @@ use axum::{
     Router,
 };
 use glm_server::{
-    api::{self, ApiConfig, AppState, Lifecycle},
+    api::{self, ApiConfig, ApiKeys, AppState, Lifecycle, RateLimits},
     engine::{testing::ToyModel, EngineConfig, EngineHandle},
     metrics::Metrics,
     validation::Limits,
@@ -28,6 +28,10 @@ pub fn fixtures() -> PathBuf {
 
 pub struct Opts {
     pub api_key: Option<String>,
+    /// Named keys, as a key file gives them.
+    pub keys: Vec<(&'static str, &'static str)>,
+    pub rate_limits: RateLimits,
+    pub max_nonstream_tokens: usize,
     pub max_queue: usize,
     pub max_model_len: usize,
     pub fail: bool,
@@ -40,6 +44,9 @@ impl Default for Opts {
     fn default() -> Self {
         Self {
             api_key: None,
+            keys: Vec::new(),
+            rate_limits: RateLimits::default(),
+            max_nonstream_tokens: Limits::default().max_nonstream_tokens,
             max_queue: 1000,
             max_model_len: 512,
             fail: false,
@@ -129,13 +136,19 @@ fn build(
         served_model_name: MODEL.into(),
         limits: Limits {
             max_model_len: opts.max_model_len,
+            max_nonstream_tokens: opts.max_nonstream_tokens,
             ..Limits::default()
         },
-        api_key: opts.api_key,
-        tool_call_parser: None,
-        reasoning_parser: None,
-        enable_auto_tool_choice: false,
-        seed: None,
+        api_keys: ApiKeys::new(
+            opts.api_key.as_deref(),
+            opts.keys
+                .iter()
+                .map(|(n, k)| (n.to_string(), k.to_string()))
+                .collect(),
+        )
+        .unwrap(),
+        rate_limits: opts.rate_limits,
+        ..ApiConfig::default()
     };
     let state = AppState::new(
         engine,
@@ -154,6 +167,7 @@ fn build(
 
 pub struct Reply {
     pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
     pub content_type: String,
     pub body: String,
 }
@@ -202,8 +216,14 @@ pub async fn send(
                 .unwrap_or_else(Body::empty),
         )
         .unwrap();
+    request(router, req).await
+}
+
+/// Sends a prepared request through the router.
+pub async fn request(router: &Router, req: Request<Body>) -> Reply {
     let resp = router.clone().oneshot(req).await.unwrap();
     let status = resp.status();
+    let headers = resp.headers().clone();
     let content_type = resp
         .headers()
         .get("content-type")
@@ -213,6 +233,7 @@ pub async fn send(
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     Reply {
         status,
+        headers,
         content_type,
         body: String::from_utf8_lossy(&bytes).into_owned(),
     }

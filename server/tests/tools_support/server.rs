@@ -113,7 +113,7 @@ pub async fn start_layout(auto_tools: bool, layout: Layout) -> TestServer {
         ApiConfig {
             served_model_name: MODEL.into(),
             limits: Limits::default(),
-            api_key: Some(API_KEY.into()),
+            api_keys: glm_server::api::ApiKeys::new(Some(API_KEY), vec![]).unwrap(),
             tool_call_parser: Some(
                 match layout {
                     Layout::Glm45 => "glm45",
@@ -123,7 +123,7 @@ pub async fn start_layout(auto_tools: bool, layout: Layout) -> TestServer {
             ),
             reasoning_parser: Some("glm45".into()),
             enable_auto_tool_choice: auto_tools,
-            seed: None,
+            ..ApiConfig::default()
         },
         lifecycle,
     );

@@ -150,6 +150,10 @@ fn build_api(config: &DownloadConfig) -> Result<Api, DownloadError> {
         })
 }
 
+/// The model info answer (the file listing) is read up to this size; real repositories
+/// list thousands of files in well under a megabyte.
+const MAX_INFO_BYTES: usize = 32 << 20;
+
 async fn info_once(
     api: &Api,
     repo: &Repo,
@@ -167,10 +171,21 @@ async fn info_once(
             .map_err(|e| retry::classify_reqwest(&e, "model info request"))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
+        let limit = if status.is_success() {
+            MAX_INFO_BYTES
+        } else {
+            retry::MAX_ERROR_BODY_BYTES
+        };
+        let (body, more) = retry::read_capped(response, limit)
             .await
             .map_err(|e| retry::classify_reqwest(&e, "reading model info"))?;
+        if more && status.is_success() {
+            return Err(Failure::Fatal(DownloadError::Network(format!(
+                "{} answered the model info request for {} with more than {MAX_INFO_BYTES} bytes; \
+                 is --hub-endpoint a Hugging Face Hub compatible server?",
+                ctx.endpoint, ctx.repo
+            ))));
+        }
         Ok::<_, Failure>((status, headers, body))
     };
     let (status, headers, body) = tokio::time::timeout(timeout, fetch).await.map_err(|_| {

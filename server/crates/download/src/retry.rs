@@ -20,6 +20,27 @@ pub(crate) enum Failure {
     },
 }
 
+/// Error bodies are read up to this many bytes: enough for any message worth showing.
+pub(crate) const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
+
+/// Reads at most `limit` bytes of a body, so a hostile or broken server cannot fill memory;
+/// the flag says whether more followed (the rest is not read).
+pub(crate) async fn read_capped(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = limit - out.len();
+        if chunk.len() > room {
+            out.extend_from_slice(&chunk[..room]);
+            return Ok((out, true));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok((out, false))
+}
+
 impl Failure {
     pub(crate) fn transient(message: impl Into<String>) -> Self {
         Self::Transient {

@@ -388,11 +388,15 @@ async fn attempt_once(
         }
         _ => {
             let headers = resp.headers().clone();
-            let body = tokio::time::timeout(shared.config.stall_timeout, resp.bytes())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
+            let body = tokio::time::timeout(
+                shared.config.stall_timeout,
+                retry::read_capped(resp, retry::MAX_ERROR_BODY_BYTES),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|(b, _)| b)
+            .unwrap_or_default();
             let failure = status_failure(
                 status,
                 &headers,

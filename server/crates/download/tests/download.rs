@@ -494,6 +494,54 @@ async fn a_server_that_keeps_failing_gives_up_with_network() {
     assert!(err.to_string().contains("HF_ENDPOINT"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_bounded_by_the_size_they_should_have() {
+    // An endless file body stops at the file's size: nothing is written past it.
+    let hub = MockHub::start().await;
+    let fs = files(16);
+    hub.commit(REPO, "main", &fs);
+    hub.inject(BIG, Fault::Endless);
+    let dir = tempfile::tempdir().unwrap();
+    let err = download(&config(&hub, dir.path()), &()).await.unwrap_err();
+    assert_eq!(err.kind(), "integrity", "{err}");
+    assert!(err.to_string().contains("more than the"), "{err}");
+    let big_len = fs.iter().find(|(p, _)| *p == BIG).unwrap().1.content.len() as u64;
+    let written: u64 = walk_sizes(dir.path());
+    assert!(
+        written <= total(&fs),
+        "{written} bytes on disk, files hold {}",
+        total(&fs)
+    );
+    assert!(
+        hub.served(BIG) < big_len + (64 << 20),
+        "the client kept reading"
+    );
+
+    // An endless 5xx body is read only up to the error-body cap, then retried.
+    let hub = MockHub::start().await;
+    let fs = files(17);
+    hub.commit(REPO, "main", &fs);
+    hub.inject(BIG, Fault::EndlessStatus(500));
+    let dir = tempfile::tempdir().unwrap();
+    let out = download(&config(&hub, dir.path()), &()).await.unwrap();
+    assert_tree(&out.path, &fs);
+    let statuses: Vec<u16> = hub.requests(BIG).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [500, 200]);
+}
+
+fn walk_sizes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() {
+            walk_sizes(&e.path())
+        } else {
+            m.len()
+        };
+    }
+    total
+}
+
 #[test]
 fn dir_paths_are_per_commit() {
     // Guard the contract's layout: <dir>/<sha>/ and the manifest name.

@@ -5,8 +5,8 @@
 //! [`output_processor`] is the single place that picks a processor for a request; parsers
 //! plug in there (`--reasoning-parser`, `--tool-call-parser`, the request's `tools`).
 
-use super::super::{types::ChatCompletionRequest, AppState};
 use crate::api::types::ToolCallDelta;
+use crate::postprocess::PostProcessConfig;
 
 /// What one text delta becomes.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -64,12 +64,11 @@ impl OutputProcessor for PlainText {
     }
 }
 
-/// The processor for one choice of `req`.
-pub fn output_processor(state: &AppState, req: &ChatCompletionRequest) -> Box<dyn OutputProcessor> {
-    match crate::postprocess::openai::prepare(state.config(), req) {
-        Ok(cfg) => Box::new(crate::postprocess::openai::OpenAiOutput::new(cfg)),
-        // Checked before generation in `chat::handle`.
-        Err(_) => Box::new(PlainText),
+/// The processor for one choice, from the request's validated post-processing settings.
+pub fn output_processor(post: Option<PostProcessConfig>) -> Box<dyn OutputProcessor> {
+    match post {
+        Some(cfg) => Box::new(crate::postprocess::openai::OpenAiOutput::new(cfg)),
+        None => Box::new(PlainText),
     }
 }
 

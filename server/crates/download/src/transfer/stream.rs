@@ -67,6 +67,8 @@ pub(super) async fn stream_body(
     // Three stages run in parallel: this task reads the socket, one thread writes to disk,
     // one hashes. Batches are shared `Bytes`, so the fan-out copies nothing.
     let mut part = part;
+    let start = part.len();
+    let mut received: u64 = 0;
     let mut hashers = part.take_hashers();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<Bytes>>>(8);
     let (htx, mut hrx) = tokio::sync::mpsc::channel::<Arc<Vec<Bytes>>>(8);
@@ -106,13 +108,28 @@ pub(super) async fn stream_body(
             }
             Ok(None) => break Ok(()),
             Ok(Some(Err(e))) => break Err(retry::classify_reqwest(&e, "connection dropped")),
-            Ok(Some(Ok(chunk))) => {
+            Ok(Some(Ok(mut chunk))) => {
+                // Never write past the size the file should have: a server that sends
+                // more is broken or hostile, and an endless body would fill the disk.
+                let over = size.and_then(|size| {
+                    let room = size.saturating_sub(start + received);
+                    (chunk.len() as u64 > room).then_some((size, room))
+                });
+                if let Some((_, room)) = over {
+                    chunk.truncate(room as usize);
+                }
+                received += chunk.len() as u64;
                 shared
                     .counters
                     .transferred
                     .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 pending.len += chunk.len();
                 pending.batch.push(chunk);
+                if let Some((size, _)) = over {
+                    break Err(Failure::Fatal(DownloadError::Integrity(format!(
+                        "the server sent more than the {size} bytes this file has; stopped at {size}"
+                    ))));
+                }
                 if pending.len >= BATCH_BYTES && !pending.send().await {
                     break Ok(()); // the writer failed; its error is reported below
                 }

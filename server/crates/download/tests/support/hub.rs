@@ -66,6 +66,27 @@ pub enum Fault {
     Corrupt,
     /// Send this many body bytes, then send nothing more, forever.
     StallAfter(u64),
+    /// Send the file, then zeros forever (no Content-Length).
+    Endless,
+    /// Answer with this status and an endless body of zeros.
+    EndlessStatus(u16),
+}
+
+/// An endless body of zero bytes; `counter` counts what was sent.
+fn endless(counter: Arc<AtomicU64>, first: Bytes) -> Body {
+    let zeros = Bytes::from(vec![0u8; CHUNK]);
+    let stream = futures::stream::unfold(first, move |first| {
+        let counter = counter.clone();
+        let zeros = zeros.clone();
+        async move {
+            let chunk = if first.is_empty() { zeros } else { first };
+            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            // Yield so a client that stops reading is noticed (the send fails).
+            tokio::task::yield_now().await;
+            Some((Ok::<_, std::io::Error>(chunk), Bytes::new()))
+        }
+    });
+    Body::from_stream(stream)
 }
 
 /// One file request as the server saw it.
@@ -425,6 +446,11 @@ fn serve_body(
             log(s);
             return error(s, "", "injected failure");
         }
+        Some(Fault::EndlessStatus(s)) => {
+            let s = StatusCode::from_u16(s).unwrap();
+            log(s);
+            return (s, endless(counter, Bytes::new())).into_response();
+        }
         Some(Fault::RateLimit(secs)) => {
             log(StatusCode::TOO_MANY_REQUESTS);
             let mut r = error(StatusCode::TOO_MANY_REQUESTS, "", "slow down");
@@ -455,6 +481,9 @@ fn serve_body(
     };
     log(status);
     let mut body = f.content.slice(start as usize..end as usize);
+    if let Some(Fault::Endless) = fault {
+        return (status, out, endless(counter, body)).into_response();
+    }
     let mut limit = None;
     let mut stall = false;
     match fault {
