@@ -326,6 +326,26 @@ impl CommonConfig {
     }
 }
 
+/// An architecture's typed config: the shared fields plus its own, built from the raw mirror.
+pub trait ArchConfig: Sized {
+    /// Applies the architecture's defaults to `raw` and checks the result.
+    fn from_raw(raw: &RawConfig) -> Result<Self, ModelError>;
+
+    fn common_mut(&mut self) -> &mut CommonConfig;
+
+    /// Parses an already-read config.json value.
+    fn from_json(v: &Value) -> Result<Self, ModelError> {
+        Self::from_raw(&RawConfig::from_json(v)?)
+    }
+
+    /// Reads `dir/config.json` and merges eos ids from `dir/generation_config.json`.
+    fn from_dir(dir: &Path) -> Result<Self, ModelError> {
+        let mut cfg = Self::from_json(&read_json(&dir.join("config.json"))?)?;
+        cfg.common_mut().merge_generation_config(dir)?;
+        Ok(cfg)
+    }
+}
+
 /// `architectures[0]` of a config.json value.
 pub fn architecture_of(v: &Value) -> Result<String, ModelError> {
     RawConfig::from_json(v)?.architecture()

@@ -30,7 +30,7 @@ pub mod weights;
 pub use arch::{glm4moe, glm4moelite};
 pub use backend::{Backend, BackendChoice, DeviceSpec, LoadOptions};
 pub use batch::{CacheConfig, CausalLm, ForwardBatch, ModelError, ModelInfo, SeqInput};
-pub use config::Glm4MoeConfig;
+pub use config::{ArchConfig, Glm4MoeConfig};
 pub use load::{check_model, load_model, ModelPlan};
 pub use sampling::{Sampled, Sampler, SamplingParams};
 pub use weights::WeightDtype;

@@ -9,7 +9,7 @@ use crate::backend::cpu::CpuStack;
 use crate::backend::tensor::{TensorCtx, TensorStack};
 use crate::backend::{Backend, DeviceSpec, LoadOptions};
 use crate::batch::{CausalLm, ModelError, ModelInfo};
-use crate::config::{read_json, CommonConfig, RawConfig};
+use crate::config::{read_json, ArchConfig, CommonConfig, RawConfig};
 use crate::layers::Rope;
 use crate::shell::Model;
 use crate::weights::{Checkpoint, WeightDtype};
@@ -45,44 +45,44 @@ impl std::fmt::Display for ModelPlan {
     }
 }
 
-enum ArchConfig {
+enum AnyArch {
     Gqa(Glm4MoeConfig),
     Mla(Glm4MoeLiteConfig),
 }
 
-impl ArchConfig {
+impl AnyArch {
     fn from_dir(dir: &Path) -> Result<Self, ModelError> {
         let raw = RawConfig::from_json(&read_json(&dir.join("config.json"))?)?;
         let mut cfg = match raw.architecture()?.as_str() {
-            GLM4_MOE => ArchConfig::Gqa(Glm4MoeConfig::from_raw(&raw)?),
-            GLM4_MOE_LITE => ArchConfig::Mla(Glm4MoeLiteConfig::from_raw(&raw)?),
+            GLM4_MOE => AnyArch::Gqa(Glm4MoeConfig::from_raw(&raw)?),
+            GLM4_MOE_LITE => AnyArch::Mla(Glm4MoeLiteConfig::from_raw(&raw)?),
             other => return Err(ModelError::UnsupportedArchitecture(other.to_owned())),
         };
         match &mut cfg {
-            ArchConfig::Gqa(c) => c.common.merge_generation_config(dir)?,
-            ArchConfig::Mla(c) => c.common.merge_generation_config(dir)?,
+            AnyArch::Gqa(c) => c.common.merge_generation_config(dir)?,
+            AnyArch::Mla(c) => c.common.merge_generation_config(dir)?,
         }
         Ok(cfg)
     }
 
     fn common(&self) -> &CommonConfig {
         match self {
-            ArchConfig::Gqa(c) => &c.common,
-            ArchConfig::Mla(c) => &c.common,
+            AnyArch::Gqa(c) => &c.common,
+            AnyArch::Mla(c) => &c.common,
         }
     }
 
     fn kv_bytes_per_token(&self) -> usize {
         match self {
-            ArchConfig::Gqa(c) => c.kv_bytes_per_token(),
-            ArchConfig::Mla(c) => c.kv_layout().latent_bytes_per_token,
+            AnyArch::Gqa(c) => c.kv_bytes_per_token(),
+            AnyArch::Mla(c) => c.kv_layout().latent_bytes_per_token,
         }
     }
 
     fn rope(&self) -> Rope {
         match self {
-            ArchConfig::Gqa(c) => Rope::new(c.rotary_dim(), c.rope_theta),
-            ArchConfig::Mla(c) => Rope::new(c.qk_rope_head_dim, c.rope_theta),
+            AnyArch::Gqa(c) => Rope::new(c.rotary_dim(), c.rope_theta),
+            AnyArch::Mla(c) => Rope::new(c.qk_rope_head_dim, c.rope_theta),
         }
     }
 }
@@ -95,7 +95,7 @@ pub fn check_model(
     opts: &LoadOptions,
     this_build: bool,
 ) -> Result<ModelPlan, ModelError> {
-    let cfg = ArchConfig::from_dir(dir)?;
+    let cfg = AnyArch::from_dir(dir)?;
     let backend = opts.resolve()?;
     if this_build && !opts.device.compiled_in() {
         // The same error opening the device gives.
@@ -119,7 +119,7 @@ pub fn check_model(
 pub fn load_model(dir: &Path, opts: &LoadOptions) -> Result<Box<dyn CausalLm>, ModelError> {
     let backend = opts.resolve()?;
     let _span = tracing::info_span!("load_model", dir = %dir.display(), %backend).entered();
-    let cfg = ArchConfig::from_dir(dir)?;
+    let cfg = AnyArch::from_dir(dir)?;
     let rope = cfg.rope();
     let c = cfg.common().clone();
     let info = |active: u64, total: u64, device_memory: Option<u64>| ModelInfo {
@@ -139,14 +139,14 @@ pub fn load_model(dir: &Path, opts: &LoadOptions) -> Result<Box<dyn CausalLm>, M
         Backend::Cpu => {
             let ck = Checkpoint::open(dir)?.with_dtype(opts.dtype);
             match &cfg {
-                ArchConfig::Gqa(a) => {
+                AnyArch::Gqa(a) => {
                     let s = CpuStack::load(&ck, &c, rope, |ck: &Checkpoint, p: &str| {
                         glm4moe::Attention::load(ck, p, a)
                     })?;
                     let i = info(s.active_weight_bytes(), s.weight_bytes(), None);
                     Box::new(Model::new(i, s))
                 }
-                ArchConfig::Mla(a) => {
+                AnyArch::Mla(a) => {
                     let s = CpuStack::load(&ck, &c, rope, |ck: &Checkpoint, p: &str| {
                         glm4moelite::MlaAttention::load(ck, p, a)
                     })?;
@@ -159,14 +159,14 @@ pub fn load_model(dir: &Path, opts: &LoadOptions) -> Result<Box<dyn CausalLm>, M
             let ctx = TensorCtx::new(opts.device.open()?, opts.dtype, backend == Backend::Cuda)?;
             let ck = Checkpoint::open(dir)?;
             match &cfg {
-                ArchConfig::Gqa(a) => {
+                AnyArch::Gqa(a) => {
                     let s = TensorStack::load(&ck, &c, rope, &ctx, |ck, p, ctx| {
                         glm4moe::tensor::Attention::load(ck, p, a, ctx)
                     })?;
                     let i = info(s.active_weight_bytes(), s.weight_bytes(), ctx.memory());
                     Box::new(Model::new(i, s))
                 }
-                ArchConfig::Mla(a) => {
+                AnyArch::Mla(a) => {
                     let s = TensorStack::load(&ck, &c, rope, &ctx, |ck, p, ctx| {
                         glm4moelite::tensor::MlaAttention::load(ck, p, a, ctx)
                     })?;

@@ -8,6 +8,7 @@ mod common;
 
 use common::{backends, load};
 use glm_model::glm4moelite::Glm4MoeLiteConfig;
+use glm_model::ArchConfig;
 use glm_model::{CacheConfig, CausalLm, ForwardBatch, LoadOptions, SeqInput};
 use serde_json::json;
 

@@ -50,6 +50,7 @@ fn demo_model_is_byte_identical_and_generates_deterministically() {
         assert!(!x.is_empty(), "{f} is empty");
         assert_eq!(x, std::fs::read(b.path().join(f)).unwrap(), "{f} differs");
     }
+    use crate::config::ArchConfig;
     let cfg = crate::config::Glm4MoeConfig::from_dir(a.path()).unwrap();
     assert_eq!(
         (cfg.hidden_size, cfg.num_hidden_layers, cfg.n_routed_experts),

@@ -1,12 +1,8 @@
 //! config.json of `Glm4MoeForCausalLM` (GLM-4.5, 4.5-Air, 4.6, 4.7): the shared fields plus
 //! GQA attention's, with the defaults of transformers' `modular_glm4_moe.py`.
 
-use std::path::Path;
-
-use serde_json::Value;
-
 use crate::batch::ModelError;
-use crate::config::{read_json, CommonConfig, CommonDefaults, RawConfig};
+use crate::config::{ArchConfig, CommonConfig, CommonDefaults, RawConfig};
 
 /// Architecture name of GLM-4.5 / 4.5-Air / 4.6 / 4.7.
 pub const GLM4_MOE: &str = "Glm4MoeForCausalLM";
@@ -51,35 +47,6 @@ impl Glm4MoeConfig {
         self.num_hidden_layers * 2 * self.num_key_value_heads * self.head_dim * 4
     }
 
-    /// Parses an already-read config.json value.
-    pub fn from_json(v: &Value) -> Result<Self, ModelError> {
-        Self::from_raw(&RawConfig::from_json(v)?)
-    }
-
-    pub fn from_raw(raw: &RawConfig) -> Result<Self, ModelError> {
-        let common = CommonConfig::from_raw(raw, GLM4_MOE, DEFAULTS)?;
-        let heads = common.num_attention_heads;
-        let cfg = Self {
-            num_key_value_heads: raw.num_key_value_heads.unwrap_or(8),
-            head_dim: raw.head_dim.unwrap_or(common.hidden_size / heads.max(1)),
-            partial_rotary_factor: raw
-                .partial_rotary_factor
-                .or_else(|| raw.rope_param("partial_rotary_factor"))
-                .unwrap_or(0.5),
-            use_qk_norm: raw.use_qk_norm.unwrap_or(false),
-            common,
-        };
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    /// Reads `dir/config.json` and merges eos ids from `dir/generation_config.json`.
-    pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
-        let mut cfg = Self::from_json(&read_json(&dir.join("config.json"))?)?;
-        cfg.common.merge_generation_config(dir)?;
-        Ok(cfg)
-    }
-
     fn validate(&self) -> Result<(), ModelError> {
         let bad = |m: String| Err(ModelError::Config(m));
         if self.num_key_value_heads == 0 || self.head_dim == 0 {
@@ -101,5 +68,28 @@ impl Glm4MoeConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl ArchConfig for Glm4MoeConfig {
+    fn from_raw(raw: &RawConfig) -> Result<Self, ModelError> {
+        let common = CommonConfig::from_raw(raw, GLM4_MOE, DEFAULTS)?;
+        let heads = common.num_attention_heads;
+        let cfg = Self {
+            num_key_value_heads: raw.num_key_value_heads.unwrap_or(8),
+            head_dim: raw.head_dim.unwrap_or(common.hidden_size / heads.max(1)),
+            partial_rotary_factor: raw
+                .partial_rotary_factor
+                .or_else(|| raw.rope_param("partial_rotary_factor"))
+                .unwrap_or(0.5),
+            use_qk_norm: raw.use_qk_norm.unwrap_or(false),
+            common,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn common_mut(&mut self) -> &mut CommonConfig {
+        &mut self.common
     }
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use crate::backend::cpu::CpuLayer;
 use crate::batch::ModelError;
+use crate::config::ArchConfig;
 use crate::layers::{Linear, RmsNorm};
 use crate::weights::Checkpoint;
 pub use attention::Attention;

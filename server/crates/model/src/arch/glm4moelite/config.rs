@@ -1,12 +1,8 @@
 //! config.json of `Glm4MoeLiteForCausalLM` (GLM-4.7-Flash): the shared fields plus MLA's,
 //! with the defaults of transformers' `configuration_glm4_moe_lite.py`.
 
-use std::path::Path;
-
-use serde_json::Value;
-
 use crate::batch::ModelError;
-use crate::config::{read_json, CommonConfig, CommonDefaults, RawConfig};
+use crate::config::{ArchConfig, CommonConfig, CommonDefaults, RawConfig};
 
 /// Architecture name of GLM-4.7-Flash.
 pub const GLM4_MOE_LITE: &str = "Glm4MoeLiteForCausalLM";
@@ -103,32 +99,6 @@ impl Glm4MoeLiteConfig {
         }
     }
 
-    pub fn from_json(v: &Value) -> Result<Self, ModelError> {
-        Self::from_raw(&RawConfig::from_json(v)?)
-    }
-
-    pub fn from_raw(raw: &RawConfig) -> Result<Self, ModelError> {
-        let common = CommonConfig::from_raw(raw, GLM4_MOE_LITE, DEFAULTS)?;
-        let cfg = Self {
-            q_lora_rank: raw.q_lora_rank,
-            kv_lora_rank: raw.kv_lora_rank.unwrap_or(512),
-            qk_nope_head_dim: raw.qk_nope_head_dim.unwrap_or(192),
-            qk_rope_head_dim: raw.qk_rope_head_dim.unwrap_or(64),
-            v_head_dim: raw.v_head_dim.unwrap_or(256),
-            rope_interleave: raw.rope_interleave.unwrap_or(true),
-            common,
-        };
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    /// Reads `dir/config.json` and merges eos ids from `dir/generation_config.json`.
-    pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
-        let mut cfg = Self::from_json(&read_json(&dir.join("config.json"))?)?;
-        cfg.common.merge_generation_config(dir)?;
-        Ok(cfg)
-    }
-
     fn validate(&self) -> Result<(), ModelError> {
         let positive = [
             ("kv_lora_rank", self.kv_lora_rank),
@@ -150,5 +120,26 @@ impl Glm4MoeLiteConfig {
             )));
         }
         Ok(())
+    }
+}
+
+impl ArchConfig for Glm4MoeLiteConfig {
+    fn from_raw(raw: &RawConfig) -> Result<Self, ModelError> {
+        let common = CommonConfig::from_raw(raw, GLM4_MOE_LITE, DEFAULTS)?;
+        let cfg = Self {
+            q_lora_rank: raw.q_lora_rank,
+            kv_lora_rank: raw.kv_lora_rank.unwrap_or(512),
+            qk_nope_head_dim: raw.qk_nope_head_dim.unwrap_or(192),
+            qk_rope_head_dim: raw.qk_rope_head_dim.unwrap_or(64),
+            v_head_dim: raw.v_head_dim.unwrap_or(256),
+            rope_interleave: raw.rope_interleave.unwrap_or(true),
+            common,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn common_mut(&mut self) -> &mut CommonConfig {
+        &mut self.common
     }
 }
