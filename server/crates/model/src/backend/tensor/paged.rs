@@ -299,5 +299,5 @@ impl CustomOp3 for PagedAttention<'_> {
 }
 
 #[cfg(test)]
-#[path = "paged_tests.rs"]
+#[path = "paged/tests.rs"]
 mod tests;

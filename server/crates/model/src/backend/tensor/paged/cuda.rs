@@ -5,7 +5,8 @@
 
 use std::sync::OnceLock;
 
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaDevice, CudaStorage, Layout};
 
@@ -82,12 +83,25 @@ fn ptx() -> Result<&'static str, candle_core::Error> {
     .map_err(|e| candle_core::Error::Msg(e.clone()))
 }
 
+/// The part of a contiguous f32 storage that `l` covers.
+fn view<'a>(st: &'a CudaStorage, l: &Layout) -> candle_core::Result<CudaView<'a, f32>> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("paged attention: not contiguous".into()))?;
+    Ok(st.as_cuda_slice::<f32>()?.slice(a..b))
+}
+
 pub fn total_memory(d: &CudaDevice) -> Option<u64> {
     d.cuda_stream()
         .context()
         .mem_get_info()
         .ok()
         .map(|(_, total)| total as u64)
+}
+
+fn u32_of(v: usize, what: &str) -> candle_core::Result<u32> {
+    u32::try_from(v)
+        .map_err(|_| candle_core::Error::Msg(format!("paged attention: {what} {v} too large")))
 }
 
 fn i32_of(v: usize, what: &str) -> candle_core::Result<i32> {
@@ -107,13 +121,7 @@ pub fn paged_attention(
     }
     let dev = q.device().clone();
     let func = dev.get_or_load_custom_func(FUNC, MODULE, ptx()?)?;
-    let slice = |st: &CudaStorage, l: &Layout| -> candle_core::Result<_> {
-        let (a, b) = l
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("paged attention: not contiguous".into()))?;
-        Ok(st.as_cuda_slice::<f32>()?.slice(a..b))
-    };
-    let (qs, ks, vs) = (slice(q, ql)?, slice(k, kl)?, slice(v, vl)?);
+    let (qs, ks, vs) = (view(q, ql)?, view(k, kl)?, view(v, vl)?);
     let rows = op.meta.rows.len();
     let mut out = dev.alloc_zeros::<f32>(rows * s.heads * s.dv)?;
     let row_pos = dev.clone_htod(&op.meta.row_pos)?;
@@ -121,9 +129,9 @@ pub fn paged_attention(
     let tables = dev.clone_htod(&op.meta.tables)?;
     let nwarps = (THREADS / 32) as usize;
     let cfg = LaunchConfig {
-        grid_dim: (u32::try_from(rows * s.heads).w()?, 1, 1),
+        grid_dim: (u32_of(rows * s.heads, "rows x heads")?, 1, 1),
         block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: u32::try_from(4 * (2 * nwarps + nwarps * s.dv)).w()?,
+        shared_mem_bytes: u32_of(4 * (2 * nwarps + nwarps * s.dv), "shared memory")?,
     };
     let (heads, group) = (
         i32_of(s.heads, "heads")?,
