@@ -31,6 +31,6 @@ pub use arch::{glm4moe, glm4moelite};
 pub use backend::{Backend, BackendChoice, DeviceSpec, LoadOptions};
 pub use batch::{CacheConfig, CausalLm, ForwardBatch, ModelError, ModelInfo, SeqInput};
 pub use config::{ArchConfig, Glm4MoeConfig};
-pub use load::{check_model, load_model, ModelPlan};
+pub use load::{check_model, load_model, peak_rss_bytes, ModelPlan};
 pub use sampling::{Sampled, Sampler, SamplingParams};
 pub use weights::WeightDtype;

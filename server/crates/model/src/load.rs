@@ -183,7 +183,18 @@ pub fn load_model(dir: &Path, opts: &LoadOptions) -> Result<Box<dyn CausalLm>, M
         weight_mib = i.weight_bytes >> 20,
         device = %i.device,
         backend = %i.backend,
+        peak_host_rss_mib = peak_rss_bytes().map(|b| b >> 20),
         "model loaded"
     );
     Ok(model)
+}
+
+/// Peak resident memory of this process (`VmHWM`, Linux): what a load cost the host. On a
+/// GPU, weights go from the mmap to the device tensor by tensor, so it stays near the largest
+/// tensor plus the page cache's share of the mapping rather than the checkpoint's size.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib << 10)
 }

@@ -198,9 +198,11 @@ fn bench(args: &Args) -> Result<(), ModelError> {
     println!("device/backend   {} / {}", info.device, info.backend);
     println!("threads          {}", rayon::current_num_threads());
     println!(
-        "weights          {:.1} MiB in memory ({:?} linear weights), loaded in {load_s:.2} s",
+        "weights          {:.1} MiB in memory ({:?} linear weights), loaded in {load_s:.2} s, \
+         peak host RSS {:.0} MiB",
         info.weight_bytes as f64 / (1 << 20) as f64,
-        args.dtype
+        args.dtype,
+        glm_model::peak_rss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64
     );
     let bytes = info.active_weight_bytes_per_token as f64;
     println!(
