@@ -56,7 +56,8 @@ up() {
   mkdir -p "$STATE"
   if ! KUBECONFIG="$KUBECONFIG_PATH" kubectl get --raw /readyz >/dev/null 2>&1; then
     log "starting the control plane (state in $CP_DIR)"
-    controlplane start >"$STATE/controlplane.out" 2>&1 || {
+    # 9>&-: the daemons must not inherit the lock, or it is never released.
+    controlplane start >"$STATE/controlplane.out" 2>&1 9>&- || {
       tail -20 "$STATE/controlplane.out" >&2
       die "control plane did not start; logs in $CP_DIR/logs"
     }
@@ -76,7 +77,7 @@ up() {
       --backoff-base 1 --backoff-max 10 \
       --state-dir "$KUBELET_STATE" \
       --on-exit delete \
-      >"$KUBELET_OUT" 2>"$STATE/standin.err" </dev/null &
+      >"$KUBELET_OUT" 2>"$STATE/standin.err" </dev/null 9>&- &
     echo $! >"$KUBELET_PID"
     for _ in $(seq 1 120); do
       grep -q 'STANDIN READY' "$KUBELET_OUT" 2>/dev/null && break
@@ -98,7 +99,7 @@ down() {
     log "stand-in kubelet (pid $p) stopped"
   fi
   rm -f "$KUBELET_PID"
-  controlplane stop || true
+  controlplane stop 9>&- || true
 }
 
 status() {
