@@ -124,13 +124,22 @@ async fn replicas_follow_the_load() {
                 },
             )
             .await;
-        let desired = env
-            .glmds()
-            .get("scaled")
-            .await?
-            .status
-            .and_then(|s| s.autoscaling)
-            .and_then(|a| a.desired_replicas);
+        // The decision reaches status at the next reconcile (the scale write comes first).
+        let desired = match &up {
+            Ok(()) => env
+                .wait_glmd(
+                    "scaled",
+                    "status.autoscaling.desiredReplicas above 1",
+                    Duration::from_secs(60),
+                    |g| {
+                        let d = g.status.as_ref()?.autoscaling.as_ref()?.desired_replicas?;
+                        (d > 1).then_some(d)
+                    },
+                )
+                .await
+                .ok(),
+            Err(_) => None,
+        };
         let _ = stop_tx.send(true);
         let report = loader.await.map_err(|e| E2eError::Check(e.to_string()))?;
         up?;

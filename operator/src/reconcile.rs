@@ -296,7 +296,12 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
         desired_replicas: replicas,
         autoscaling: autoscaling_status,
         problem: unsupported.as_ref(),
-        scaling: plan.phase == upgrade::Phase::Scaling,
+        // Complete: the plan saw the Deployment before this apply; a new replica count on the
+        // same template is a scale too.
+        scaling: matches!(
+            plan.phase,
+            upgrade::Phase::Scaling | upgrade::Phase::Complete
+        ),
         now,
     });
     let mut status = status;
