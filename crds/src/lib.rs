@@ -108,6 +108,12 @@ pub mod reasons {
     pub const MODEL_READY: &str = "ModelReady";
     pub const WAITING_FOR_MODEL: &str = "WaitingForModel";
     pub const ROLLING_OUT: &str = "RollingOut";
+    /// Only the pod count of the current revision changes (Ready stays True).
+    pub const SCALING: &str = "Scaling";
+    /// A pod waits for the scheduler (the message is the scheduler's).
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
+    /// The server cannot run what the spec asks for (e.g. tensor parallelism).
+    pub const UNSUPPORTED_BY_SERVER: &str = "UnsupportedByServer";
     pub const REPLICAS_READY: &str = "ReplicasReady";
     pub const REPLICAS_NOT_READY: &str = "ReplicasNotReady";
     pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";

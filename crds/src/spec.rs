@@ -35,6 +35,19 @@ pub const SERVED_MODEL_NAME_PATTERN: &str = r"^[A-Za-z0-9][-A-Za-z0-9_./:]*$";
 /// A hub mirror endpoint.
 pub const HUB_ENDPOINT_PATTERN: &str = r"^https?://[^\s]+$";
 
+/// A Kubernetes quantity that is not negative (`500m`, `16Gi`, `1.5`, `2e3`), the grammar of
+/// apimachinery's `resource.Quantity`. CEL's `quantity()` is newer than Kubernetes 1.28, so a
+/// pattern it is: `kubectl apply` refuses `lots`, `1 gig` or `-5Gi` naming the field, instead
+/// of the API server refusing the child the operator renders from it.
+pub const QUANTITY_PATTERN: &str =
+    r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][-+]?[0-9]+)?$";
+
+/// Schema of a quantity field: the pattern for the string form, a minimum for the integer form.
+fn quantity_schema(s: &mut Schema) {
+    s.insert("pattern".into(), json!(QUANTITY_PATTERN));
+    s.insert("minimum".into(), json!(0));
+}
+
 /// Appends CEL rules (`x-kubernetes-validations`) to a schema; `field_path` is relative to it.
 fn add_rules(schema: &mut Schema, rules: &[(&str, &str, Option<&str>)]) {
     let list: Vec<serde_json::Value> = rules
@@ -321,9 +334,11 @@ pub struct ResourcesSpec {
     pub gpu_resource_name: String,
     /// CPU request (and limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = quantity_schema)]
     pub cpu: Option<Quantity>,
     /// Memory request (and limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = quantity_schema)]
     pub memory: Option<Quantity>,
     /// Node selector for server pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -392,6 +407,7 @@ pub struct CacheSpec {
     pub storage_class_name: Option<String>,
     /// Size of the PVC the operator creates, e.g. `800Gi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = quantity_schema)]
     pub size: Option<Quantity>,
     /// Access mode of the PVC; ReadWriteMany lets replicas on several nodes share it.
     #[serde(default)]

@@ -78,6 +78,9 @@ pub struct ModelStatus {
     /// Name of the download Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_name: Option<String>,
+    /// Times the Job was run again because its result was lost (capped; then Degraded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_reruns: Option<i32>,
     /// Bytes downloaded so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_done: Option<i64>,

@@ -7,6 +7,7 @@
 //! machine without one and never hangs in CI.
 
 mod chat;
+mod local;
 mod operator;
 
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ use kube::{Client, CustomResourceExt, ResourceExt};
 use serde_json::{json, Value};
 
 pub use chat::{ChatOutcome, LoadReport};
-pub use operator::OperatorProcess;
+pub use operator::{OperatorProcess, E2E_LEASE};
 
 /// Field manager of everything the tests apply.
 pub const FIELD_MANAGER: &str = "glm-e2e";
@@ -74,7 +75,11 @@ pub struct E2e {
     pub client: Client,
     pub namespace: String,
     test: String,
-    operator: Option<OperatorProcess>,
+    operator: tokio::sync::Mutex<Option<OperatorProcess>>,
+    /// The kubeconfig of a local cluster the harness started (passed to operator processes).
+    kubeconfig: Option<std::path::PathBuf>,
+    /// How requests reach the server pods.
+    transport: chat::Transport,
 }
 
 impl E2e {
@@ -85,13 +90,15 @@ impl E2e {
             println!("SKIP {test}: end-to-end tests are off (GLM_E2E is not 1); {HOW_TO_RUN}");
             return Ok(None);
         }
-        let client = match connect().await {
+        let cluster = match local::connect().await {
             Ok(c) => c,
-            Err(why) => {
+            Err(local::NoCluster::Unreachable(why)) => {
                 println!("SKIP {test}: no reachable cluster ({why}); {HOW_TO_RUN}");
                 return Ok(None);
             }
+            Err(local::NoCluster::Failed(e)) => return Err(e),
         };
+        let client = cluster.client;
         install_crd(&client).await?;
         let namespace = format!(
             "glm-e2e-{}-{}",
@@ -109,14 +116,19 @@ impl E2e {
         let operator = if std::env::var("GLM_E2E_OPERATOR").as_deref() == Ok("external") {
             None
         } else {
-            Some(OperatorProcess::start(test, &namespace).await?)
+            Some(
+                OperatorProcess::start(test, &namespace, cluster.kubeconfig.as_deref(), None)
+                    .await?,
+            )
         };
         tracing::info!(test, namespace, "end-to-end environment ready");
         Ok(Some(Self {
             client,
             namespace,
             test: test.to_owned(),
-            operator,
+            operator: tokio::sync::Mutex::new(operator),
+            kubeconfig: cluster.kubeconfig,
+            transport: chat::Transport::new(cluster.local_pods)?,
         }))
     }
 
@@ -139,6 +151,78 @@ impl E2e {
             .glmds()
             .patch(name, &apply_params(), &Patch::Apply(&doc))
             .await?)
+    }
+
+    /// Stops the operator with SIGTERM (as the kubelet does) and starts a new one (with leader
+    /// election under identity `leader` when given, see [`operator::E2E_LEASE`]); returns
+    /// whether the old one exited by itself within `grace`. No-op with an external operator.
+    pub async fn restart_operator(
+        &self,
+        grace: Duration,
+        leader: Option<&str>,
+    ) -> Result<bool, E2eError> {
+        let mut slot = self.operator.lock().await;
+        let Some(old) = slot.take() else {
+            return Ok(true);
+        };
+        let exited = old.terminate(grace).await;
+        let log_name = format!("{}-{}", self.test, leader.unwrap_or("restarted"));
+        *slot = Some(
+            OperatorProcess::start(
+                &log_name,
+                &self.namespace,
+                self.kubeconfig.as_deref(),
+                leader,
+            )
+            .await?,
+        );
+        Ok(exited)
+    }
+
+    /// Whether the pods run on this machine (stand-in kubelet): they reach its loopback ports.
+    pub fn pods_are_local(&self) -> bool {
+        matches!(self.transport, chat::Transport::PodIps { .. })
+    }
+
+    /// Whether an operator runs under this harness (not `GLM_E2E_OPERATOR=external`).
+    pub async fn runs_operator(&self) -> bool {
+        self.operator.lock().await.is_some()
+    }
+
+    /// Server-side apply with `dryRun=All`: what `kubectl apply --server-side --dry-run=server`
+    /// answers for the document (validated by the real API server, stored nowhere).
+    pub async fn dry_run_apply(&self, doc: &Value, name: &str) -> Result<(), kube::Error> {
+        let mut doc = doc.clone();
+        if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("name".into(), json!(name));
+            meta.insert("namespace".into(), json!(self.namespace));
+        }
+        let mut params = apply_params();
+        params.dry_run = true;
+        self.glmds()
+            .patch(name, &params, &Patch::Apply(&doc))
+            .await
+            .map(|_| ())
+    }
+
+    /// Events about object `name` with `reason`, as `type: message` lines.
+    pub async fn events_for(&self, name: &str, reason: &str) -> Result<Vec<String>, E2eError> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        let list = api
+            .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+            .await?;
+        Ok(list
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.type_.as_deref().unwrap_or("?"),
+                    e.message.as_deref().unwrap_or("")
+                )
+            })
+            .collect())
     }
 
     /// Merge-patches the spec (the way a user edits one field).
@@ -318,8 +402,8 @@ impl E2e {
     }
 
     /// Stops the operator and deletes the namespace (kept with `GLM_E2E_KEEP=1` to debug).
-    pub async fn finish(mut self) -> Result<(), E2eError> {
-        if let Some(op) = self.operator.take() {
+    pub async fn finish(self) -> Result<(), E2eError> {
+        if let Some(op) = self.operator.into_inner() {
             op.stop().await;
         }
         if std::env::var("GLM_E2E_KEEP").as_deref() == Ok("1") {
@@ -334,6 +418,49 @@ impl E2e {
             .delete(&self.namespace, &DeleteParams::default())
             .await?;
         Ok(())
+    }
+}
+
+/// Runs `body` in a fresh environment and always cleans up, then panics on the body's error
+/// (the test's failure). Returns without running `body` when the suite is off.
+pub async fn with_env<F, Fut>(test: &str, body: F)
+where
+    F: FnOnce(std::sync::Arc<E2e>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E2eError>>,
+{
+    let env = match E2e::start(test).await {
+        Ok(Some(env)) => std::sync::Arc::new(env),
+        Ok(None) => return,
+        Err(e) => panic!("{test}: cannot set up [{}]: {e}", e.kind()),
+    };
+    let started = Instant::now();
+    let result = body(std::sync::Arc::clone(&env)).await;
+    // Scenario timings for the record (issue 14's closing note lists them).
+    println!(
+        "E2E {test}: {} in {:.1}s",
+        if result.is_ok() { "passed" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
+    let namespace = env.namespace.clone();
+    match std::sync::Arc::try_unwrap(env) {
+        Ok(env) => {
+            if let Err(e) = env.finish().await {
+                eprintln!("{test}: cleanup of {namespace} failed: {e}");
+            }
+        }
+        Err(_) => eprintln!("{test}: environment still shared; namespace {namespace} left behind"),
+    }
+    if let Err(e) = result {
+        panic!("{test} [{}]: {e}", e.kind());
+    }
+}
+
+/// `Ok` when `cond` holds, else a [`E2eError::Check`] saying what was expected.
+pub fn check(cond: bool, what: impl Into<String>) -> Result<(), E2eError> {
+    if cond {
+        Ok(())
+    } else {
+        Err(E2eError::Check(what.into()))
     }
 }
 
@@ -367,20 +494,6 @@ pub fn spec_of(doc: &Value) -> Result<GlmDeploymentSpec, E2eError> {
 
 fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
-}
-
-async fn connect() -> Result<Client, String> {
-    let connect = async {
-        let client = Client::try_default().await.map_err(|e| e.to_string())?;
-        client
-            .apiserver_version()
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(client)
-    };
-    tokio::time::timeout(Duration::from_secs(10), connect)
-        .await
-        .map_err(|_| "the API server did not answer within 10 s".to_owned())?
 }
 
 /// Installs (server-side applies) the CRD from glm-crds and waits until it is Established.

@@ -13,6 +13,7 @@
 pub mod cluster;
 pub mod kustomize;
 pub mod manifest;
+pub mod mistakes;
 pub mod tools;
 pub mod validate;
 

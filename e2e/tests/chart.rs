@@ -170,7 +170,12 @@ fn workload_grants() -> BTreeSet<(String, String, String)> {
             &["persistentvolumeclaims"],
             &["get", "list", "watch", "create", "patch"],
         ),
-        ("", &["services"], &["list", "watch", "create", "patch"]),
+        // get + update: a replace when server-side apply cannot merge a hand edit.
+        (
+            "",
+            &["services"],
+            &["get", "list", "watch", "create", "patch", "update"],
+        ),
         (
             "batch",
             &["jobs"],

@@ -5,11 +5,10 @@
 //! them at the end (`GLM_E2E_KEEP=1` keeps them for debugging).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use glm_e2e::cluster::{example, E2e, E2eError};
+use glm_e2e::cluster::{check, example, with_env, E2e, E2eError};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -24,41 +23,8 @@ fn ready_timeout() -> Duration {
     )
 }
 
-/// Runs `body` in a fresh environment and always cleans up, then fails on the body's error.
-async fn with_env<F, Fut>(test: &str, body: F)
-where
-    F: FnOnce(Arc<E2e>) -> Fut,
-    Fut: Future<Output = Result<(), E2eError>>,
-{
-    let Some(env) = E2e::start(test).await.unwrap() else {
-        return;
-    };
-    let env = Arc::new(env);
-    let result = body(Arc::clone(&env)).await;
-    let namespace = env.namespace.clone();
-    match Arc::try_unwrap(env) {
-        Ok(env) => {
-            if let Err(e) = env.finish().await {
-                eprintln!("{test}: cleanup of {namespace} failed: {e}");
-            }
-        }
-        Err(_) => eprintln!("{test}: environment still shared; namespace {namespace} left behind"),
-    }
-    if let Err(e) = result {
-        panic!("{test} [{}]: {e}", e.kind());
-    }
-}
-
 fn demo() -> Value {
     example("cpu-demo.yaml").unwrap()
-}
-
-fn check(cond: bool, what: impl Into<String>) -> Result<(), E2eError> {
-    if cond {
-        Ok(())
-    } else {
-        Err(E2eError::Check(what.into()))
-    }
 }
 
 #[tokio::test]
@@ -158,13 +124,22 @@ async fn replicas_follow_the_load() {
                 },
             )
             .await;
-        let desired = env
-            .glmds()
-            .get("scaled")
-            .await?
-            .status
-            .and_then(|s| s.autoscaling)
-            .and_then(|a| a.desired_replicas);
+        // The decision reaches status at the next reconcile (the scale write comes first).
+        let desired = match &up {
+            Ok(()) => env
+                .wait_glmd(
+                    "scaled",
+                    "status.autoscaling.desiredReplicas above 1",
+                    Duration::from_secs(60),
+                    |g| {
+                        let d = g.status.as_ref()?.autoscaling.as_ref()?.desired_replicas?;
+                        (d > 1).then_some(d)
+                    },
+                )
+                .await
+                .ok(),
+            Err(_) => None,
+        };
         let _ = stop_tx.send(true);
         let report = loader.await.map_err(|e| E2eError::Check(e.to_string()))?;
         up?;

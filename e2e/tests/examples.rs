@@ -10,7 +10,7 @@ use std::process::Command;
 use glm_e2e::manifest::{self, ObjectId};
 use glm_e2e::tools::{self, Tool};
 use glm_e2e::{kustomize, workspace_root};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 fn examples_dir() -> PathBuf {
     workspace_root().join("examples")
@@ -213,63 +213,20 @@ fn kustomize_subset_matches_kubectl_kustomize() {
     }
 }
 
-/// One mistake, and a piece of the message that must name the field.
-fn refused(mutate: impl FnOnce(&mut Value), expect: &str) {
-    let mut g = example("glm45.yaml");
-    mutate(&mut g);
-    let err = manifest::check_object(&g).expect_err(&format!("a mistake ({expect}) was accepted"));
-    assert!(
-        err.to_string().contains(expect),
-        "error should mention {expect:?}: {err}"
-    );
-}
-
 #[test]
 fn mistakes_in_an_example_are_refused_naming_the_field() {
-    // CEL: tensor parallelism must divide the GPUs.
-    refused(
-        |g| g["spec"]["server"]["tensorParallelSize"] = json!(3),
-        "tensorParallelSize",
-    );
-    // CEL: min <= max replicas.
-    refused(
-        |g| g["spec"]["autoscaling"] = json!({"enabled": true, "minReplicas": 5, "maxReplicas": 2}),
-        "minReplicas",
-    );
-    // CEL: auto tool choice needs a tool parser.
-    refused(
-        |g| g["spec"]["server"]["toolCallParser"] = json!("none"),
-        "enableAutoToolChoice",
-    );
-    // CEL: the operator owns --port.
-    refused(
-        |g| g["spec"]["server"]["extraArgs"] = json!(["--port=9000"]),
-        "extraArgs",
-    );
-    // CEL: an existing claim and a size contradict each other.
-    refused(
-        |g| g["spec"]["cache"]["existingClaim"] = json!("models"),
-        "existingClaim",
-    );
-    // Enum: unknown parser name.
-    refused(
-        |g| g["spec"]["server"]["reasoningParser"] = json!("glm46"),
-        "reasoningParser",
-    );
-    // Pattern: repo must be owner/name.
-    refused(
-        |g| g["spec"]["model"]["repo"] = json!("GLM-4.5-FP8"),
-        "repo",
-    );
-    // Minimum.
-    refused(|g| g["spec"]["replicas"] = json!(-1), "replicas");
-    // A typo is an unknown field, not silently ignored.
-    refused(
-        |g| g["spec"]["server"]["toolParser"] = json!("glm45"),
-        "toolParser",
-    );
-    // Type.
-    refused(|g| g["spec"]["resources"]["gpus"] = json!("eight"), "gpus");
+    for m in glm_e2e::mistakes::MISTAKES {
+        let mut g = example("glm45.yaml");
+        (m.make)(&mut g);
+        let err =
+            manifest::check_object(&g).expect_err(&format!("a mistake ({}) was accepted", m.what));
+        assert!(
+            err.to_string().contains(m.field),
+            "{}: error should mention {:?}: {err}",
+            m.what,
+            m.field
+        );
+    }
 }
 
 #[test]

@@ -59,7 +59,8 @@ use std::time::{Duration, Instant};
 
 pub use history::RecommendationHistory;
 pub use ownership::{
-    foreign_replicas_manager, replicas_for_apply, ReplicasPlan, AUTOSCALER_FIELD_MANAGER,
+    autoscaler_wanted, foreign_replicas_manager, replicas_for_apply, replicas_to_write,
+    ReplicasPlan, AUTOSCALER_FIELD_MANAGER,
 };
 pub use runner::{Autoscaler, ObjectKey, ScaleLoopConfig, ScaleStatus};
 

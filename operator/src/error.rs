@@ -72,5 +72,41 @@ impl Error {
     }
 }
 
+/// Did the API server refuse the object's content, so that sending it again cannot help?
+/// 400/422 (invalid), and the 500 it answers when the applied object does not even decode
+/// (`failed to create typed patch object`, `unable to convert unstructured object`: e.g. a
+/// quantity that is no quantity).
+pub fn refused_content(code: u16, message: &str) -> bool {
+    matches!(code, 400 | 422)
+        || (code == 500
+            && (message.contains("failed to create typed patch object")
+                || message.contains("unable to convert unstructured object")
+                || message.contains("quantities must match")))
+}
+
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_refusals_are_told_from_transient_failures() {
+        assert!(refused_content(
+            422,
+            "spec.ports[1].name: Duplicate value: \"http\""
+        ));
+        assert!(refused_content(400, "bad request"));
+        // What kube-apiserver v1.28.7 answers to `resources.requests.cpu: lots` in an apply.
+        assert!(refused_content(
+            500,
+            "failed to convert new object (default/q; apps/v1, Kind=Deployment) to proper \
+             version: unable to convert unstructured object to apps/v1, Kind=Deployment: \
+             quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+        ));
+        assert!(!refused_content(500, "etcdserver: request timed out"));
+        assert!(!refused_content(409, "conflict"));
+        assert!(!refused_content(503, "unavailable"));
+    }
+}

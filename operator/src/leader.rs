@@ -155,9 +155,35 @@ impl LeaderElector {
         }
     }
 
-    /// Runs forever, publishing leadership on `tx`. Leadership is dropped when the Lease could
-    /// not be renewed for a whole lease duration (the others may have taken over by then).
-    pub async fn run(self, tx: watch::Sender<bool>) {
+    /// Gives the Lease up if we hold it (on SIGTERM), so a standby takes over at once instead
+    /// of waiting for it to expire. Returns whether a held Lease was released.
+    pub async fn release(&self) -> Result<bool, kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(false);
+        };
+        let Some(spec) = released(lease.spec.as_ref(), &self.identity, Timestamp::now()) else {
+            return Ok(false);
+        };
+        lease.spec = Some(spec);
+        // resourceVersion-guarded: if someone took it meanwhile, theirs stands.
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => {
+                info!(identity = %self.identity, lease = %self.name, "released leadership");
+                Ok(true)
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs until `stop` turns true, publishing leadership on `tx`. Leadership is dropped when
+    /// the Lease could not be renewed for a whole lease duration (the others may have taken
+    /// over by then).
+    pub async fn run(self, tx: watch::Sender<bool>, mut stop: watch::Receiver<bool>) {
         let period =
             Duration::from_secs(u64::from(self.lease_seconds) / 3).max(Duration::from_secs(1));
         let lease = SignedDuration::from_secs(i64::from(self.lease_seconds));
@@ -183,9 +209,29 @@ impl LeaderElector {
                 last_held = None;
             }
             tx.send_if_modified(|v| std::mem::replace(v, held) != held);
-            tokio::time::sleep(period).await;
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = stop.wait_for(|v| *v) => return,
+            }
         }
     }
+}
+
+/// The Lease spec that gives leadership up, when `me` holds it: no holder (so [`decide`] lets
+/// the next candidate acquire at once), a 1 s duration, times set to `now`; `None` when the
+/// Lease is someone else's.
+pub fn released(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Option<LeaseSpec> {
+    let spec = spec?;
+    if spec.holder_identity.as_deref() != Some(me) {
+        return None;
+    }
+    Some(LeaseSpec {
+        holder_identity: None,
+        lease_duration_seconds: Some(1),
+        renew_time: Some(MicroTime(now)),
+        acquire_time: Some(MicroTime(now)),
+        ..spec.clone()
+    })
 }
 
 #[cfg(test)]
@@ -202,6 +248,28 @@ mod tests {
             renewed: renewed.map(t),
             duration_seconds: 15,
         }
+    }
+
+    #[test]
+    fn only_the_holder_releases_and_the_next_candidate_acquires_at_once() {
+        let held = LeaseSpec {
+            holder_identity: Some("a".into()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(MicroTime(t(0))),
+            lease_transitions: Some(3),
+            ..LeaseSpec::default()
+        };
+        assert_eq!(released(Some(&held), "b", t(1)), None);
+        assert_eq!(released(None, "a", t(1)), None);
+        let free = released(Some(&held), "a", t(1)).unwrap();
+        assert_eq!(free.holder_identity, None);
+        assert_eq!(free.lease_transitions, Some(3));
+        let lease = Lease {
+            metadata: ObjectMeta::default(),
+            spec: Some(free),
+        };
+        // Another replica, one second later, well inside the old 15 s lease.
+        assert_eq!(decide(Some(&view(&lease)), "b", t(2)), Decision::Acquire);
     }
 
     #[test]

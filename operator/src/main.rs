@@ -125,7 +125,9 @@ async fn main() -> ExitCode {
 
     // Leadership: standby replicas are ready (they serve /metrics) but do not reconcile.
     let (leader_tx, mut leader_rx) = watch::channel(!config.leader_election);
-    if config.leader_election {
+    // Without an election the sender stays here, alive (a dropped sender reads as "lost").
+    let mut idle_leader_tx = None;
+    let elector = if config.leader_election {
         let elector = LeaderElector::new(
             client.clone(),
             &config.lease_namespace,
@@ -133,8 +135,12 @@ async fn main() -> ExitCode {
             &identity,
             config.lease_seconds,
         );
-        tokio::spawn(elector.run(leader_tx));
-    }
+        let task = tokio::spawn(elector.clone().run(leader_tx, stop_rx.clone()));
+        Some((elector, task))
+    } else {
+        idle_leader_tx = Some(leader_tx);
+        None
+    };
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
     {
         let mut stop = stop_rx.clone();
@@ -167,9 +173,14 @@ async fn main() -> ExitCode {
         let halt_tx = halt_tx.clone();
         let mut leader_rx = leader_rx.clone();
         let mut stop = stop_rx.clone();
+        let stopping = stop_rx.clone();
         tokio::spawn(async move {
             tokio::select! {
-                _ = leader_rx.wait_for(|v| !*v) => { let _ = halt_tx.send(true); true }
+                // The elector ends (and drops its sender) on SIGTERM: that is no lost Lease.
+                res = leader_rx.wait_for(|v| !*v) => {
+                    let _ = halt_tx.send(true);
+                    res.is_ok() && !*stopping.borrow()
+                }
                 _ = stop.wait_for(|v| *v) => { let _ = halt_tx.send(true); false }
             }
         })
@@ -183,8 +194,19 @@ async fn main() -> ExitCode {
         .into_iter()
         .map(|ns| run_namespace(ctx.clone(), ns, stopped(halt_rx.clone())));
     futures::future::join_all(runs).await;
+    drop(idle_leader_tx);
     ctx.autoscaler.stop_all();
     metrics.leader.set(0);
+    // On SIGTERM hand the Lease over now (controllers have stopped): a standby takes over in
+    // one of its rounds instead of after the Lease expires.
+    if let Some((elector, task)) = elector {
+        if *stop_rx.borrow() {
+            let _ = task.await;
+            if let Err(e) = elector.release().await {
+                error!(error = %e, "cannot release the leader Lease; it expires on its own");
+            }
+        }
+    }
     match lost.await {
         Ok(true) => {
             error!("lost leadership; exiting");

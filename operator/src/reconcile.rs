@@ -6,6 +6,7 @@
 
 pub mod deployment;
 pub mod download;
+pub mod download_policy;
 pub mod events;
 pub mod job;
 pub mod meta;
@@ -17,9 +18,7 @@ pub mod status;
 
 use std::{fmt::Debug, time::Duration};
 
-use glm_crds::{
-    annotations, reasons, GlmDeployment, ModelPhase, API_GROUP, API_VERSION, FIELD_MANAGER, KIND,
-};
+use glm_crds::{reasons, GlmDeployment, API_GROUP, API_VERSION, FIELD_MANAGER, KIND};
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, ReplicaSet},
@@ -38,23 +37,21 @@ use tracing::{debug, warn};
 
 use self::{
     deployment::{
-        desired_deployment, desired_replicas, served_model_of, DeploymentParams, ServedModel,
+        desired_deployment, desired_replicas, served_model, served_model_of, DeploymentParams,
+        ServedModel,
     },
-    download::{
-        job_failure_message, job_phase, parse_progress, parse_termination_message, running_pod,
-        termination_messages, DownloadFailure, DownloadResult, DownloadState, JobPhase,
-    },
+    download::{DownloadResult, DownloadState},
     events::{transition_events, PendingEvent},
     job::{desired_job, job_name, JobParams},
     meta::{name_ns, selector_string},
     pvc::{cache_claim_name, desired_pvc},
     service::desired_service,
-    spec_check::check_spec,
-    status::{compute_status, Problem, StatusInputs},
+    spec_check::{check_spec, unsupported_by_server},
+    status::{compute_status, Problem, ProblemScope, StatusInputs},
 };
 use crate::{
     autoscale::{
-        replicas_for_apply,
+        autoscaler_wanted, replicas_for_apply, replicas_to_write,
         runner::{ObjectKey, ScaleLoopConfig},
         ReplicasPlan,
     },
@@ -105,6 +102,10 @@ async fn report_problem(
     let problem = Problem {
         reason: err.reason(),
         message: err.to_string(),
+        scope: match err {
+            Error::ChildRejected { .. } => ProblemScope::Child,
+            _ => ProblemScope::Spec,
+        },
     };
     warn!(reason = problem.reason, message = %problem.message, "cannot honour the spec");
     let status = compute_status(&StatusInputs {
@@ -115,6 +116,7 @@ async fn report_problem(
         desired_replicas: desired_replicas(glmd),
         autoscaling: glmd.status.as_ref().and_then(|s| s.autoscaling.clone()),
         problem: Some(&problem),
+        scaling: false,
         now: Timestamp::now(),
     });
     let events = transition_events(glmd.status.as_ref(), &status);
@@ -165,19 +167,17 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
         name: name.to_string(),
     };
     let autoscaling = &glmd.spec.autoscaling;
-    let replicas =
-        match replicas_for_apply(autoscaling.enabled, glmd.spec.replicas, observed.as_ref()) {
-            ReplicasPlan::Set(n) => Some(n),
-            // The autoscaler's latest decision, or a first count before its loop has decided.
-            ReplicasPlan::OmitAutoscaled => ctx
-                .autoscaler
-                .desired_replicas(&key)
-                .or_else(|| observed.is_none().then(|| desired_replicas(glmd))),
-            ReplicasPlan::OmitForeignOwner(manager) => {
-                debug!(%manager, "replicas owned by another manager; leaving them alone");
-                None
-            }
-        };
+    let replicas_plan =
+        replicas_for_apply(autoscaling.enabled, glmd.spec.replicas, observed.as_ref());
+    if let ReplicasPlan::OmitForeignOwner(manager) = &replicas_plan {
+        debug!(%manager, "replicas owned by another manager; leaving them alone");
+    }
+    let replicas = replicas_to_write(
+        &replicas_plan,
+        ctx.autoscaler.desired_replicas(&key),
+        observed.is_some(),
+        desired_replicas(glmd),
+    );
     let image = glmd
         .spec
         .server
@@ -194,12 +194,21 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
             },
         )
     };
+    // What the server cannot run is not rendered at all (its pods would only crash); the
+    // cache and the download above still proceed.
+    let unsupported = unsupported_by_server(glmd);
     // The spec renders only on verified weights: the model path comes from the Job's result.
-    let mut spec_deployment = match &download {
-        DownloadState::Succeeded { result, .. } => Some(render(&ServedModel {
-            commit: result.commit.clone(),
-            path: result.path.clone(),
-        })?),
+    let mut spec_deployment = match (&download, &unsupported) {
+        (DownloadState::Succeeded { result, .. }, None) => {
+            // `--model` follows the contract (cache dir + verified commit), not whatever path
+            // the Job printed; a Job that disagrees is worth a log line.
+            let model = served_model(glmd, &result.commit);
+            if model.path != result.path {
+                warn!(reported = %result.path, contract = %model.path,
+                      "the download Job reported another directory than the contract's");
+            }
+            Some(render(&model)?)
+        }
         _ => None,
     };
     let desired_revision = spec_deployment
@@ -237,18 +246,21 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
             .map(|m| render(&m))
             .transpose()?,
     };
-    let deployment =
-        match rollout::deployment_to_apply(base, &plan, observed.as_ref(), &replica_sets) {
-            Some(desired) => {
-                let applied = apply(&deployments, &desired).await?;
-                let services: Api<Service> = Api::namespaced(client.clone(), ns);
-                apply(&services, &desired_service(glmd)?).await?;
-                Some(applied)
-            }
-            None => observed,
-        };
+    let to_apply = match unsupported {
+        Some(_) => None,
+        None => rollout::deployment_to_apply(base, &plan, observed.as_ref(), &replica_sets),
+    };
+    let deployment = match to_apply {
+        Some(desired) => {
+            let applied = apply(&deployments, &desired).await?;
+            let services: Api<Service> = Api::namespaced(client.clone(), ns);
+            apply_service(&services, &desired_service(glmd)?).await?;
+            Some(applied)
+        }
+        None => observed,
+    };
     let served = deployment.as_ref().and_then(served_model_of);
-    if autoscaling.enabled && deployment.is_some() {
+    if autoscaler_wanted(autoscaling.enabled, deployment.is_some()) {
         let config = ScaleLoopConfig::from_spec(
             autoscaling,
             name.to_string(),
@@ -283,20 +295,30 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
         deployment: deployment.as_ref(),
         desired_replicas: replicas,
         autoscaling: autoscaling_status,
-        problem: None,
+        problem: unsupported.as_ref(),
+        // Complete: the plan saw the Deployment before this apply; a new replica count on the
+        // same template is a scale too.
+        scaling: matches!(
+            plan.phase,
+            upgrade::Phase::Scaling | upgrade::Phase::Complete
+        ),
         now,
     });
     let mut status = status;
-    rollout::apply_to_status(
-        &mut status,
-        glmd.status.as_ref(),
-        &plan,
-        glmd.metadata.generation,
-        now,
-    );
+    if unsupported.is_none() {
+        rollout::apply_to_status(
+            &mut status,
+            glmd.status.as_ref(),
+            &plan,
+            glmd.metadata.generation,
+            now,
+        );
+    }
     let mut events = action_events;
     events.extend(transition_events(glmd.status.as_ref(), &status));
-    events.extend(rollout::plan_event(&plan));
+    if unsupported.is_none() {
+        events.extend(rollout::plan_event(&plan));
+    }
     patch_status(glmd, ctx, ns, &status).await?;
     publish(glmd, ctx, events).await;
 
@@ -329,119 +351,97 @@ async fn observe_download(
     events: &mut Vec<PendingEvent>,
 ) -> Result<DownloadState> {
     let job_name = job_name(glmd);
+    let previous = glmd.status.as_ref().and_then(|s| s.model.as_ref());
     // Already verified and recorded: the cache keeps it, the Job need not exist any more.
-    if let Some(m) = glmd.status.as_ref().and_then(|s| s.model.as_ref()) {
-        if m.phase == ModelPhase::Ready && m.job_name.as_deref() == Some(job_name.as_str()) {
-            if let (Some(commit), Some(path)) = (&m.commit, &m.path) {
-                let result = DownloadResult {
-                    commit: commit.clone(),
-                    path: path.clone(),
-                    bytes: m.bytes_done,
-                };
-                return Ok(DownloadState::Succeeded { job_name, result });
-            }
-        }
+    if let Some(result) = download_policy::recorded_result(previous, &job_name) {
+        return Ok(DownloadState::Succeeded { job_name, result });
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-    let Some(job) = jobs.get_opt(&job_name).await? else {
-        let image = glmd
-            .spec
-            .server
-            .image
-            .as_deref()
-            .unwrap_or(&ctx.config.default_image);
-        apply(&jobs, &desired_job(glmd, &JobParams { image })?).await?;
-        events.push(PendingEvent::normal(
-            reasons::DOWNLOAD_STARTED,
-            "Download",
-            format!(
-                "downloading {}@{} (Job {job_name})",
-                glmd.spec.model.repo, glmd.spec.model.revision
-            ),
-        ));
-        return Ok(DownloadState::Pending { job_name });
-    };
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    Ok(match job_phase(&job) {
-        JobPhase::Pending => DownloadState::Pending { job_name },
-        JobPhase::Running => {
-            let progress = match list_job_pods(&pods, &job_name).await {
-                Ok(items) => match running_pod(&items).map(|p| p.name_any()) {
-                    Some(pod) => {
-                        let lp = LogParams {
-                            container: Some(job::CONTAINER.into()),
-                            tail_lines: Some(20),
-                            ..LogParams::default()
-                        };
-                        // Progress is best effort: a log read failure must not stall reconcile.
-                        match pods.logs(&pod, &lp).await {
-                            Ok(log) => parse_progress(&log),
-                            Err(e) => {
-                                debug!(error = %e, "cannot read download log");
-                                None
-                            }
-                        }
-                    }
-                    None => None,
-                },
+    let job = jobs.get_opt(&job_name).await?;
+    let job_pods = match &job {
+        Some(_) => list_job_pods(&pods, &job_name).await?,
+        None => Vec::new(),
+    };
+    // The log is best effort: progress, or the result/error when the message was lost.
+    let log = match download_policy::log_wanted(job.as_ref(), &job_pods) {
+        Some(pod) => {
+            let lp = LogParams {
+                container: Some(job::CONTAINER.into()),
+                tail_lines: Some(20),
+                ..LogParams::default()
+            };
+            match pods.logs(&pod, &lp).await {
+                Ok(log) => Some(log),
                 Err(e) => {
-                    debug!(error = %e, "cannot list download pods");
+                    debug!(error = %e, pod, "cannot read the download log");
                     None
                 }
-            };
-            DownloadState::Running { job_name, progress }
-        }
-        JobPhase::Succeeded => {
-            let messages = termination_messages(&list_job_pods(&pods, &job_name).await?);
-            match messages
-                .iter()
-                .map(|m| parse_termination_message(m))
-                .find_map(Result::ok)
-            {
-                Some(result) => DownloadState::Succeeded { job_name, result },
-                None => {
-                    // The pod (and with it the result) was garbage-collected before we read it:
-                    // run the Job again; on a complete directory the download is a quick no-op.
-                    jobs.delete(&job_name, &DeleteParams::background()).await?;
-                    events.push(PendingEvent::normal(
-                        reasons::DOWNLOAD_RETRIED,
-                        "Download",
-                        format!("Job {job_name} succeeded but its result was lost; re-running it"),
-                    ));
-                    DownloadState::Pending { job_name }
-                }
             }
         }
-        JobPhase::Failed => {
-            let created_for: i64 = job
-                .annotations()
-                .get(annotations::GENERATION)
-                .and_then(|g| g.parse().ok())
-                .unwrap_or(0);
-            if glmd.metadata.generation.unwrap_or(0) > created_for {
-                // The spec changed since this attempt (maybe the fix): try again, once per change.
-                jobs.delete(&job_name, &DeleteParams::background()).await?;
-                events.push(PendingEvent::normal(
-                    reasons::DOWNLOAD_RETRIED,
-                    "Download",
-                    format!("spec changed; retrying the failed download Job {job_name}"),
-                ));
-                return Ok(DownloadState::Pending { job_name });
-            }
-            let messages =
-                termination_messages(&list_job_pods(&pods, &job_name).await.unwrap_or_default());
-            let failure = messages
-                .iter()
-                .map(|m| parse_termination_message(m))
-                .find_map(Result::err)
-                .unwrap_or_else(|| DownloadFailure {
-                    error: "job_failed".into(),
-                    message: job_failure_message(&job)
-                        .unwrap_or_else(|| "the download Job failed".into()),
-                });
-            DownloadState::Failed { job_name, failure }
+        None => None,
+    };
+    let decision = download_policy::decide(&download_policy::DownloadObservation {
+        job_name: &job_name,
+        job: job.as_ref(),
+        pods: &job_pods,
+        log: log.as_deref(),
+        generation: glmd.metadata.generation.unwrap_or(0),
+        previous,
+    });
+    match decision.action {
+        download_policy::JobAction::Keep => {}
+        download_policy::JobAction::Create => {
+            let image = glmd
+                .spec
+                .server
+                .image
+                .as_deref()
+                .unwrap_or(&ctx.config.default_image);
+            apply(&jobs, &desired_job(glmd, &JobParams { image })?).await?;
+            events.push(PendingEvent::normal(
+                reasons::DOWNLOAD_STARTED,
+                "Download",
+                format!(
+                    "downloading {}@{} (Job {job_name})",
+                    glmd.spec.model.repo, glmd.spec.model.revision
+                ),
+            ));
         }
-    })
+        download_policy::JobAction::Delete => {
+            jobs.delete(&job_name, &DeleteParams::background()).await?;
+        }
+    }
+    events.extend(decision.event);
+    if let DownloadState::Succeeded { .. } = &decision.state {
+        prune_download_jobs(glmd, &jobs, &job_name).await;
+    }
+    Ok(decision.state)
+}
+
+/// Deletes the download Jobs older than the last [`download_policy::KEEP_DOWNLOAD_JOBS`];
+/// best effort (a failure only leaves a Job behind until the next reconcile).
+async fn prune_download_jobs(glmd: &GlmDeployment, jobs: &Api<Job>, current: &str) {
+    let selector = meta::child_labels(&glmd.name_any(), "download")
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let lp = ListParams::default().labels(&selector);
+    let list = match jobs.list(&lp).await {
+        Ok(l) => l.items,
+        Err(e) => {
+            debug!(error = %e, "cannot list download Jobs");
+            return;
+        }
+    };
+    let names = download_policy::jobs_to_prune(&list, current, download_policy::KEEP_DOWNLOAD_JOBS);
+    for name in names {
+        match jobs.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => debug!(job = %name, "deleted an old download Job"),
+            Err(e) => debug!(job = %name, error = %e, "cannot delete an old download Job"),
+        }
+    }
 }
 
 /// The server Deployment's ReplicaSets and Pods (by its selector labels), for the rollout plan.
@@ -477,13 +477,54 @@ where
     api.patch(&name, &params, &Patch::Apply(obj))
         .await
         .map_err(|e| match e {
-            kube::Error::Api(status) if status.code == 422 => Error::ChildRejected {
-                kind: kind_of::<K>(),
-                name,
-                message: status.message,
-            },
+            kube::Error::Api(status)
+                if crate::error::refused_content(status.code, &status.message) =>
+            {
+                Error::ChildRejected {
+                    kind: kind_of::<K>(),
+                    name,
+                    message: status.message,
+                }
+            }
             other => Error::Kube(other),
         })
+}
+
+/// Applies the Service; when server-side apply cannot merge with someone's hand edit (a port
+/// changed with `kubectl patch` is another manager's list entry, and ours then duplicates
+/// its name), puts the operator's ports and selector back with a replace and applies again.
+async fn apply_service(api: &Api<Service>, desired: &Service) -> Result<Service> {
+    match apply(api, desired).await {
+        Err(Error::ChildRejected { name, message, .. }) => {
+            let Some(current) = api.get_opt(&name).await? else {
+                return Err(Error::ChildRejected {
+                    kind: "Service",
+                    name,
+                    message,
+                });
+            };
+            warn!(service = %name, %message, "server-side apply cannot merge a hand edit; replacing");
+            let repaired = service::repaired(&current, desired);
+            let params = kube::api::PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..kube::api::PostParams::default()
+            };
+            api.replace(&name, &params, &repaired)
+                .await
+                .map_err(|e| match e {
+                    kube::Error::Api(s) if crate::error::refused_content(s.code, &s.message) => {
+                        Error::ChildRejected {
+                            kind: "Service",
+                            name: name.clone(),
+                            message: s.message,
+                        }
+                    }
+                    other => Error::Kube(other),
+                })?;
+            apply(api, desired).await
+        }
+        other => other,
+    }
 }
 
 fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {

@@ -13,8 +13,13 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => registry
             .with(fmt::layer().json().with_writer(std::io::stderr))
             .try_init(),
+        // Colour codes only for a person at a terminal, never into log files or collectors.
         LogFormat::Text => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     // Already initialised (tests, embedding): keep the first subscriber.

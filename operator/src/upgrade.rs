@@ -207,6 +207,9 @@ pub enum Phase {
     OneAtATime,
     RollingBack,
     Complete,
+    /// The template is the current (completed) revision and only the pod count changes: a
+    /// scale, not a rollout. Ready stays True while some pods of the revision are available.
+    Scaling,
     Failed,
 }
 
@@ -316,7 +319,8 @@ pub struct RolloutPlan {
 /// Stable condition and Event reasons of rollouts.
 pub mod reasons {
     pub use glm_crds::reasons::{
-        AS_EXPECTED, DOWNLOAD_FAILED, PROGRESS_DEADLINE_EXCEEDED, ROLLING_OUT, WAITING_FOR_MODEL,
+        AS_EXPECTED, DOWNLOAD_FAILED, PROGRESS_DEADLINE_EXCEEDED, ROLLING_OUT, SCALING,
+        UNSCHEDULABLE, WAITING_FOR_MODEL,
     };
     pub const ROLLOUT_STARTED: &str = "RolloutStarted";
     pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";

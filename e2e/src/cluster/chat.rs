@@ -1,16 +1,92 @@
-//! Talking to the glm-server pods behind a GlmDeployment's Service through the API server's
-//! service proxy (`/api/v1/namespaces/NS/services/NAME:http/proxy/...`): no port-forward,
-//! no kubectl, works on any cluster the kubeconfig reaches, and spreads requests over the
-//! Service's ready endpoints like in-cluster clients.
+//! Talking to the glm-server pods behind a GlmDeployment's Service, the way in-cluster
+//! clients do (spread over the Service's ready endpoints):
+//! - on a real cluster, through the API server's service proxy
+//!   (`/api/v1/namespaces/NS/services/NAME:http/proxy/...`): no port-forward, no kubectl,
+//!   works on any cluster the kubeconfig reaches;
+//! - on the stand-in kubelet (pods are local processes on 127.0.0.x, and the API server has
+//!   no Endpoints for them), straight to the ready pods the Service selects, round robin,
+//!   as kube-proxy would.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glm_crds::GlmDeployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::{E2e, E2eError};
+
+/// How requests reach the server pods.
+pub enum Transport {
+    /// The API server's service proxy.
+    ApiProxy,
+    /// Direct HTTP to the ready pods' IPs (local pods only).
+    PodIps {
+        http: reqwest::Client,
+        next: AtomicUsize,
+    },
+}
+
+impl Transport {
+    pub fn new(local_pods: bool) -> Result<Self, E2eError> {
+        if !local_pods {
+            return Ok(Self::ApiProxy);
+        }
+        // No idle connections: a pooled connection to a pod that is draining can be closed
+        // under a new request, which a Service (new connection per request here) never sees.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| E2eError::Http(e.to_string()))?;
+        Ok(Self::PodIps {
+            http,
+            next: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// `podIP:port` of every ready, non-terminating pod selected by `selector`, with the port the
+/// Service's `targetPort` names (a number, or a container port name).
+pub fn ready_backends(pods: &[Pod], target: &IntOrString) -> Vec<String> {
+    let mut out = Vec::new();
+    for pod in pods {
+        if pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let Some(status) = pod.status.as_ref() else {
+            continue;
+        };
+        let ready = status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        let Some(ip) = status.pod_ip.as_deref() else {
+            continue;
+        };
+        let port = match target {
+            IntOrString::Int(p) => Some(*p),
+            IntOrString::String(name) => pod
+                .spec
+                .iter()
+                .flat_map(|s| s.containers.iter())
+                .flat_map(|c| c.ports.iter().flatten())
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .map(|p| p.container_port),
+        };
+        if let (true, Some(port)) = (ready, port) {
+            out.push(format!("{ip}:{port}"));
+        }
+    }
+    out.sort();
+    out
+}
 
 /// One chat completion's result.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,15 +141,91 @@ impl E2e {
         )
     }
 
-    /// GET through the service proxy, returning the body (error on non-2xx).
+    /// One ready backend of the Service's `http` port, round robin.
+    async fn backend(&self, service: &str, next: &AtomicUsize) -> Result<String, E2eError> {
+        let svc = Api::<Service>::namespaced(self.client.clone(), &self.namespace)
+            .get(service)
+            .await?;
+        let spec = svc.spec.unwrap_or_default();
+        let selector: BTreeMap<String, String> = spec.selector.unwrap_or_default();
+        let port = spec
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .find(|p| p.name.as_deref() == Some("http"))
+            .ok_or_else(|| E2eError::Object(format!("Service {service} has no port `http`")))?;
+        let target = port.target_port.unwrap_or(IntOrString::Int(port.port));
+        let labels = selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
+            .list(&ListParams::default().labels(&labels))
+            .await?;
+        let backends = ready_backends(&pods.items, &target);
+        if backends.is_empty() {
+            return Err(E2eError::Http(format!(
+                "Service {service} has no ready endpoint"
+            )));
+        }
+        let i = next.fetch_add(1, Ordering::Relaxed) % backends.len();
+        Ok(backends[i].clone())
+    }
+
+    /// Sends one request to the Service and returns the body (error on non-2xx).
+    async fn send(
+        &self,
+        service: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<String, E2eError> {
+        match &self.transport {
+            Transport::ApiProxy => {
+                let uri = self.proxy_path(service, path);
+                let req = match body {
+                    Some(b) => http::Request::post(uri)
+                        .header("content-type", "application/json")
+                        .body(b),
+                    None => http::Request::get(uri).body(Vec::new()),
+                }
+                .map_err(|e| E2eError::Http(e.to_string()))?;
+                self.client
+                    .request_text(req)
+                    .await
+                    .map_err(|e| E2eError::Http(format!("{path}: {e}")))
+            }
+            Transport::PodIps { http, next } => {
+                let backend = self.backend(service, next).await?;
+                let url = format!("http://{backend}{path}");
+                let req = match body {
+                    Some(b) => http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(b),
+                    None => http.get(&url),
+                };
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| E2eError::Http(format!("{url}: {e}")))?;
+                let status = resp.status();
+                let text = resp
+                    .text()
+                    .await
+                    .map_err(|e| E2eError::Http(format!("{url}: body: {e}")))?;
+                if status.is_success() {
+                    Ok(text)
+                } else {
+                    Err(E2eError::Http(format!("{url}: HTTP {status}: {text}")))
+                }
+            }
+        }
+    }
+
+    /// GET on the Service, returning the body (error on non-2xx).
     pub async fn get_text(&self, service: &str, path: &str) -> Result<String, E2eError> {
-        let req = http::Request::get(self.proxy_path(service, path))
-            .body(Vec::new())
-            .map_err(|e| E2eError::Http(e.to_string()))?;
-        self.client
-            .request_text(req)
-            .await
-            .map_err(|e| E2eError::Http(format!("GET {path}: {e}")))
+        self.send(service, path, None).await
     }
 
     /// One `/v1/chat/completions` request; `stream` exercises the SSE path.
@@ -92,13 +244,9 @@ impl E2e {
             "temperature": 0,
             "stream": stream,
         });
-        let req = http::Request::post(self.proxy_path(service, "/v1/chat/completions"))
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&body).map_err(|e| E2eError::Http(e.to_string()))?)
-            .map_err(|e| E2eError::Http(e.to_string()))?;
+        let body = serde_json::to_vec(&body).map_err(|e| E2eError::Http(e.to_string()))?;
         let text = self
-            .client
-            .request_text(req)
+            .send(service, "/v1/chat/completions", Some(body))
             .await
             .map_err(|e| E2eError::Http(format!("chat completion: {e}")))?;
         if stream {

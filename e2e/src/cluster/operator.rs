@@ -2,7 +2,7 @@
 //! glm-operator` does on a developer machine), with its log kept under
 //! `target/e2e-logs/<test>-operator.log` for failure analysis.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -18,7 +18,13 @@ pub mod flags {
     pub const LOG_FORMAT: &str = "--log-format";
     pub const ADMIN_PORT: &str = "--admin-port";
     pub const LEADER_ELECTION: &str = "--leader-election";
+    pub const LEASE_NAMESPACE: &str = "--lease-namespace";
+    pub const LEASE_NAME: &str = "--lease-name";
+    pub const IDENTITY: &str = "--identity";
 }
+
+/// Name of the Lease an operator started with leader election holds (in the test namespace).
+pub const E2E_LEASE: &str = "glm-operator-e2e";
 
 /// A running glm-operator; killed when dropped.
 pub struct OperatorProcess {
@@ -30,7 +36,14 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// Starts `$GLM_OPERATOR_BIN` (default: `target/debug/glm-operator`, built by `cargo
     /// build -p glm-operator`) watching `namespace`, and waits for its `/healthz`.
-    pub async fn start(test: &str, namespace: &str) -> Result<Self, E2eError> {
+    /// `leader`: run with leader election on the Lease [`E2E_LEASE`] in `namespace` under this
+    /// identity (`None`: no election, one operator per test namespace).
+    pub async fn start(
+        test: &str,
+        namespace: &str,
+        kubeconfig: Option<&Path>,
+        leader: Option<&str>,
+    ) -> Result<Self, E2eError> {
         let bin = operator_binary()?;
         let logs = crate::workspace_root().join("target").join("e2e-logs");
         std::fs::create_dir_all(&logs)
@@ -44,15 +57,25 @@ impl OperatorProcess {
         let port = free_port()?;
         let admin_addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(&bin);
-        // One operator per test namespace: no Lease needed.
         cmd.arg(format!("{}={namespace}", flags::NAMESPACE))
             .arg(format!("{}=text", flags::LOG_FORMAT))
-            .arg(format!("{}={port}", flags::ADMIN_PORT))
-            .arg(format!("{}=false", flags::LEADER_ELECTION))
-            .env(
-                "RUST_LOG",
-                std::env::var("GLM_E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
-            );
+            .arg(format!("{}={port}", flags::ADMIN_PORT));
+        match leader {
+            Some(identity) => cmd
+                .arg(format!("{}=true", flags::LEADER_ELECTION))
+                .arg(format!("{}={namespace}", flags::LEASE_NAMESPACE))
+                .arg(format!("{}={E2E_LEASE}", flags::LEASE_NAME))
+                .arg(format!("{}={identity}", flags::IDENTITY)),
+            // One operator per test namespace: no Lease needed.
+            None => cmd.arg(format!("{}=false", flags::LEADER_ELECTION)),
+        };
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("GLM_E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
+        );
+        if let Some(path) = kubeconfig {
+            cmd.env("KUBECONFIG", path);
+        }
         if let Ok(image) = std::env::var("GLM_E2E_SERVER_IMAGE") {
             cmd.arg(format!("{}={image}", flags::DEFAULT_IMAGE));
         }
@@ -100,6 +123,24 @@ impl OperatorProcess {
         if let Err(e) = self.child.kill().await {
             tracing::warn!(error = %e, "stopping the operator process");
         }
+    }
+
+    /// Sends SIGTERM (what the kubelet does to a pod) and waits up to `grace` for the exit;
+    /// kills it after that. Returns whether it exited on its own.
+    pub async fn terminate(mut self, grace: Duration) -> bool {
+        if let Some(pid) = self.child.id() {
+            let sent = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await
+                .is_ok_and(|s| s.success());
+            if sent && tokio::time::timeout(grace, self.child.wait()).await.is_ok() {
+                return true;
+            }
+        }
+        self.stop().await;
+        false
     }
 }
 

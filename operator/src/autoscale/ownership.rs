@@ -47,6 +47,28 @@ pub fn replicas_for_apply(
     }
 }
 
+/// The replica count to write into the applied Deployment (`None` leaves the field to its
+/// owner): the spec's, or for autoscaling the autoscaler's latest `decided` count, or a first
+/// count (`initial`) when the Deployment does not exist yet and the loop has not decided.
+pub fn replicas_to_write(
+    plan: &ReplicasPlan,
+    decided: Option<i32>,
+    deployment_exists: bool,
+    initial: i32,
+) -> Option<i32> {
+    match plan {
+        ReplicasPlan::Set(n) => Some(*n),
+        ReplicasPlan::OmitAutoscaled => decided.or((!deployment_exists).then_some(initial)),
+        ReplicasPlan::OmitForeignOwner(_) => None,
+    }
+}
+
+/// Whether the autoscaler loop should run for a GlmDeployment: autoscaling asked for and a
+/// server Deployment to scale (none while the weights download or the server cannot run it).
+pub fn autoscaler_wanted(enabled: bool, deployment_exists: bool) -> bool {
+    enabled && deployment_exists
+}
+
 /// The first manager other than the operator that owns `spec.replicas`, if any.
 pub fn foreign_replicas_manager(deployment: &Deployment) -> Option<String> {
     let fields = deployment.metadata.managed_fields.as_ref()?;
@@ -72,6 +94,28 @@ pub fn foreign_replicas_manager(deployment: &Deployment) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replica_count_table() {
+        let foreign = ReplicasPlan::OmitForeignOwner("hpa".into());
+        let cases = [
+            (ReplicasPlan::Set(3), Some(7), true, 1, Some(3)),
+            (ReplicasPlan::OmitAutoscaled, Some(7), true, 1, Some(7)),
+            (ReplicasPlan::OmitAutoscaled, None, true, 1, None),
+            (ReplicasPlan::OmitAutoscaled, None, false, 2, Some(2)),
+            (foreign, Some(7), true, 1, None),
+        ];
+        for (plan, decided, exists, initial, want) in cases {
+            assert_eq!(
+                replicas_to_write(&plan, decided, exists, initial),
+                want,
+                "{plan:?} {decided:?} {exists}"
+            );
+        }
+        assert!(autoscaler_wanted(true, true));
+        assert!(!autoscaler_wanted(true, false));
+        assert!(!autoscaler_wanted(false, true));
+    }
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
     use serde_json::json;
 

@@ -8,8 +8,9 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
-            Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
-            HTTPGetAction, Lifecycle, LifecycleHandler, PersistentVolumeClaimVolumeSource, PodSpec,
+            Affinity, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+            ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler,
+            PersistentVolumeClaimVolumeSource, PodAffinity, PodAffinityTerm, PodSpec,
             PodTemplateSpec, Probe, ResourceRequirements, SecretKeySelector, Volume, VolumeMount,
         },
     },
@@ -40,6 +41,20 @@ const STARTUP_FAILURE_THRESHOLD: i32 = 360;
 pub struct ServedModel {
     pub commit: String,
     pub path: String,
+}
+
+/// The model a verified commit is served from, per docs/contract.md: the built-in demo is
+/// `demo`, anything else `/models/OWNER--NAME/<commit>`.
+pub fn served_model(glmd: &GlmDeployment, commit: &str) -> ServedModel {
+    let path = if glmd.spec.model.is_builtin_demo() {
+        glm_crds::DEMO_MODEL.to_string()
+    } else {
+        format!("{}/{commit}", glm_crds::model_dir(&glmd.spec.model.repo))
+    };
+    ServedModel {
+        commit: commit.to_string(),
+        path,
+    }
 }
 
 /// Inputs besides the GlmDeployment.
@@ -101,8 +116,11 @@ pub fn serve_args(glmd: &GlmDeployment, model: &ServedModel) -> Vec<String> {
     if s.dtype != glm_crds::Dtype::Auto {
         args.extend(["--dtype".into(), s.dtype.as_str().into()]);
     }
+    if glmd.spec.resources.gpus > 0 {
+        args.extend(["--device".into(), "cuda".into()]);
+    }
     if let Some(f) = s.kv_cache_fraction {
-        args.extend(["--kv-cache-memory".into(), f.to_string()]);
+        args.extend(["--kv-cache-memory".into(), fraction_arg(f)]);
     }
     if let Some(p) = s.tool_call_parser.flag() {
         args.extend(["--tool-call-parser".into(), p.into()]);
@@ -119,6 +137,17 @@ pub fn serve_args(glmd: &GlmDeployment, model: &ServedModel) -> Vec<String> {
     ]);
     args.extend(s.extra_args.iter().cloned());
     args
+}
+
+/// A fraction as the server reads it: always with a decimal point, because `--kv-cache-memory`
+/// takes bytes too and `1` would be one byte (`1.0` is all of the memory left).
+pub fn fraction_arg(f: f64) -> String {
+    let s = f.to_string();
+    if s.contains(['.', 'e', 'E']) || !f.is_finite() {
+        s
+    } else {
+        format!("{s}.0")
+    }
 }
 
 fn http_probe(path: &str, period: i32, failure_threshold: i32, timeout: i32) -> Probe {
@@ -177,6 +206,34 @@ fn env(glmd: &GlmDeployment) -> Option<Vec<EnvVar>> {
     }
     env.extend(s.env.iter().filter(|e| e.name != "GLM_API_KEY").cloned());
     (!env.is_empty()).then_some(env)
+}
+
+/// A ReadWriteOnce cache attaches to one node at a time: with more than one replica possible
+/// (replicas or the autoscaler's maximum), every server pod must run on the node that has it,
+/// or a real CSI driver refuses the second attach and the pod never starts. Pinned with a
+/// required pod affinity to the other server pods on the same host (the first pod is placed
+/// freely). A user-given `spec.resources.affinity` replaces this: they decide.
+pub fn same_node_for_rwo_cache(glmd: &GlmDeployment) -> Option<Affinity> {
+    let spec = &glmd.spec;
+    let many = spec.replicas > 1 || (spec.autoscaling.enabled && spec.autoscaling.max_replicas > 1);
+    let rwo = spec.cache.access_mode == glm_crds::AccessMode::ReadWriteOnce;
+    if spec.model.is_builtin_demo() || !rwo || !many {
+        return None;
+    }
+    Some(Affinity {
+        pod_affinity: Some(PodAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                label_selector: Some(LabelSelector {
+                    match_labels: Some(selector_labels(&glmd.name_any())),
+                    match_expressions: None,
+                }),
+                topology_key: "kubernetes.io/hostname".into(),
+                ..PodAffinityTerm::default()
+            }]),
+            ..PodAffinity::default()
+        }),
+        ..Affinity::default()
+    })
 }
 
 /// The server Deployment.
@@ -290,7 +347,7 @@ pub fn desired_deployment(
                     ),
                     node_selector: (!r.node_selector.is_empty()).then(|| r.node_selector.clone()),
                     tolerations: (!r.tolerations.is_empty()).then(|| r.tolerations.clone()),
-                    affinity: r.affinity.clone(),
+                    affinity: r.affinity.clone().or_else(|| same_node_for_rwo_cache(glmd)),
                     priority_class_name: r.priority_class_name.clone(),
                     ..PodSpec::default()
                 }),

@@ -33,12 +33,21 @@ pub struct Progress {
 pub enum DownloadState {
     /// No Job (not created yet, or the spec is invalid).
     Absent,
-    /// Job exists, no pod running yet.
-    Pending { job_name: String },
+    /// Job exists (or is about to), no pod running yet.
+    Pending {
+        job_name: String,
+        /// Why nothing runs yet (Unschedulable, a failed attempt being retried...).
+        note: Option<String>,
+        /// Re-runs spent on a lost result (see `download_policy`).
+        reruns: i32,
+    },
     /// A pod is downloading.
     Running {
         job_name: String,
         progress: Option<Progress>,
+        /// Why there is no progress line (yet).
+        note: Option<String>,
+        reruns: i32,
     },
     /// Verified; `result` from the termination message.
     Succeeded {
@@ -138,6 +147,40 @@ pub fn parse_progress(log: &str) -> Option<Progress> {
     })
 }
 
+/// The result in the log's `complete` line (`{"event":"complete","commit","path","bytes"}`),
+/// for when the termination message is lost.
+pub fn parse_complete(log: &str) -> Option<DownloadResult> {
+    #[derive(Deserialize)]
+    struct Complete {
+        event: String,
+        commit: String,
+        path: String,
+        bytes: Option<i64>,
+    }
+    log.lines().rev().find_map(|line| {
+        let c: Complete = serde_json::from_str(line.trim()).ok()?;
+        (c.event == "complete" && is_commit_sha(&c.commit)).then_some(DownloadResult {
+            commit: c.commit,
+            path: c.path,
+            bytes: c.bytes,
+        })
+    })
+}
+
+/// The failure in the log's `error (<kind>): <message>` line (what `glm-server download`
+/// prints on stderr before exiting), for when the termination message is lost.
+pub fn parse_failure_line(log: &str) -> Option<DownloadFailure> {
+    log.lines().rev().find_map(|line| {
+        let rest = line.trim().strip_prefix("error (")?;
+        let (kind, message) = rest.split_once("): ")?;
+        let kind_ok = !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        kind_ok.then(|| DownloadFailure {
+            error: kind.to_string(),
+            message: clip(message),
+        })
+    })
+}
+
 /// Job phase from its status conditions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobPhase {
@@ -228,6 +271,35 @@ mod tests {
     use super::*;
 
     const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    #[test]
+    fn results_and_failures_are_read_from_the_log_too() {
+        let log = format!(
+            "{{\"event\":\"progress\",\"bytes_done\":1,\"bytes_total\":2}}\n\
+             {{\"event\":\"complete\",\"commit\":\"{SHA}\",\"path\":\"/models/a--b/{SHA}\",\"bytes\":2}}\n"
+        );
+        assert_eq!(
+            parse_complete(&log),
+            Some(DownloadResult {
+                commit: SHA.into(),
+                path: format!("/models/a--b/{SHA}"),
+                bytes: Some(2),
+            })
+        );
+        assert_eq!(
+            parse_complete("{\"event\":\"progress\",\"bytes_done\":1}"),
+            None
+        );
+        let failed = "2026-12-07 INFO starting\nerror (not_found): repository a/b not found on https://hub\n";
+        assert_eq!(
+            parse_failure_line(failed),
+            Some(DownloadFailure {
+                error: "not_found".into(),
+                message: "repository a/b not found on https://hub".into(),
+            })
+        );
+        assert_eq!(parse_failure_line("error: something else"), None);
+    }
 
     #[test]
     fn termination_messages_per_contract() {

@@ -55,6 +55,7 @@ fn static_reason(reason: &str) -> &'static str {
         reasons::CHILD_REJECTED,
         reasons::PROGRESS_DEADLINE_EXCEEDED,
         reasons::DOWNLOAD_FAILED,
+        reasons::UNSUPPORTED_BY_SERVER,
     ]
     .into_iter()
     .find(|r| *r == reason)
@@ -77,7 +78,9 @@ pub fn transition_events(
     let prev_model = prev.and_then(|p| p.model.as_ref());
     if let Some(m) = &new.model {
         let changed = prev_model.is_none_or(|p| p.phase != m.phase || p.job_name != m.job_name);
-        if changed && m.phase == ModelPhase::Ready {
+        // Only a download Job verifies a model; the built-in demo has none.
+        let downloaded = m.job_name.as_deref().is_some_and(|j| !j.is_empty());
+        if changed && downloaded && m.phase == ModelPhase::Ready {
             out.push(PendingEvent::normal(
                 reasons::DOWNLOAD_SUCCEEDED,
                 "Download",
@@ -222,5 +225,11 @@ mod tests {
             Some("b"),
         );
         assert_eq!(reasons_of(Some(&ready), &deadline), []);
+        // The built-in demo model: Ready without a download Job is no DownloadSucceeded.
+        let mut demo = ready.clone();
+        if let Some(m) = demo.model.as_mut() {
+            m.job_name = None;
+        }
+        assert_eq!(reasons_of(None, &demo), [(false, "ReplicasReady")]);
     }
 }

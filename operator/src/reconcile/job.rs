@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use glm_crds::{annotations, labels, model_dir, GlmDeployment, MODELS_MOUNT};
 use k8s_openapi::{
     api::{
-        batch::v1::{Job, JobSpec},
+        batch::v1::{
+            Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+            PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+        },
         core::v1::{
             Container, KeyToPath, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
             ResourceRequirements, SecretVolumeSource, Volume, VolumeMount,
@@ -29,6 +32,36 @@ pub const TOKEN_DIR: &str = "/var/run/glm/hf-token";
 pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 /// Container name of the download pod (used when reading its log).
 pub const CONTAINER: &str = "download";
+
+/// Exit statuses of `glm-server download` that no retry can fix (docs/contract.md):
+/// invalid_argument, not_found, unauthorized, gated.
+pub const PERMANENT_EXIT_CODES: [i32; 4] = [2, 3, 4, 5];
+
+/// Fail the Job at once on a permanent failure; a pod evicted or preempted does not count
+/// against `backoffLimit`.
+pub fn pod_failure_policy() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![
+            PodFailurePolicyRule {
+                action: "FailJob".into(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: Some(CONTAINER.into()),
+                    operator: "In".into(),
+                    values: PERMANENT_EXIT_CODES.to_vec(),
+                }),
+                on_pod_conditions: None,
+            },
+            PodFailurePolicyRule {
+                action: "Ignore".into(),
+                on_exit_codes: None,
+                on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                    type_: "DisruptionTarget".into(),
+                    status: "True".into(),
+                }]),
+            },
+        ],
+    }
+}
 
 /// Short hash of everything that decides what the Job downloads.
 pub fn download_key(glmd: &GlmDeployment) -> String {
@@ -177,6 +210,7 @@ pub fn desired_job(glmd: &GlmDeployment, params: &JobParams<'_>) -> Result<Job> 
         metadata: meta,
         spec: Some(JobSpec {
             backoff_limit: Some(spec.model.download.backoff_limit),
+            pod_failure_policy: Some(pod_failure_policy()),
             active_deadline_seconds: Some(spec.model.download.active_deadline_seconds),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -206,6 +240,25 @@ mod tests {
     use super::*;
     use crate::fixtures::glmd;
     use glm_crds::SecretKeyRef;
+
+    #[test]
+    fn permanent_failures_fail_the_job_at_once() {
+        let job = desired_job(&glmd(), &JobParams { image: "img" }).unwrap();
+        let spec = job.spec.unwrap();
+        assert_eq!(
+            spec.template.spec.unwrap().restart_policy.as_deref(),
+            Some("Never")
+        );
+        let rules = spec.pod_failure_policy.unwrap().rules;
+        let fail = rules.iter().find(|r| r.action == "FailJob").unwrap();
+        let codes = fail.on_exit_codes.as_ref().unwrap();
+        assert_eq!(codes.container_name.as_deref(), Some(CONTAINER));
+        assert_eq!(
+            (codes.operator.as_str(), codes.values.as_slice()),
+            ("In", &[2, 3, 4, 5][..])
+        );
+        assert!(rules.iter().any(|r| r.action == "Ignore"));
+    }
 
     #[test]
     fn args_follow_the_contract() {

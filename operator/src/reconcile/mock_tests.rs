@@ -104,6 +104,14 @@ async fn succeeded_job_creates_deployment_and_service() {
             vec![pod],
         )
         .await;
+        // The download succeeded: older download Jobs are pruned (none here).
+        api.list(
+            &format!("{NS_BATCH}/jobs"),
+            "labelSelector=app.kubernetes.io%2Fcomponent%3Ddownload",
+            "JobList",
+            vec![],
+        )
+        .await;
         api.get(&format!("{NS_APPS}/deployments/glm45"), None).await;
         let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
         assert_eq!(d["spec"]["replicas"], 2);

@@ -235,6 +235,14 @@ async fn succeeded_job_rolls_out_the_new_template() {
             vec![pod],
         )
         .await;
+        // The download succeeded: older download Jobs are pruned (none here).
+        api.list(
+            &format!("{NS_BATCH}/jobs"),
+            "labelSelector=app.kubernetes.io%2Fcomponent%3Ddownload",
+            "JobList",
+            vec![],
+        )
+        .await;
         api.get(&format!("{NS_APPS}/deployments/glm45"), Some(observed))
             .await;
         api.list(

@@ -2,7 +2,10 @@
 //! mistakes at `kubectl apply`, but an object can predate a schema fix or come from a CRD
 //! installed without validation; children built from a broken spec would fail later and worse.
 
-use glm_crds::GlmDeployment;
+use glm_crds::{reasons, GlmDeployment};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use super::status::{Problem, ProblemScope};
 
 /// Every problem found, each naming the field; empty = the spec can be honoured.
 pub fn check_spec(glmd: &GlmDeployment) -> Vec<String> {
@@ -68,7 +71,62 @@ pub fn check_spec(glmd: &GlmDeployment) -> Vec<String> {
     if s.rollout.drain_seconds < 0 {
         problems.push("spec.rollout.drainSeconds must be >= 0".into());
     }
+    let quantities = [
+        ("spec.resources.cpu", &s.resources.cpu),
+        ("spec.resources.memory", &s.resources.memory),
+        ("spec.cache.size", &c.size),
+    ];
+    for (field, q) in quantities {
+        if let Some(Quantity(text)) = q {
+            if !is_quantity(text) {
+                problems.push(format!(
+                    "{field} must be a non-negative Kubernetes quantity such as 500m, 16Gi or 2, got {text:?}"
+                ));
+            }
+        }
+    }
     problems
+}
+
+/// The grammar of a non-negative `resource.Quantity` (the CRD's `QUANTITY_PATTERN`):
+/// `+`? then digits with an optional fraction, then an optional suffix: a binary SI unit
+/// (`Ki`..`Ei`), a decimal SI unit (`n u m k M G T P E`) or an exponent (`e3`, `E-2`).
+pub fn is_quantity(text: &str) -> bool {
+    let s = text.strip_prefix('+').unwrap_or(text);
+    let number_len = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(number_len);
+    let digits = number.chars().filter(char::is_ascii_digit).count();
+    if digits == 0 || number.matches('.').count() > 1 {
+        return false;
+    }
+    match suffix {
+        "" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E" => true,
+        "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => true,
+        _ => {
+            let Some(exp) = suffix.strip_prefix(['e', 'E']) else {
+                return false;
+            };
+            let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+            !exp.is_empty() && exp.chars().all(|c| c.is_ascii_digit())
+        }
+    }
+}
+
+/// What the bundled glm-server cannot run yet, though the schema allows it (docs/contract.md):
+/// the Deployment is not rendered (its pods would only crash), the model is still fetched.
+pub fn unsupported_by_server(glmd: &GlmDeployment) -> Option<Problem> {
+    let tp = glmd.spec.server.tensor_parallel_size;
+    (tp > 1).then(|| Problem {
+        reason: reasons::UNSUPPORTED_BY_SERVER,
+        message: format!(
+            "spec.server.tensorParallelSize is {tp}: glm-server does not support tensor \
+             parallelism yet; the server Deployment is not created (the model cache is still \
+             filled). Set it to 1 to serve from one GPU per replica."
+        ),
+        scope: ProblemScope::Server,
+    })
 }
 
 #[cfg(test)]
@@ -79,6 +137,34 @@ mod tests {
     #[test]
     fn valid_fixture_passes() {
         assert_eq!(check_spec(&glmd()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn quantities_follow_the_api_server_grammar() {
+        for ok in [
+            "1", "500m", "16Gi", "1.5", ".5", "2e3", "1E-2", "+4", "800Gi", "0",
+        ] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in [
+            "lots", "1 gig", "-5Gi", "", "Gi", "1.2.3", "5GB", "1e", "1ki", "5 ",
+        ] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tensor_parallelism_is_refused_as_unsupported_by_the_server() {
+        let mut g = glmd();
+        g.spec.server.tensor_parallel_size = 1;
+        assert_eq!(unsupported_by_server(&g), None);
+        g.spec.resources.gpus = 8;
+        g.spec.server.tensor_parallel_size = 8;
+        let p = unsupported_by_server(&g).unwrap();
+        assert_eq!(p.reason, "UnsupportedByServer");
+        assert_eq!(p.scope, ProblemScope::Server);
+        assert!(p.message.contains("spec.server.tensorParallelSize"));
+        assert!(p.message.contains("tensor parallelism"));
     }
 
     #[test]
@@ -121,6 +207,19 @@ mod tests {
                 "spec.server.enableAutoToolChoice",
             ),
             (|g| g.spec.replicas = -1, "spec.replicas"),
+            // Objects stored before the CRD had a quantity pattern.
+            (
+                |g| g.spec.resources.cpu = Some(Quantity("lots".into())),
+                "spec.resources.cpu",
+            ),
+            (
+                |g| g.spec.resources.memory = Some(Quantity("1 gig".into())),
+                "spec.resources.memory",
+            ),
+            (
+                |g| g.spec.cache.size = Some(Quantity("-5Gi".into())),
+                "spec.cache.size",
+            ),
         ];
         for (mutate, field) in cases {
             let mut g = glmd();

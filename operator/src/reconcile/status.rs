@@ -21,6 +21,20 @@ use super::{
 pub struct Problem {
     pub reason: &'static str,
     pub message: String,
+    pub scope: ProblemScope,
+}
+
+/// What a problem says about the conditions besides Degraded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemScope {
+    /// The spec cannot be honoured at all: every condition carries the problem.
+    Spec,
+    /// The API server refused a child: the spec and the model are not at fault, so Ready and
+    /// ModelReady keep what was last observed; Degraded carries the server's message.
+    Child,
+    /// The server cannot run the spec (no Deployment is rendered), but the model is fetched:
+    /// ModelReady follows the download.
+    Server,
 }
 
 /// Everything the status is computed from.
@@ -36,6 +50,8 @@ pub struct StatusInputs<'a> {
     /// `status.autoscaling` (the autoscaler's last round; `None` when autoscaling is off).
     pub autoscaling: Option<glm_crds::AutoscalingStatus>,
     pub problem: Option<&'a Problem>,
+    /// The rollout plan says only the pod count of the current revision changes.
+    pub scaling: bool,
     pub now: Timestamp,
 }
 
@@ -113,19 +129,28 @@ pub fn condition(
     }
 }
 
-fn gib(bytes: i64) -> String {
-    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+/// Bytes for people: GiB from 1 GiB up, MiB below (a 40 MB model is not `0.0 GiB`), KiB
+/// below 1 MiB.
+pub fn human_bytes(bytes: i64) -> String {
+    let b = bytes.max(0) as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", b / (1u64 << 30) as f64)
+    } else if b >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", b / 1024.0)
+    }
 }
 
 fn progress_message(p: &Progress) -> String {
     let mut msg = match p.bytes_total {
         Some(total) if total > 0 => format!(
             "{} of {} ({:.0}%)",
-            gib(p.bytes_done),
-            gib(total),
+            human_bytes(p.bytes_done),
+            human_bytes(total),
             100.0 * p.bytes_done as f64 / total as f64
         ),
-        _ => format!("{} downloaded", gib(p.bytes_done)),
+        _ => format!("{} downloaded", human_bytes(p.bytes_done)),
     };
     if let Some(rate) = p.rate_bytes_per_s {
         msg.push_str(&format!(", {:.0} MB/s", rate / 1e6));
@@ -146,19 +171,33 @@ fn model_status(
     let same_job = |job: &str| previous.filter(|m| m.job_name.as_deref() == Some(job));
     match download {
         DownloadState::Absent => previous.cloned(),
-        DownloadState::Pending { job_name } => Some(ModelStatus {
+        DownloadState::Pending {
+            job_name,
+            note,
+            reruns,
+        } => Some(ModelStatus {
             phase: ModelPhase::Pending,
             requested_revision: requested,
             job_name: Some(job_name.clone()),
-            message: Some("download Job created, waiting for its pod".into()),
+            result_reruns: (*reruns > 0).then_some(*reruns),
+            message: Some(
+                note.clone()
+                    .unwrap_or_else(|| "download Job created, waiting for its pod".into()),
+            ),
             ..ModelStatus::default()
         }),
-        DownloadState::Running { job_name, progress } => {
+        DownloadState::Running {
+            job_name,
+            progress,
+            note,
+            reruns,
+        } => {
             let prev = same_job(job_name);
             Some(ModelStatus {
                 phase: ModelPhase::Downloading,
                 requested_revision: requested,
                 job_name: Some(job_name.clone()),
+                result_reruns: (*reruns > 0).then_some(*reruns),
                 bytes_done: progress
                     .as_ref()
                     .map(|p| p.bytes_done)
@@ -170,6 +209,7 @@ fn model_status(
                 message: progress
                     .as_ref()
                     .map(progress_message)
+                    .or_else(|| note.clone())
                     .or(prev.and_then(|m| m.message.clone()))
                     .or(Some("downloading".into())),
                 ..ModelStatus::default()
@@ -180,7 +220,9 @@ fn model_status(
             requested_revision: requested,
             commit: Some(result.commit.clone()),
             path: Some(result.path.clone()),
-            job_name: Some(job_name.clone()),
+            // The built-in demo model has no Job: nothing was downloaded.
+            job_name: (!job_name.is_empty()).then(|| job_name.clone()),
+            result_reruns: None,
             bytes_done: result.bytes,
             bytes_total: result.bytes,
             message: Some(format!("verified commit {}", result.commit)),
@@ -222,64 +264,88 @@ pub fn compute_status(inp: &StatusInputs<'_>) -> GlmDeploymentStatus {
         dep_status.map_or(prev.updated_replicas, |s| s.updated_replicas.unwrap_or(0));
     let model = model_status(glmd, inp.download, prev.model.as_ref());
 
-    let model_ready = match (inp.problem, inp.download) {
-        (Some(p), _) => cond(conditions::MODEL_READY, false, p.reason, p.message.clone()),
-        (None, DownloadState::Succeeded { result, .. }) => cond(
-            conditions::MODEL_READY,
-            true,
-            reasons::MODEL_READY,
-            format!("commit {} verified at {}", result.commit, result.path),
-        ),
-        (None, DownloadState::Running { .. }) => cond(
-            conditions::MODEL_READY,
-            false,
-            reasons::DOWNLOADING,
-            model
-                .as_ref()
-                .and_then(|m| m.message.clone())
-                .unwrap_or_default(),
-        ),
-        (None, DownloadState::Failed { failure, .. }) => cond(
-            conditions::MODEL_READY,
-            false,
-            reasons::DOWNLOAD_FAILED,
-            format!("{}: {}", failure.error, failure.message),
-        ),
-        (None, DownloadState::Pending { .. } | DownloadState::Absent) => cond(
-            conditions::MODEL_READY,
-            false,
-            reasons::DOWNLOAD_PENDING,
-            "waiting for the download Job to start".into(),
-        ),
+    let kept = |t: &str| {
+        inp.problem
+            .filter(|p| p.scope == ProblemScope::Child)
+            .and_then(|_| prev.condition(t).cloned())
+    };
+    let model_problem = inp.problem.filter(|p| p.scope == ProblemScope::Spec);
+    let model_ready = if let Some(c) = kept(conditions::MODEL_READY) {
+        c
+    } else {
+        match (model_problem, inp.download) {
+            (Some(p), _) => cond(conditions::MODEL_READY, false, p.reason, p.message.clone()),
+            (None, DownloadState::Succeeded { result, .. }) => cond(
+                conditions::MODEL_READY,
+                true,
+                reasons::MODEL_READY,
+                format!("commit {} verified at {}", result.commit, result.path),
+            ),
+            (None, DownloadState::Running { .. }) => cond(
+                conditions::MODEL_READY,
+                false,
+                reasons::DOWNLOADING,
+                model
+                    .as_ref()
+                    .and_then(|m| m.message.clone())
+                    .unwrap_or_default(),
+            ),
+            (None, DownloadState::Failed { failure, .. }) => cond(
+                conditions::MODEL_READY,
+                false,
+                reasons::DOWNLOAD_FAILED,
+                format!("{}: {}", failure.error, failure.message),
+            ),
+            (None, DownloadState::Pending { note, .. }) => cond(
+                conditions::MODEL_READY,
+                false,
+                reasons::DOWNLOAD_PENDING,
+                note.clone()
+                    .unwrap_or_else(|| "waiting for the download Job to start".into()),
+            ),
+            (None, DownloadState::Absent) => cond(
+                conditions::MODEL_READY,
+                false,
+                reasons::DOWNLOAD_PENDING,
+                "waiting for the download Job to start".into(),
+            ),
+        }
     };
 
-    let ready = match (inp.problem, inp.served) {
-        (Some(p), _) => cond(conditions::READY, false, p.reason, p.message.clone()),
-        (None, None) => cond(
-            conditions::READY,
-            false,
-            reasons::WAITING_FOR_MODEL,
-            "the model is not downloaded yet".into(),
-        ),
-        (None, Some(_)) if desired == 0 => cond(
-            conditions::READY,
-            false,
-            reasons::SCALED_TO_ZERO,
-            "0 replicas requested".into(),
-        ),
-        (None, Some(_)) => {
-            let ok = inp.deployment.is_some() && ready_replicas >= desired;
-            let reason = if ok {
-                reasons::REPLICAS_READY
-            } else {
-                reasons::REPLICAS_NOT_READY
-            };
-            cond(
+    let ready = if let Some(c) = kept(conditions::READY) {
+        c
+    } else {
+        match (inp.problem, inp.served) {
+            (Some(p), _) => cond(conditions::READY, false, p.reason, p.message.clone()),
+            (None, None) => cond(
                 conditions::READY,
-                ok,
-                reason,
-                format!("{ready_replicas}/{desired} replicas ready"),
-            )
+                false,
+                reasons::WAITING_FOR_MODEL,
+                "the model is not downloaded yet".into(),
+            ),
+            (None, Some(_)) if desired == 0 => cond(
+                conditions::READY,
+                false,
+                reasons::SCALED_TO_ZERO,
+                "0 replicas requested".into(),
+            ),
+            (None, Some(_)) => {
+                // A scale is not a rollout: the revision keeps serving while pods come and go.
+                let scaling = inp.scaling && ready_replicas >= 1 && ready_replicas < desired;
+                let ok = inp.deployment.is_some() && (ready_replicas >= desired || scaling);
+                let reason = if ok {
+                    reasons::REPLICAS_READY
+                } else {
+                    reasons::REPLICAS_NOT_READY
+                };
+                let note = if scaling { " (scaling)" } else { "" };
+                cond(
+                    conditions::READY,
+                    ok,
+                    reason,
+                    format!("{ready_replicas}/{desired} replicas ready{note}"),
+                )
+            }
         }
     };
 

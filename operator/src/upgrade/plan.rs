@@ -319,6 +319,46 @@ fn progress(
                     )
                 })
         });
+    // Every pod runs the revision that already completed once: only the count changes.
+    // Pods that wait for the scheduler say why; no deadline, no rollback for a scale.
+    let scaling =
+        !held && old_alive == 0 && input.memory.current_revision.as_deref() == Some(target);
+    if scaling {
+        let unschedulable = new_pods
+            .iter()
+            .find_map(|p| p.unschedulable.as_ref().map(|(_, m)| (p.name.as_str(), m)));
+        let (reason, message) = match unschedulable {
+            Some((pod, why)) => (
+                UNSCHEDULABLE,
+                format!(
+                    "{target}: scaling to {} replicas, {} ready; pod {pod} is Unschedulable: {why}",
+                    d.replicas, d.ready_replicas
+                ),
+            ),
+            None => (
+                SCALING,
+                format!(
+                    "{target}: scaling to {} replicas, {} ready",
+                    d.replicas, d.ready_replicas
+                ),
+            ),
+        };
+        // Nothing to roll back to in a scale; a stuck one is still worth a Degraded.
+        let degraded = d.deadline_exceeded.then(|| {
+            (
+                PROGRESS_DEADLINE_EXCEEDED,
+                format!("the Deployment reports ProgressDeadlineExceeded while scaling; {message}"),
+            )
+        });
+        return Step {
+            action: Action::Wait,
+            phase: Phase::Scaling,
+            template,
+            progressing: (true, reason, message),
+            degraded,
+            event: None,
+        };
+    }
     if let Some(why) = overdue {
         let last_ready = input.memory.last_ready_revision.as_deref();
         return match last_ready {
@@ -373,15 +413,25 @@ fn progress(
             event: warning(SURGE_UNSCHEDULABLE, &message),
         };
     }
-    Step {
-        action: Action::Wait,
-        phase: phase_now,
-        template,
-        progressing: (
+    // A new pod the scheduler cannot place says so (with the scheduler's words) at once,
+    // not only after the surge fallback or the deadline.
+    let waiting = new_pods.iter().find_map(|p| {
+        let (_, message) = p.unschedulable.as_ref()?;
+        Some(format!("pod {} is Unschedulable: {message}", p.name))
+    });
+    let progressing = match waiting {
+        Some(why) if !held => (true, UNSCHEDULABLE, format!("{target}: {updated}; {why}")),
+        _ => (
             true,
             if held { ROLLING_BACK } else { ROLLING_OUT },
             format!("{target}: {updated}"),
         ),
+    };
+    Step {
+        action: Action::Wait,
+        phase: phase_now,
+        template,
+        progressing,
         degraded: None,
         event: None,
     }

@@ -453,3 +453,71 @@ fn budgets_parse_like_kubernetes_and_reject_both_zero() {
     assert_eq!(policy.progress_deadline, Duration::from_secs(3600));
     assert_eq!(policy.max_surge, Budget::Count(1));
 }
+
+#[test]
+fn a_scale_of_the_current_revision_is_not_a_rollout() {
+    let memory = RolloutMemory {
+        current_revision: Some("r1".into()),
+        update_revision: Some("r1".into()),
+        last_ready_revision: Some("r1".into()),
+        failed_revision: None,
+        phase: Some(Phase::Complete),
+    };
+    // 1 -> 2: the new pod is starting.
+    let mut world = World {
+        desired: "r1",
+        weights: WeightsState::Ready,
+        deployment: Some(deploy("r1", 2, 2, 2, 1)),
+        sets: vec![rs("r1", 1, 0)],
+        pods: vec![pod("a", "r1", true, 0), pod("b", "r1", false, 1000)],
+        now_s: 1001,
+    };
+    let p = step(&world, &memory);
+    assert_eq!((p.action.clone(), p.phase), (Action::Wait, Phase::Scaling));
+    assert_eq!(p.progressing.reason, reasons::SCALING);
+    assert!(!p.degraded.status);
+    assert_eq!(p.event, None, "a scale publishes no rollout Event");
+
+    // The new pod cannot be placed: the scheduler's message, and no deadline or rollback
+    // however long it waits (the first pod keeps serving).
+    world.pods[1] = unschedulable(pod("b", "r1", false, 1000), 1000);
+    world.now_s = 1000 + 3600;
+    let p = step(&world, &memory);
+    assert_eq!((p.action.clone(), p.phase), (Action::Wait, Phase::Scaling));
+    assert_eq!(p.progressing.reason, reasons::UNSCHEDULABLE);
+    assert!(p
+        .progressing
+        .message
+        .contains("Insufficient nvidia.com/gpu"));
+    assert!(!p.degraded.status);
+
+    // Done: Complete again.
+    world.deployment = Some(deploy("r1", 2, 2, 2, 2));
+    world.pods = vec![pod("a", "r1", true, 0), pod("b", "r1", true, 1000)];
+    let p = step(&world, &memory);
+    assert_eq!((p.action, p.phase), (Action::Done, Phase::Complete));
+}
+
+#[test]
+fn an_unschedulable_new_pod_is_reported_at_once_in_a_rollout() {
+    let (mut world, mut memory) = serving_r1();
+    memory.update_revision = Some("r2".into());
+    memory.phase = Some(Phase::Rolling);
+    world.weights = WeightsState::Ready;
+    world.deployment = Some(deploy("r2", 2, 3, 1, 2));
+    world.sets.push(rs("r2", 2, 1000));
+    world
+        .pods
+        .push(unschedulable(pod("new-a", "r2", false, 1000), 1001));
+    world.now_s = 1002;
+    let p = step(&world, &memory);
+    assert_eq!((p.action.clone(), p.phase), (Action::Wait, Phase::Rolling));
+    assert_eq!(p.progressing.reason, reasons::UNSCHEDULABLE);
+    assert!(
+        p.progressing
+            .message
+            .contains("new-a is Unschedulable: 0/2 nodes"),
+        "{}",
+        p.progressing.message
+    );
+}

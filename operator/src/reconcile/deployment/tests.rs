@@ -53,6 +53,8 @@ fn serve_args_follow_the_contract() {
             "4",
             "--dtype",
             "bfloat16",
+            "--device",
+            "cuda",
             "--kv-cache-memory",
             "0.85",
             "--tool-call-parser",
@@ -65,9 +67,10 @@ fn serve_args_follow_the_contract() {
             "--max-num-seqs=64"
         ]
     );
-    // Defaults add no optional flags.
+    // Defaults add no optional flags but the device of the (default) GPU.
     let minimal = serve_args(&glmd(), &model());
-    assert_eq!(minimal.len(), 11, "{minimal:?}");
+    assert_eq!(minimal.len(), 13, "{minimal:?}");
+    assert_eq!(minimal[9..11], ["--device", "cuda"]);
 }
 
 #[test]
@@ -269,4 +272,80 @@ fn builtin_demo_model_runs_without_cache_or_download() {
         .unwrap_or_default()
         .iter()
         .all(|m| m.mount_path != MODELS_MOUNT));
+}
+
+#[test]
+fn the_model_path_comes_from_the_contract() {
+    let g = glmd();
+    let m = served_model(&g, SHA);
+    assert_eq!(
+        m.path,
+        format!("/models/{}/{SHA}", g.spec.model.repo.replace('/', "--"))
+    );
+    assert_eq!(m.commit, SHA);
+    let mut demo = glmd();
+    demo.spec.model.repo = glm_crds::DEMO_REPO.into();
+    assert_eq!(served_model(&demo, "demo").path, "demo");
+}
+
+#[test]
+fn gpus_render_the_cuda_device_and_fractions_keep_their_point() {
+    let mut g = glmd();
+    g.spec.resources.gpus = 1;
+    g.spec.server.kv_cache_fraction = Some(1.0);
+    let args = serve_args(&g, &served_model(&g, SHA));
+    assert!(
+        args.windows(2).any(|w| w == ["--device", "cuda"]),
+        "{args:?}"
+    );
+    // `1` would be one byte to the server.
+    assert!(
+        args.windows(2).any(|w| w == ["--kv-cache-memory", "1.0"]),
+        "{args:?}"
+    );
+    g.spec.resources.gpus = 0;
+    g.spec.server.kv_cache_fraction = Some(0.9);
+    let args = serve_args(&g, &served_model(&g, SHA));
+    assert!(!args.iter().any(|a| a == "--device"), "{args:?}");
+    assert!(
+        args.windows(2).any(|w| w == ["--kv-cache-memory", "0.9"]),
+        "{args:?}"
+    );
+    assert_eq!(fraction_arg(0.85), "0.85");
+    assert_eq!(fraction_arg(1.0), "1.0");
+}
+
+#[test]
+fn rwo_caches_keep_every_replica_on_one_node() {
+    let mut g = glmd();
+    g.spec.cache.access_mode = glm_crds::AccessMode::ReadWriteOnce;
+    g.spec.replicas = 2;
+    let a = same_node_for_rwo_cache(&g).unwrap();
+    let term = &a
+        .pod_affinity
+        .unwrap()
+        .required_during_scheduling_ignored_during_execution
+        .unwrap()[0];
+    assert_eq!(term.topology_key, "kubernetes.io/hostname");
+    assert_eq!(
+        term.label_selector.as_ref().unwrap().match_labels.as_ref(),
+        Some(&selector_labels(&g.name_any()))
+    );
+    let pod = build(&g).spec.unwrap().template.spec.unwrap();
+    assert!(pod.affinity.is_some());
+
+    g.spec.replicas = 1;
+    assert_eq!(
+        same_node_for_rwo_cache(&g),
+        None,
+        "one replica: nothing to pin"
+    );
+    g.spec.autoscaling.enabled = true;
+    g.spec.autoscaling.max_replicas = 3;
+    assert!(
+        same_node_for_rwo_cache(&g).is_some(),
+        "the autoscaler may add replicas"
+    );
+    g.spec.cache.access_mode = glm_crds::AccessMode::ReadWriteMany;
+    assert_eq!(same_node_for_rwo_cache(&g), None);
 }

@@ -43,6 +43,8 @@ struct Case {
     served: bool,
     deployment: Option<Deployment>,
     problem: Option<Problem>,
+    /// The rollout plan's phase is Scaling.
+    scaling: bool,
     /// Ready, Progressing, Degraded, ModelReady as (status, reason).
     want: [(&'static str, &'static str); 4],
 }
@@ -61,10 +63,15 @@ fn conditions_table() {
     let cases = vec![
         Case {
             name: "fresh: download pending",
-            download: DownloadState::Pending { job_name: job() },
+            download: DownloadState::Pending {
+                job_name: job(),
+                note: None,
+                reruns: 0,
+            },
             served: false,
             deployment: None,
             problem: None,
+            scaling: false,
             want: [
                 ("False", "WaitingForModel"),
                 ("True", "Downloading"),
@@ -77,10 +84,13 @@ fn conditions_table() {
             download: DownloadState::Running {
                 job_name: job(),
                 progress: None,
+                note: None,
+                reruns: 0,
             },
             served: false,
             deployment: None,
             problem: None,
+            scaling: false,
             want: [
                 ("False", "WaitingForModel"),
                 ("True", "Downloading"),
@@ -100,6 +110,7 @@ fn conditions_table() {
             served: false,
             deployment: None,
             problem: None,
+            scaling: false,
             want: [
                 ("False", "WaitingForModel"),
                 ("False", "Reconciled"),
@@ -113,6 +124,7 @@ fn conditions_table() {
             served: true,
             deployment: Some(deployment(2, 2, 0, 0)),
             problem: None,
+            scaling: false,
             want: [
                 ("False", "ReplicasNotReady"),
                 ("True", "RollingOut"),
@@ -126,6 +138,7 @@ fn conditions_table() {
             served: true,
             deployment: Some(deployment(2, 2, 2, 2)),
             problem: None,
+            scaling: false,
             want: [
                 ("True", "ReplicasReady"),
                 ("False", "Reconciled"),
@@ -139,8 +152,51 @@ fn conditions_table() {
             served: true,
             deployment: Some(deployment(3, 1, 2, 2)),
             problem: None,
+            scaling: false,
             want: [
                 ("True", "ReplicasReady"),
+                ("True", "RollingOut"),
+                ("False", "AsExpected"),
+                ("True", "ModelReady"),
+            ],
+        },
+        Case {
+            name: "scale 1 -> 2 of the current revision: Ready stays True",
+            download: ok.clone(),
+            served: true,
+            deployment: Some(deployment(2, 2, 1, 1)),
+            problem: None,
+            scaling: true,
+            want: [
+                ("True", "ReplicasReady"),
+                ("True", "RollingOut"),
+                ("False", "AsExpected"),
+                ("True", "ModelReady"),
+            ],
+        },
+        Case {
+            name: "same counts in a rollout (not a scale): not Ready",
+            download: ok.clone(),
+            served: true,
+            deployment: Some(deployment(2, 2, 1, 1)),
+            problem: None,
+            scaling: false,
+            want: [
+                ("False", "ReplicasNotReady"),
+                ("True", "RollingOut"),
+                ("False", "AsExpected"),
+                ("True", "ModelReady"),
+            ],
+        },
+        Case {
+            name: "a scale with no pod ready is not Ready",
+            download: ok.clone(),
+            served: true,
+            deployment: Some(deployment(2, 2, 0, 0)),
+            problem: None,
+            scaling: true,
+            want: [
+                ("False", "ReplicasNotReady"),
                 ("True", "RollingOut"),
                 ("False", "AsExpected"),
                 ("True", "ModelReady"),
@@ -151,10 +207,13 @@ fn conditions_table() {
             download: DownloadState::Running {
                 job_name: "glm45-dl-y".into(),
                 progress: None,
+                note: None,
+                reruns: 0,
             },
             served: true,
             deployment: Some(deployment(2, 2, 2, 2)),
             problem: None,
+            scaling: false,
             want: [
                 ("True", "ReplicasReady"),
                 ("True", "Downloading"),
@@ -170,7 +229,9 @@ fn conditions_table() {
             problem: Some(Problem {
                 reason: "InvalidSpec",
                 message: "spec.server.tensorParallelSize ...".into(),
+                scope: ProblemScope::Spec,
             }),
+            scaling: false,
             want: [
                 ("False", "InvalidSpec"),
                 ("False", "InvalidSpec"),
@@ -190,6 +251,7 @@ fn conditions_table() {
             desired_replicas: 2,
             autoscaling: None,
             problem: c.problem.as_ref(),
+            scaling: c.scaling,
             now: t(0),
         });
         let got = [
@@ -228,6 +290,7 @@ fn succeeded_download_fills_revisions_and_endpoint() {
         desired_replicas: 2,
         autoscaling: None,
         problem: None,
+        scaling: false,
         now: t(0),
     });
     assert_eq!(s.resolved_revision.as_deref(), Some(SHA));
@@ -252,6 +315,8 @@ fn transition_time_moves_only_on_flips() {
     let dl = DownloadState::Running {
         job_name: "j".into(),
         progress: None,
+        note: None,
+        reruns: 0,
     };
     let inputs = |g: &GlmDeployment, now| {
         compute_status(&StatusInputs {
@@ -262,6 +327,7 @@ fn transition_time_moves_only_on_flips() {
             desired_replicas: 1,
             autoscaling: None,
             problem: None,
+            scaling: false,
             now,
         })
     };
@@ -272,6 +338,7 @@ fn transition_time_moves_only_on_flips() {
     let problem = Problem {
         reason: "InvalidSpec",
         message: "x".into(),
+        scope: ProblemScope::Spec,
     };
     let third = compute_status(&StatusInputs {
         glmd: &g,
@@ -281,6 +348,7 @@ fn transition_time_moves_only_on_flips() {
         desired_replicas: 1,
         autoscaling: None,
         problem: Some(&problem),
+        scaling: false,
         now: t(200),
     });
     let degraded = third.condition(conditions::DEGRADED).unwrap();
@@ -300,6 +368,8 @@ fn progress_reaches_status_model() {
             rate_bytes_per_s: Some(100e6),
             eta_seconds: Some(61.0),
         }),
+        note: None,
+        reruns: 0,
     };
     let s = compute_status(&StatusInputs {
         glmd: &g,
@@ -309,6 +379,7 @@ fn progress_reaches_status_model() {
         desired_replicas: 1,
         autoscaling: None,
         problem: None,
+        scaling: false,
         now: t(0),
     });
     let m = s.model.unwrap();
@@ -337,4 +408,67 @@ fn rollout_deadline_is_degraded() {
         rollout_state(Some(&d), 2),
         Rollout::DeadlineExceeded(_)
     ));
+}
+
+#[test]
+fn a_rejected_child_keeps_ready_and_model_ready() {
+    let mut g = glmd();
+    let ok = DownloadState::Succeeded {
+        job_name: "glm45-dl-x".into(),
+        result: DownloadResult {
+            commit: SHA.into(),
+            path: served().path,
+            bytes: Some(10),
+        },
+    };
+    let served = served();
+    let healthy = compute_status(&StatusInputs {
+        glmd: &g,
+        download: &ok,
+        served: Some(&served),
+        deployment: Some(&deployment(2, 2, 2, 2)),
+        desired_replicas: 2,
+        autoscaling: None,
+        problem: None,
+        scaling: false,
+        now: t(0),
+    });
+    assert_eq!(cond(&healthy, "Ready"), ("True", "ReplicasReady"));
+    g.status = Some(healthy);
+    let problem = Problem {
+        reason: "ChildRejected",
+        message: "Service glm45 rejected by the apiserver: spec.ports[1].name: Duplicate value"
+            .into(),
+        scope: ProblemScope::Child,
+    };
+    let s = compute_status(&StatusInputs {
+        glmd: &g,
+        download: &DownloadState::Absent,
+        served: None,
+        deployment: None,
+        desired_replicas: 2,
+        autoscaling: None,
+        problem: Some(&problem),
+        scaling: false,
+        now: t(10),
+    });
+    assert_eq!(cond(&s, "Ready"), ("True", "ReplicasReady"));
+    assert_eq!(cond(&s, "ModelReady"), ("True", "ModelReady"));
+    assert_eq!(cond(&s, "Degraded"), ("True", "ChildRejected"));
+    let degraded = s.condition("Degraded").unwrap();
+    assert!(degraded.message.contains("Duplicate value"), "{degraded:?}");
+}
+
+#[test]
+fn small_models_read_in_mib_not_zero_gib() {
+    assert_eq!(human_bytes(40 << 20), "40.0 MiB");
+    assert_eq!(human_bytes(512 << 10), "512.0 KiB");
+    assert_eq!(human_bytes(5 << 30), "5.0 GiB");
+    let p = Progress {
+        bytes_done: 33 << 20,
+        bytes_total: Some(40 << 20),
+        rate_bytes_per_s: None,
+        eta_seconds: None,
+    };
+    assert_eq!(progress_message(&p), "33.0 MiB of 40.0 MiB (82%)");
 }

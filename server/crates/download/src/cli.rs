@@ -128,8 +128,7 @@ async fn execute(args: &DownloadArgs, sink: &dyn ProgressSink) -> ExitCode {
         Err(e) => {
             tracing::error!(kind = e.kind(), "{e}");
             eprintln!("error ({}): {e}", e.kind());
-            let code = if e.kind() == "invalid_argument" { 2 } else { 1 };
-            (error_message(e), ExitCode::from(code))
+            (error_message(e), ExitCode::from(e.exit_code()))
         }
     };
     if let Some(path) = &args.termination_message_path {

@@ -72,6 +72,19 @@ impl DownloadError {
         }
     }
 
+    /// Process exit status of `glm-server download` (docs/contract.md): failures that a retry
+    /// cannot fix have their own codes, so the operator's Job `podFailurePolicy` fails the Job
+    /// at once instead of running its whole `backoffLimit`.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::InvalidArgument(_) => 2,
+            Self::NotFound(_) => 3,
+            Self::Unauthorized(_) => 4,
+            Self::Gated(_) => 5,
+            _ => 1,
+        }
+    }
+
     /// Wraps an I/O error, turning "no space left" / "quota exceeded" into [`DownloadError::DiskFull`].
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error, bytes_needed: u64) -> Self {
         let path = path.into();

@@ -116,7 +116,8 @@ async fn failure_writes_kind_and_advice_to_the_termination_message() {
         Box::new(Buf::default()),
     )
     .await;
-    assert_ne!(code, ExitCode::SUCCESS);
+    // Its own exit status (docs/contract.md): the Job's podFailurePolicy fails at once.
+    assert_eq!(code, ExitCode::from(3));
     let term: serde_json::Value = serde_json::from_slice(&std::fs::read(&term).unwrap()).unwrap();
     assert_eq!(term["error"], "not_found");
     assert!(
