@@ -13,7 +13,7 @@ use std::process::Command;
 
 use glm_crds::GlmDeployment;
 use glm_operator::reconcile::deployment::{
-    desired_deployment, DeploymentParams, ServedModel, CONTAINER,
+    desired_deployment, served_model, DeploymentParams, CONTAINER,
 };
 use glm_operator::reconcile::spec_check::unsupported_by_server;
 use serde_json::Value;
@@ -84,10 +84,8 @@ fn examples() -> Vec<(String, GlmDeployment)> {
 
 /// The server container's args as the operator renders them, `--model` pointing at `model`.
 fn rendered_args(g: &GlmDeployment, model: &str) -> Vec<String> {
-    let served = ServedModel {
-        commit: "0123456789abcdef0123456789abcdef01234567".into(),
-        path: glm_crds::model_dir(&g.spec.model.repo),
-    };
+    // The operator's own choice of path (`demo` for the built-in demo).
+    let served = served_model(g, "0123456789abcdef0123456789abcdef01234567");
     let d = desired_deployment(
         g,
         &DeploymentParams {
