@@ -21,6 +21,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::{constraint::Constraint, metrics::Metrics};
 
 mod core;
+mod masks;
 pub mod testing;
 
 pub use self::core::EngineConfig;

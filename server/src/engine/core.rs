@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    EngineError, EngineEvent, EngineRequest, FinishReason, Finished, GenerationParams, Shared,
-    TokenEvent,
+    masks, EngineError, EngineEvent, EngineRequest, FinishReason, Finished, GenerationParams,
+    Shared, TokenEvent,
 };
 use crate::{
     constraint::{apply_mask, Advance, Constraint, Mask},
@@ -262,7 +262,24 @@ impl Engine {
         let batch = ForwardBatch {
             seqs: out.seqs.iter().map(|s| self.seq_input(s)).collect(),
         };
-        let result = self.model.forward(&batch);
+        // Grammar masks for this step's samples are computed on a second thread while the
+        // model runs (the tokens they depend on were sampled last step).
+        let wanted: Vec<SeqId> = out
+            .seqs
+            .iter()
+            .filter(|s| s.want_logits)
+            .map(|s| s.id)
+            .collect();
+        let (result, mut masks) = {
+            let model = &mut self.model;
+            let constraints: Vec<(SeqId, &mut Constraint)> = self
+                .active
+                .iter_mut()
+                .filter(|(id, _)| wanted.contains(id))
+                .filter_map(|(&id, a)| a.constraint.as_mut().map(|c| (id, c)))
+                .collect();
+            masks::beside(constraints, &self.metrics, || model.forward(&batch))
+        };
         let logits = match result {
             Ok(l) if l.len() == out.seqs.len() => l,
             Ok(l) => {
@@ -299,7 +316,8 @@ impl Engine {
                 continue;
             };
             generated += 1;
-            self.sample_and_emit(s.id, &mut logits, now);
+            let mask = masks.remove(&s.id);
+            self.sample_and_emit(s.id, &mut logits, now, mask);
         }
         self.metrics.add_generation_tokens(generated);
     }
@@ -318,14 +336,13 @@ impl Engine {
         }
     }
 
-    fn sample_and_emit(&mut self, id: SeqId, logits: &mut [f32], now: Instant) {
+    /// `mask`: the constrained sequence's mask, computed during the forward pass.
+    fn sample_and_emit(&mut self, id: SeqId, logits: &mut [f32], now: Instant, mask: Option<Mask>) {
         let (Some(seq), Some(a)) = (self.sched.get(id), self.active.get_mut(&id)) else {
             return;
         };
         if let Some(c) = a.constraint.as_mut() {
-            let started = Instant::now();
-            let mask = c.mask();
-            self.metrics.observe_mask(started.elapsed().as_secs_f64());
+            let mask = mask.unwrap_or_else(|| masks::timed(c, &self.metrics));
             let dead_end = match mask {
                 Mask::Free => None,
                 Mask::Allowed(m) => {
