@@ -20,7 +20,12 @@ use glm_tokenizer::{ChatTemplate, GlmTokenizer};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{engine::EngineHandle, metrics::Metrics, validation::Limits};
+use crate::{
+    constraint::{GrammarCompiler, GrammarError},
+    engine::EngineHandle,
+    metrics::Metrics,
+    validation::Limits,
+};
 
 pub mod auth;
 pub mod chat;
@@ -30,6 +35,7 @@ pub(crate) mod extract;
 pub mod generate;
 mod misc;
 pub mod prompt;
+pub mod structured;
 pub mod types;
 pub mod validate;
 
@@ -161,6 +167,9 @@ struct Inner {
     created: u64,
     /// Requests seeded from `cfg.seed` so far.
     seeded: std::sync::atomic::AtomicU64,
+    /// Structured outputs: built on the first constrained request (a token trie of the
+    /// whole vocabulary), then shared.
+    grammar: std::sync::OnceLock<Result<GrammarCompiler, GrammarError>>,
 }
 
 /// Everything handlers share; cheap to clone.
@@ -205,6 +214,7 @@ impl AppState {
                 lifecycle,
                 created,
                 seeded: std::sync::atomic::AtomicU64::new(0),
+                grammar: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -215,6 +225,17 @@ impl AppState {
 
     pub fn tokenizer(&self) -> &GlmTokenizer {
         &self.inner.tokenizer
+    }
+
+    /// The grammar compiler for structured outputs (CPU work the first time: call it on
+    /// the blocking pool).
+    pub fn grammar_compiler(&self) -> Result<GrammarCompiler, ApiError> {
+        let tok = &self.inner.tokenizer;
+        self.inner
+            .grammar
+            .get_or_init(|| GrammarCompiler::new(tok, tok.vocab_size(), tok.eos_token_ids()))
+            .clone()
+            .map_err(|e| ApiError::Internal(format!("structured outputs unavailable: {e}")))
     }
 
     pub fn template(&self) -> Result<Arc<ChatTemplate>, ApiError> {

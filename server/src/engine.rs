@@ -18,9 +18,10 @@ use glm_model::{CausalLm, SamplingParams};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::metrics::Metrics;
+use crate::{constraint::Constraint, metrics::Metrics};
 
 mod core;
+mod masks;
 pub mod testing;
 
 pub use self::core::EngineConfig;
@@ -35,6 +36,8 @@ pub enum FinishReason {
     Length,
     /// Cancelled (client gone) or failed.
     Abort,
+    /// Structured outputs: the grammar allowed no next token (or refused the one sampled).
+    GrammarDeadEnd,
 }
 
 impl FinishReason {
@@ -43,6 +46,7 @@ impl FinishReason {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
             FinishReason::Abort => "abort",
+            FinishReason::GrammarDeadEnd => "grammar_dead_end",
         }
     }
 }
@@ -57,6 +61,9 @@ pub struct GenerationParams {
     pub min_tokens: usize,
     pub stop_token_ids: Vec<u32>,
     pub ignore_eos: bool,
+    /// Structured outputs: the grammar the output must match (each sequence of a request
+    /// gets its own copy of the state).
+    pub constraint: Option<Constraint>,
 }
 
 impl GenerationParams {
@@ -67,6 +74,7 @@ impl GenerationParams {
             min_tokens: 0,
             stop_token_ids: Vec::new(),
             ignore_eos: false,
+            constraint: None,
         }
     }
 }
@@ -307,3 +315,7 @@ impl EngineHandle {
 #[cfg(test)]
 #[path = "engine/tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "engine/structured_tests.rs"]
+mod structured_tests;

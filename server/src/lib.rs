@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod api;
 pub mod arch;
 pub mod config;
+pub mod constraint;
 pub mod engine;
 pub mod http;
 pub mod kv_cache;

@@ -36,6 +36,13 @@ pub const RATE_LIMITED: &str = "glm_rate_limited";
 /// Exported as `glm_http_connections_refused_total`: connections closed at the cap.
 pub const CONNECTIONS_REFUSED: &str = "glm_http_connections_refused";
 
+/// Exported as `glm_constrained_requests_total`: requests with a grammar (structured outputs).
+pub const CONSTRAINED_REQUESTS: &str = "glm_constrained_requests";
+/// Exported as `glm_grammar_mask_seconds_total`: time the engine spent computing token masks.
+pub const GRAMMAR_MASK_SECONDS: &str = "glm_grammar_mask_seconds";
+/// Exported as `glm_grammar_masks_total`: token masks computed (one per constrained token).
+pub const GRAMMAR_MASKS: &str = "glm_grammar_masks";
+
 /// The Content-Type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -82,6 +89,9 @@ struct Inner {
     key_requests: Family<KeyLabels, Counter>,
     rate_limited: Family<LimitLabels, Counter>,
     connections_refused: Counter,
+    constrained_requests: Counter,
+    mask_seconds: Counter<f64, AtomicU64>,
+    masks: Counter,
     registry: Registry,
     model_name: String,
     waiting: Gauge,
@@ -160,7 +170,7 @@ impl Metrics {
         let success = Family::<SuccessLabels, Counter>::default();
         registry.register(
             REQUEST_SUCCESS,
-            "Finished requests by finish reason (stop, length, abort)",
+            "Finished requests by finish reason (stop, length, abort, grammar_dead_end)",
             success.clone(),
         );
         let ttft = histogram!(
@@ -200,8 +210,22 @@ impl Metrics {
             "Connections closed because --max-connections was reached",
             Counter
         );
+        let constrained_requests = family!(
+            CONSTRAINED_REQUESTS,
+            "Requests whose output a grammar constrains (JSON schema, regex, choice, grammar, forced tool call)",
+            Counter
+        );
+        let mask_seconds = family!(
+            GRAMMAR_MASK_SECONDS,
+            "Seconds the engine spent computing grammar token masks",
+            Counter<f64, AtomicU64>
+        );
+        let masks = family!(GRAMMAR_MASKS, "Grammar token masks computed", Counter);
         Self {
             inner: Arc::new(Inner {
+                constrained_requests,
+                mask_seconds,
+                masks,
                 key_requests,
                 rate_limited,
                 connections_refused,
@@ -288,6 +312,15 @@ impl Metrics {
 
     pub fn connection_refused(&self) {
         self.inner.connections_refused.inc();
+    }
+
+    pub fn constrained_request(&self) {
+        self.inner.constrained_requests.inc();
+    }
+
+    pub fn observe_mask(&self, secs: f64) {
+        self.inner.mask_seconds.inc_by(secs);
+        self.inner.masks.inc();
     }
 
     pub fn observe_ttft(&self, secs: f64) {

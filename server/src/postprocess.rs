@@ -62,6 +62,8 @@ pub enum ChatFinishReason {
     /// The model ended its turn with at least one tool call.
     ToolCalls,
     Abort,
+    /// Structured outputs: the grammar allowed no next token.
+    GrammarDeadEnd,
 }
 
 impl From<crate::engine::FinishReason> for ChatFinishReason {
@@ -70,6 +72,7 @@ impl From<crate::engine::FinishReason> for ChatFinishReason {
             crate::engine::FinishReason::Stop => ChatFinishReason::Stop,
             crate::engine::FinishReason::Length => ChatFinishReason::Length,
             crate::engine::FinishReason::Abort => ChatFinishReason::Abort,
+            crate::engine::FinishReason::GrammarDeadEnd => ChatFinishReason::GrammarDeadEnd,
         }
     }
 }
@@ -81,6 +84,7 @@ impl ChatFinishReason {
             ChatFinishReason::Length => "length",
             ChatFinishReason::ToolCalls => "tool_calls",
             ChatFinishReason::Abort => "abort",
+            ChatFinishReason::GrammarDeadEnd => "grammar_dead_end",
         }
     }
 }

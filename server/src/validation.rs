@@ -228,6 +228,7 @@ pub fn validate_sampling(
             min_tokens,
             stop_token_ids: raw.stop_token_ids.clone(),
             ignore_eos: raw.ignore_eos,
+            constraint: None,
         },
         n,
         stop: raw.stop.clone(),

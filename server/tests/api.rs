@@ -173,8 +173,8 @@ async fn bad_requests_name_the_param() {
             "top_logprobs",
         ),
         (
-            json!({"response_format": {"type": "json_object"}}),
-            "response_format",
+            json!({"response_format": {"type": "yaml"}}),
+            "response_format.type",
         ),
         (json!({"stop": [""]}), "stop"),
     ];

@@ -73,6 +73,23 @@ pub fn to_openai_chat(req: &MessagesRequest) -> Result<Value, AnthropicError> {
     }
     if let Some(choice) = &req.tool_choice {
         body.insert("tool_choice".into(), convert_tool_choice(choice));
+        // One call at most: a forced call (`any`, `tool`) is constrained to a single one.
+        let single = match choice {
+            ToolChoice::Auto {
+                disable_parallel_tool_use,
+            }
+            | ToolChoice::Any {
+                disable_parallel_tool_use,
+            }
+            | ToolChoice::Tool {
+                disable_parallel_tool_use,
+                ..
+            } => disable_parallel_tool_use.unwrap_or(false),
+            ToolChoice::None => false,
+        };
+        if single {
+            body.insert("parallel_tool_calls".into(), json!(false));
+        }
     }
     let mut kwargs = Map::new();
     if let Some(ThinkingConfig::Disabled) = req.thinking {

@@ -34,7 +34,9 @@ pub fn stop_reason(reason: ChatFinishReason, stop_sequence: Option<&str>) -> Sto
         ChatFinishReason::ToolCalls => StopReason::ToolUse,
         ChatFinishReason::Length => StopReason::MaxTokens,
         ChatFinishReason::Stop if stop_sequence.is_some() => StopReason::StopSequence,
-        ChatFinishReason::Stop | ChatFinishReason::Abort => StopReason::EndTurn,
+        ChatFinishReason::Stop | ChatFinishReason::Abort | ChatFinishReason::GrammarDeadEnd => {
+            StopReason::EndTurn
+        }
     }
 }
 

@@ -58,6 +58,13 @@ pub struct CommonParams {
     pub stream_options: Option<StreamOptions>,
     pub user: Option<String>,
     pub logit_bias: Option<Map<String, Value>>,
+    /// vLLM structured outputs: `{json | regex | choice | grammar | json_object}`.
+    pub structured_outputs: Option<Value>,
+    /// vLLM's older spellings of the same.
+    pub guided_json: Option<Value>,
+    pub guided_regex: Option<Value>,
+    pub guided_choice: Option<Value>,
+    pub guided_grammar: Option<Value>,
 }
 
 impl CommonParams {
@@ -116,6 +123,8 @@ pub struct CompletionRequest {
     pub suffix: Option<String>,
     pub best_of: Option<i64>,
     pub add_special_tokens: Option<bool>,
+    /// `json_object` / `json_schema` as on chat (vLLM accepts it on completions too).
+    pub response_format: Option<Value>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]

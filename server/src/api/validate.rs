@@ -6,7 +6,11 @@
 
 use serde_json::Value;
 
-use super::{types::*, ApiError, AppState, ChatPrompt};
+use super::{
+    structured::{self, forced_tool_call, grammar_spec, StructuredFields},
+    types::*,
+    ApiError, AppState, ChatPrompt,
+};
 use crate::{
     postprocess::{openai::prepare, PostProcessConfig},
     validation::{validate_sampling, RawSampling, ValidSampling},
@@ -108,7 +112,27 @@ impl<'a> Validation<'a> {
             let capped = clamp_max_tokens(requested, prompt.len(), limits.max_model_len);
             raw.max_tokens = Some((capped, "max_tokens"));
         }
-        let sampling = validate_sampling(&raw, prompt.len(), "messages", limits)?;
+        let mut sampling = validate_sampling(&raw, prompt.len(), "messages", limits)?;
+        let fields = StructuredFields {
+            response_format: req.response_format.as_ref(),
+            common: Some(&req.common),
+        };
+        let forced = forced_tool_call(&post, req.parallel_tool_calls.unwrap_or(true))?;
+        let spec = match (grammar_spec(fields)?, forced) {
+            (Some((_, param)), Some(_)) => {
+                return Err(ApiError::invalid(
+                    &param,
+                    "a forced tool call (tool_choice \"required\" or a named function) and a structured output cannot be combined",
+                ))
+            }
+            (a, b) => a.or(b),
+        };
+        if let Some((spec, param)) = spec {
+            // Reasoning-aware: the <think> block stays free, the grammar starts after it.
+            let reasoning = post.reasoning_parser.is_some() && post.starts_in_reasoning;
+            let c = structured::compile(state, spec, param, reasoning).await?;
+            sampling.params.constraint = Some(c);
+        }
         Ok(ValidRequest {
             model,
             prompts: vec![prompt],
@@ -148,9 +172,17 @@ impl<'a> Validation<'a> {
                 _ => v,
             });
         }
-        let Some(sampling) = sampling else {
+        let Some(mut sampling) = sampling else {
             return Err(ApiError::invalid("prompt", "`prompt` must not be empty"));
         };
+        let fields = StructuredFields {
+            response_format: req.response_format.as_ref(),
+            common: Some(&req.common),
+        };
+        if let Some((spec, param)) = grammar_spec(fields)? {
+            let c = structured::compile(state, spec, param, false).await?;
+            sampling.params.constraint = Some(c);
+        }
         Ok(ValidRequest {
             model,
             prompts,
@@ -249,15 +281,6 @@ fn check_chat_fields(req: &ChatCompletionRequest) -> Result<(), ApiError> {
         .is_some_and(|m| !m.is_empty())
     {
         return Err(ApiError::invalid("logit_bias", "not supported"));
-    }
-    if let Some(rf) = &req.response_format {
-        let kind = rf.get("type").and_then(Value::as_str).unwrap_or("");
-        if kind != "text" {
-            return Err(ApiError::invalid(
-                "response_format",
-                format!("response_format type {kind:?} is not supported (only \"text\")"),
-            ));
-        }
     }
     if req.top_logprobs.is_some() && !req.logprobs {
         return Err(ApiError::invalid(

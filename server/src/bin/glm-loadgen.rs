@@ -5,6 +5,11 @@
 //! first token and inter-token latency (p50/p99).
 //!
 //! glm-loadgen --url http://127.0.0.1:8000 --concurrency 1,8,32 --max-tokens 128
+//!
+//! `--json-schema FILE` constrains every request with that schema (`response_format`
+//! json_schema): run once with and once without to measure the cost of structured outputs.
+//! Choose a schema whose shortest output is longer than `--max-tokens` (a grammar that
+//! completes ends its request early, and fewer tokens would be measured).
 
 use std::{
     process::ExitCode,
@@ -45,6 +50,12 @@ struct Args {
     /// Warm-up requests before measuring.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
+    /// Constrain every request with this JSON Schema file (structured outputs).
+    #[arg(long)]
+    json_schema: Option<std::path::PathBuf>,
+    /// The schema, read from `--json-schema` at start.
+    #[arg(skip)]
+    schema: Option<Value>,
 }
 
 #[derive(Debug, Default)]
@@ -87,7 +98,7 @@ fn prompt(i: usize, words: usize) -> String {
 
 async fn one_request(client: &reqwest::Client, args: &Args, model: &str, i: usize) -> Sample {
     let mut sample = Sample::default();
-    let body = json!({
+    let mut body = json!({
         "model": model,
         "prompt": prompt(i, args.prompt_words),
         "max_tokens": args.max_tokens,
@@ -96,6 +107,12 @@ async fn one_request(client: &reqwest::Client, args: &Args, model: &str, i: usiz
         "stream": true,
         "stream_options": {"include_usage": true},
     });
+    if let Some(schema) = &args.schema {
+        body["response_format"] = json!({
+            "type": "json_schema",
+            "json_schema": {"name": "bench", "schema": schema},
+        });
+    }
     let mut req = client
         .post(format!("{}/v1/completions", args.url))
         .json(&body);
@@ -260,7 +277,20 @@ async fn first_model(client: &reqwest::Client, args: &Args) -> Result<String, St
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Arc::new(Args::parse());
+    let mut args = Args::parse();
+    if let Some(path) = &args.json_schema {
+        let schema = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()));
+        match schema {
+            Ok(s) => args.schema = Some(s),
+            Err(e) => {
+                eprintln!("--json-schema {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let args = Arc::new(args);
     let client = match reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -289,8 +319,14 @@ async fn main() -> ExitCode {
         }
     }
     println!(
-        "# {} model={} max_tokens={} prompt_words={}",
-        args.url, model, args.max_tokens, args.prompt_words
+        "# {} model={} max_tokens={} prompt_words={} json_schema={}",
+        args.url,
+        model,
+        args.max_tokens,
+        args.prompt_words,
+        args.json_schema
+            .as_ref()
+            .map_or("none".to_string(), |p| p.display().to_string())
     );
     println!(
         "{:>11} {:>8} {:>6} {:>12} {:>10} {:>10} {:>10} {:>10}",

@@ -14,10 +14,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    EngineError, EngineEvent, EngineRequest, FinishReason, Finished, GenerationParams, Shared,
-    TokenEvent,
+    masks, EngineError, EngineEvent, EngineRequest, FinishReason, Finished, GenerationParams,
+    Shared, TokenEvent,
 };
 use crate::{
+    constraint::{apply_mask, Advance, Constraint, Mask},
     kv_cache::BlockManager,
     metrics::Metrics,
     scheduler::{ScheduledSeq, Scheduler, SchedulerConfig, SchedulerOutput, SeqId},
@@ -45,6 +46,8 @@ struct Active {
     span: tracing::Span,
     params: GenerationParams,
     sampler: Sampler,
+    /// Structured outputs: this sequence's grammar state.
+    constraint: Option<Constraint>,
     arrival: Instant,
     started: bool,
     cached_tokens: usize,
@@ -181,6 +184,8 @@ impl Engine {
         }
         self.metrics.add_prompt_tokens(prompt_len as u64);
         let sampler = Sampler::new(req.params.sampling.clone());
+        let mut params = req.params;
+        let constraint = params.constraint.take();
         self.sched.add(id, req.prompt);
         self.shared.active.fetch_add(1, Ordering::AcqRel);
         self.active.insert(
@@ -190,8 +195,9 @@ impl Engine {
                 cancel: req.cancel,
                 stopped: req.stopped,
                 span: req.span,
-                params: req.params,
+                params,
                 sampler,
+                constraint,
                 arrival: req.arrival,
                 started: false,
                 cached_tokens: 0,
@@ -256,7 +262,24 @@ impl Engine {
         let batch = ForwardBatch {
             seqs: out.seqs.iter().map(|s| self.seq_input(s)).collect(),
         };
-        let result = self.model.forward(&batch);
+        // Grammar masks for this step's samples are computed on a second thread while the
+        // model runs (the tokens they depend on were sampled last step).
+        let wanted: Vec<SeqId> = out
+            .seqs
+            .iter()
+            .filter(|s| s.want_logits)
+            .map(|s| s.id)
+            .collect();
+        let (result, mut masks) = {
+            let model = &mut self.model;
+            let constraints: Vec<(SeqId, &mut Constraint)> = self
+                .active
+                .iter_mut()
+                .filter(|(id, _)| wanted.contains(id))
+                .filter_map(|(&id, a)| a.constraint.as_mut().map(|c| (id, c)))
+                .collect();
+            masks::beside(constraints, &self.metrics, || model.forward(&batch))
+        };
         let logits = match result {
             Ok(l) if l.len() == out.seqs.len() => l,
             Ok(l) => {
@@ -293,7 +316,8 @@ impl Engine {
                 continue;
             };
             generated += 1;
-            self.sample_and_emit(s.id, &mut logits, now);
+            let mask = masks.remove(&s.id);
+            self.sample_and_emit(s.id, &mut logits, now, mask);
         }
         self.metrics.add_generation_tokens(generated);
     }
@@ -312,11 +336,40 @@ impl Engine {
         }
     }
 
-    fn sample_and_emit(&mut self, id: SeqId, logits: &mut [f32], now: Instant) {
+    /// `mask`: the constrained sequence's mask, computed during the forward pass.
+    fn sample_and_emit(&mut self, id: SeqId, logits: &mut [f32], now: Instant, mask: Option<Mask>) {
         let (Some(seq), Some(a)) = (self.sched.get(id), self.active.get_mut(&id)) else {
             return;
         };
+        if let Some(c) = a.constraint.as_mut() {
+            let mask = mask.unwrap_or_else(|| masks::timed(c, &self.metrics));
+            let dead_end = match mask {
+                Mask::Free => None,
+                Mask::Allowed(m) => {
+                    apply_mask(&m, logits);
+                    // The grammar may allow only ids past this model's output layer.
+                    logits
+                        .iter()
+                        .all(|l| *l == f32::NEG_INFINITY || l.is_nan())
+                        .then(|| "no token the model can produce continues the grammar".to_string())
+                }
+                Mask::DeadEnd(why) => Some(why),
+            };
+            if let Some(why) = dead_end {
+                a.span
+                    .in_scope(|| tracing::warn!(seq = id, reason = %why, "grammar dead end"));
+                self.finish(id, FinishReason::GrammarDeadEnd, None);
+                return;
+            }
+        }
         let sampled = a.sampler.sample(logits, seq.prompt(), seq.output());
+        let grammar = a.constraint.as_mut().map(|c| c.advance(sampled.token));
+        if let Some(Advance::Rejected(why)) = grammar {
+            a.span
+                .in_scope(|| tracing::warn!(seq = id, reason = %why, "grammar refused a token"));
+            self.finish(id, FinishReason::GrammarDeadEnd, None);
+            return;
+        }
         let total_len = seq.tokens.len() + 1;
         match a.last_token_at {
             None => self
@@ -331,7 +384,10 @@ impl Engine {
         let token = sampled.token;
         let past_min = a.generated > a.params.min_tokens;
         let is_eos = !a.params.ignore_eos && self.eos.contains(&token);
-        let is_stop = past_min && (is_eos || a.params.stop_token_ids.contains(&token));
+        // A complete grammar ends the sequence whatever min_tokens or ignore_eos say: the
+        // mask allows nothing but an end token after it.
+        let is_stop = matches!(grammar, Some(Advance::Complete))
+            || (past_min && (is_eos || a.params.stop_token_ids.contains(&token)));
         let event = EngineEvent::Token(TokenEvent {
             token,
             logprob: sampled.logprob,

@@ -80,8 +80,8 @@ pub enum ToolChoice {
     /// Parse when the model calls (the default when tools are given).
     #[default]
     Auto,
-    /// vLLM forces a call with guided decoding; we have none, so this parses like `auto`
-    /// and does not force the model (the GLM parsers in vLLM do not enforce it either).
+    /// A call is forced: the output is constrained to the model's tool-call format
+    /// (`api::structured::forced_tool_call`), then parsed like `auto`.
     Required,
     /// Parse, and keep only calls to this function (others are dropped and logged).
     Named(String),

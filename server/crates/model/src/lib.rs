@@ -32,5 +32,5 @@ pub use backend::{Backend, BackendChoice, DeviceSpec, LoadOptions};
 pub use batch::{CacheConfig, CausalLm, ForwardBatch, ModelError, ModelInfo, SeqInput};
 pub use config::{ArchConfig, Glm4MoeConfig};
 pub use load::{check_model, load_model, peak_rss_bytes, ModelPlan};
-pub use sampling::{Sampled, Sampler, SamplingParams};
+pub use sampling::{apply_token_mask, Sampled, Sampler, SamplingParams};
 pub use weights::WeightDtype;

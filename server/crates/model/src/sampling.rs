@@ -262,6 +262,23 @@ fn apply_penalties(p: &SamplingParams, logits: &mut [f32], prompt: &[u32], outpu
     }
 }
 
+/// Structured outputs: sets the logit of every token whose bit is clear in `allowed` (bit
+/// `i % 32` of word `i / 32`, token ids past the words included) to -inf, so neither greedy
+/// nor a draw can pick it. Applied before [`Sampler::sample`]; penalties keep -inf as -inf.
+pub fn apply_token_mask(logits: &mut [f32], allowed: &[u32]) {
+    for (word_idx, chunk) in logits.chunks_mut(32).enumerate() {
+        let word = allowed.get(word_idx).copied().unwrap_or(0);
+        if word == u32::MAX {
+            continue;
+        }
+        for (bit, l) in chunk.iter_mut().enumerate() {
+            if word & (1 << bit) == 0 {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+    }
+}
+
 /// Index of the largest logit; the lowest id wins ties.
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0usize;

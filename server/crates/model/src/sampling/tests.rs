@@ -213,3 +213,26 @@ fn empty_or_all_masked_logits_do_not_panic() {
     let mut l = vec![f32::NEG_INFINITY; 3];
     assert_eq!(s.sample(&mut l, &[], &[]).token, 0);
 }
+
+#[test]
+fn token_mask_forbids_clear_bits_and_ids_past_the_mask() {
+    // 40 logits, token 39 the largest; the mask allows tokens 3 and 33 only.
+    let mut l: Vec<f32> = (0..40).map(|i| i as f32).collect();
+    apply_token_mask(&mut l, &[1 << 3, 1 << 1]);
+    for (i, &v) in l.iter().enumerate() {
+        assert_eq!(v.is_finite(), i == 3 || i == 33, "token {i}");
+    }
+    let mut s = Sampler::new(SamplingParams::greedy());
+    assert_eq!(s.sample(&mut l.clone(), &[], &[]).token, 33);
+    // Sampling at temperature 1 never leaves the mask.
+    let mut s = Sampler::new(params(|p| p.seed = Some(7)));
+    for _ in 0..100 {
+        let t = s.sample(&mut l.clone(), &[], &[]).token;
+        assert!(t == 3 || t == 33);
+    }
+    // A mask shorter than the vocabulary forbids the rest.
+    let mut l = vec![1.0f32; 70];
+    apply_token_mask(&mut l, &[u32::MAX]);
+    assert!(l[..32].iter().all(|v| v.is_finite()));
+    assert!(l[32..].iter().all(|v| *v == f32::NEG_INFINITY));
+}
