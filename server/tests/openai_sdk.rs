@@ -12,17 +12,7 @@ use std::process::Command;
 use process::{fixture_model, ServerProcess};
 
 fn python_with_openai() -> Option<String> {
-    let candidates = [
-        std::env::var("GLM_TEST_PYTHON").ok(),
-        Some("/root/venv-sdk/bin/python".to_string()),
-        Some("python3".to_string()),
-    ];
-    candidates.into_iter().flatten().find(|py| {
-        Command::new(py)
-            .args(["-c", "import openai"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
+    process::python_with("openai")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

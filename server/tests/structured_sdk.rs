@@ -13,17 +13,7 @@ use std::{path::PathBuf, process::Command};
 use process::ServerProcess;
 
 fn python_with_openai() -> Option<String> {
-    let candidates = [
-        std::env::var("GLM_TEST_PYTHON").ok(),
-        Some("/root/venv-sdk/bin/python".to_string()),
-        Some("python3".to_string()),
-    ];
-    candidates.into_iter().flatten().find(|py| {
-        Command::new(py)
-            .args(["-c", "import openai, anthropic, pydantic"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
+    process::python_with("openai, anthropic, pydantic")
 }
 
 async fn run_script(fixture: &str, script: &str, args: &[&str], seeds: &str) {

@@ -102,3 +102,19 @@ impl Drop for ServerProcess {
         }
     }
 }
+
+/// A Python interpreter that imports `modules` (comma-separated, as in `import a, b`):
+/// `$GLM_TEST_PYTHON`, then the SDK venv, then `python3`. `None` makes SDK tests skip.
+pub fn python_with(modules: &str) -> Option<String> {
+    let candidates = [
+        std::env::var("GLM_TEST_PYTHON").ok(),
+        Some("/root/venv-sdk/bin/python".to_string()),
+        Some("python3".to_string()),
+    ];
+    candidates.into_iter().flatten().find(|py| {
+        Command::new(py)
+            .args(["-c", &format!("import {modules}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
