@@ -255,7 +255,7 @@ impl<A: TensorAttention> Stack for TensorStack<A> {
         let n = step.tokens.len();
         let ids = Tensor::from_vec(step.tokens.clone(), n, dev)?;
         let mut x = self.embed.index_select(&ids, 0)?.to_dtype(DType::F32)?;
-        let meta = PagedMeta::new(step, dev)?;
+        let meta = PagedMeta::new(step, dev, self.ctx.kernels)?;
         let rope = self.rope_tables(&step.rows)?;
         let ts = TensorStep {
             step,

@@ -71,13 +71,27 @@ pub struct SeqSpan {
     pub mask: Tensor,
 }
 
-/// A step's paging metadata, uploaded once and shared by all layers.
+/// The kernel's per-row metadata on the device: `row_pos`, `row_table`, `tables` as u32
+/// tensors, uploaded once per step (not once per layer).
+#[derive(Debug)]
+pub struct KernelMeta {
+    pub row_pos: Tensor,
+    pub row_table: Tensor,
+    pub tables: Tensor,
+}
+
+/// A step's paging metadata, uploaded once and shared by all layers. Built for one path:
+/// the generic ops' per-sequence spans, or (for the kernel) the per-row arrays.
 #[derive(Debug)]
 pub struct PagedMeta {
     pub rows: Vec<RowMeta>,
     /// Slot of each row, `[rows]` u32.
     pub write_slots: Tensor,
+    /// Per-sequence gather slots and masks of the generic path (empty for the kernel).
     pub seqs: Vec<SeqSpan>,
+    /// The kernel's arrays on a GPU (`None` on the CPU, where the Rust reference reads the
+    /// host copies below).
+    pub kernel: Option<KernelMeta>,
     /// For the kernel: each row's position and where its sequence's block table starts in
     /// `tables` (all tables concatenated).
     pub row_pos: Vec<u32>,
@@ -87,12 +101,13 @@ pub struct PagedMeta {
 }
 
 impl PagedMeta {
-    pub fn new(step: &Step<'_>, device: &Device) -> Result<Self, ModelError> {
+    /// `kernel`: metadata for [`PagedAttention`] rather than for the generic ops.
+    pub fn new(step: &Step<'_>, device: &Device, kernel: bool) -> Result<Self, ModelError> {
         let n = step.rows.len();
         let write_slots = Tensor::from_vec(step.slots(), n, device)?;
         let mut seqs: Vec<SeqSpan> = Vec::new();
         let mut start = 0;
-        while start < n {
+        while !kernel && start < n {
             let seq = step.rows[start].seq;
             let len = step.rows[start..]
                 .iter()
@@ -122,12 +137,24 @@ impl PagedMeta {
             offsets.push(tables.len() as u32);
             tables.extend_from_slice(t);
         }
+        let row_pos: Vec<u32> = step.rows.iter().map(|r| r.pos as u32).collect();
+        let row_table: Vec<u32> = step.rows.iter().map(|r| offsets[r.seq]).collect();
+        let kernel = if kernel && !device.is_cpu() {
+            Some(KernelMeta {
+                row_pos: Tensor::from_slice(&row_pos, n, device)?,
+                row_table: Tensor::from_slice(&row_table, n, device)?,
+                tables: Tensor::from_slice(&tables, tables.len(), device)?,
+            })
+        } else {
+            None
+        };
         Ok(Self {
             rows: step.rows.clone(),
             write_slots,
             seqs,
-            row_pos: step.rows.iter().map(|r| r.pos as u32).collect(),
-            row_table: step.rows.iter().map(|r| offsets[r.seq]).collect(),
+            kernel,
+            row_pos,
+            row_table,
             tables,
             block_size: step.layout.cfg.block_size,
         })
@@ -151,6 +178,11 @@ pub fn attend(
             layout: k.layout,
         };
         return Ok(q.contiguous()?.apply_op3_no_bwd(&k.t, &v.t, &op)?);
+    }
+    if meta.seqs.is_empty() && !meta.rows.is_empty() {
+        return Err(ModelError::Compute(
+            "paged attention: metadata was built for the kernel, not the generic ops".into(),
+        ));
     }
     let group = s.heads / s.kv_heads;
     let mut outs = Vec::with_capacity(meta.seqs.len());

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaDevice, CudaStorage, Layout};
 
@@ -91,6 +91,14 @@ fn view<'a>(st: &'a CudaStorage, l: &Layout) -> candle_core::Result<CudaView<'a,
     Ok(st.as_cuda_slice::<f32>()?.slice(a..b))
 }
 
+/// The u32 device slice of a metadata tensor's storage.
+fn u32s(st: &candle_core::Storage) -> candle_core::Result<&CudaSlice<u32>> {
+    match st {
+        candle_core::Storage::Cuda(c) => c.as_cuda_slice::<u32>(),
+        _ => candle_core::bail!("paged attention: kernel metadata is not on the GPU"),
+    }
+}
+
 pub fn total_memory(d: &CudaDevice) -> Option<u64> {
     d.cuda_stream()
         .context()
@@ -124,9 +132,15 @@ pub fn paged_attention(
     let (qs, ks, vs) = (view(q, ql)?, view(k, kl)?, view(v, vl)?);
     let rows = op.meta.rows.len();
     let mut out = dev.alloc_zeros::<f32>(rows * s.heads * s.dv)?;
-    let row_pos = dev.clone_htod(&op.meta.row_pos)?;
-    let row_table = dev.clone_htod(&op.meta.row_table)?;
-    let tables = dev.clone_htod(&op.meta.tables)?;
+    let km = op
+        .meta
+        .kernel
+        .as_ref()
+        .ok_or_else(|| candle_core::Error::Msg("paged attention: no kernel metadata".into()))?;
+    let (row_pos, _) = km.row_pos.storage_and_layout();
+    let (row_table, _) = km.row_table.storage_and_layout();
+    let (tables, _) = km.tables.storage_and_layout();
+    let (row_pos, row_table, tables) = (u32s(&row_pos)?, u32s(&row_table)?, u32s(&tables)?);
     let nwarps = (THREADS / 32) as usize;
     let cfg = LaunchConfig {
         grid_dim: (u32_of(rows * s.heads, "rows x heads")?, 1, 1),
@@ -149,9 +163,9 @@ pub fn paged_attention(
         .arg(&ks)
         .arg(&vs)
         .arg(&mut out)
-        .arg(&row_pos)
-        .arg(&row_table)
-        .arg(&tables)
+        .arg(row_pos)
+        .arg(row_table)
+        .arg(tables)
         .arg(&heads)
         .arg(&group)
         .arg(&dk)

@@ -79,7 +79,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 fn generic_paged_attention_equals_the_kernel_reference() {
     let tables = [vec![5, 2, 7], vec![0, 6, 3]];
     let st = step(&tables);
-    let meta = PagedMeta::new(&st, &Device::Cpu).unwrap();
+    let meta = PagedMeta::new(&st, &Device::Cpu, false).unwrap();
     let n = st.rows.len();
     let cases = [
         (AttnShape::gqa(4, 2, 8, 0.35), 16, 16, false),
@@ -111,7 +111,7 @@ fn generic_paged_attention_equals_the_kernel_reference() {
 fn rows_do_not_see_later_positions() {
     let tables = [vec![5, 2, 7], vec![0, 6, 3]];
     let st = step(&tables);
-    let meta = PagedMeta::new(&st, &Device::Cpu).unwrap();
+    let meta = PagedMeta::new(&st, &Device::Cpu, false).unwrap();
     let shape = AttnShape::gqa(2, 1, 4, 0.5);
     let k = store(st.layout, 4, 0.3);
     let v = store(st.layout, 4, 0.9);
@@ -148,7 +148,7 @@ fn rows_do_not_see_later_positions() {
 fn write_fills_exactly_the_rows_slots() {
     let tables = [vec![5, 2, 7], vec![0, 6, 3]];
     let st = step(&tables);
-    let meta = PagedMeta::new(&st, &Device::Cpu).unwrap();
+    let meta = PagedMeta::new(&st, &Device::Cpu, false).unwrap();
     let mut s = DeviceRows::new(st.layout, 3, &Device::Cpu).unwrap();
     let n = st.rows.len();
     let src: Vec<f32> = (0..n * 3).map(|i| i as f32 + 1.0).collect();
@@ -210,14 +210,14 @@ fn kernel_on_the_device_equals_the_reference() {
             &Device::Cpu,
         )
         .unwrap();
-        let meta = PagedMeta::new(&st, &Device::Cpu).unwrap();
+        let meta = PagedMeta::new(&st, &Device::Cpu, false).unwrap();
         let want = attend(&q, &k, &v, &meta, &shape, true).unwrap();
         let on = |r: &DeviceRows| DeviceRows {
             layout: r.layout,
             width: r.width,
             t: r.t.to_device(&device).unwrap(),
         };
-        let dmeta = PagedMeta::new(&st, &device).unwrap();
+        let dmeta = PagedMeta::new(&st, &device, true).unwrap();
         let got = attend(
             &q.to_device(&device).unwrap(),
             &on(&k),
