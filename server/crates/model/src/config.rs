@@ -75,8 +75,8 @@ impl TokenIds {
     }
 }
 
-/// `quantization_config` of a checkpoint. Parsed so that quantized formats can slot in; the
-/// kernels run unquantized weights only, so any method is refused at load with its name.
+/// `quantization_config` of a checkpoint: FP8 weights ([`Fp8Scheme`]) are run, any other
+/// method is refused at load with its name.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct QuantizationConfig {
     pub quant_method: Option<String>,
@@ -179,6 +179,8 @@ pub struct CommonDefaults {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommonConfig {
     pub architecture: String,
+    /// How float8 weights are scaled, when `quantization_config` declares FP8.
+    pub fp8: Option<Fp8Scheme>,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub intermediate_size: usize,
@@ -208,16 +210,15 @@ impl CommonConfig {
     /// The shared fields of `raw` for architecture `arch`, with its defaults, checked.
     pub fn from_raw(raw: &RawConfig, arch: &str, d: CommonDefaults) -> Result<Self, ModelError> {
         let architecture = raw.expect_architecture(arch)?;
-        if let Some(q) = &raw.quantization_config {
-            return Err(ModelError::Config(format!(
-                "quantization_config: quant_method {:?} is not supported (unquantized bf16, f16 \
-                 and f32 checkpoints only)",
-                q.method()
-            )));
-        }
+        let fp8 = raw
+            .quantization_config
+            .as_ref()
+            .map(QuantizationConfig::fp8_scheme)
+            .transpose()?;
         raw.check_default_rope()?;
         let c = Self {
             architecture,
+            fp8,
             vocab_size: RawConfig::required(raw.vocab_size, "vocab_size")?,
             hidden_size: RawConfig::required(raw.hidden_size, "hidden_size")?,
             intermediate_size: raw.intermediate_size.unwrap_or(d.intermediate_size),
@@ -381,6 +382,9 @@ pub fn generation_eos_ids(dir: &Path) -> Result<Vec<u32>, ModelError> {
         .as_ref()
         .map_or_else(Vec::new, TokenIds::to_vec))
 }
+
+mod quant;
+pub use quant::Fp8Scheme;
 
 #[cfg(test)]
 #[path = "config/tests.rs"]

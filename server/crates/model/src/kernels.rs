@@ -1,6 +1,6 @@
 //! f32 CPU kernels on plain slices. Decode is memory bound, so the matrix-vector path reads
 //! each weight row once for all rows of the batch and splits output rows across threads;
-//! weights may be bf16/f16 (`matmul_w`), widened to f32 on the fly.
+//! weights may be bf16/f16/fp8 (`matmul_w`), widened to f32 on the fly.
 
 /// Width of the accumulator arrays; LLVM turns them into SIMD registers.
 const LANES: usize = 16;
@@ -34,7 +34,11 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes[0] + s
 }
 
+pub mod fp8;
+pub mod isa;
 mod matmul;
+pub use fp8::Fp8Ref;
+pub use isa::Isa;
 pub use matmul::{matmul_t, matmul_w, WeightsRef};
 
 /// RMSNorm over each `dim`-sized row in place: `w * x / sqrt(mean(x^2) + eps)`.

@@ -18,14 +18,14 @@ pub const GEMM_MIN_ROWS: usize = 64;
 pub const GEMM_MIN_ROWS_HALF: usize = 256;
 
 /// A linear layer's weight `[out, in]`: f32 as a candle tensor (for the prefill gemm), or
-/// 16-bit, widened on the fly.
+/// narrow (16-bit or FP8), widened on the fly.
 #[derive(Debug)]
 enum Weight {
     F32(Tensor),
-    Half(Matrix),
+    Narrow(Matrix),
 }
 
-/// `y = x W^T (+ b)` with `W` stored `[out, in]` on the CPU, in f32, bf16 or f16.
+/// `y = x W^T (+ b)` with `W` stored `[out, in]` on the CPU, in f32, bf16, f16 or FP8.
 #[derive(Debug)]
 pub struct Linear {
     weight: Weight,
@@ -63,7 +63,7 @@ impl Linear {
         }
         let weight = match weight {
             Matrix::F32(w) => Weight::F32(Tensor::from_vec(w, (out_dim, in_dim), &Device::Cpu)?),
-            half => Weight::Half(half),
+            narrow => Weight::Narrow(narrow),
         };
         Ok(Self {
             weight,
@@ -121,7 +121,7 @@ impl Linear {
         }
         let gemm = match &self.weight {
             Weight::F32(t) if rows >= GEMM_MIN_ROWS => Some(t.clone()),
-            Weight::Half(w) if rows >= GEMM_MIN_ROWS_HALF => Some(Tensor::from_vec(
+            Weight::Narrow(w) if rows >= GEMM_MIN_ROWS_HALF => Some(Tensor::from_vec(
                 w.to_f32(),
                 (self.out_dim, self.in_dim),
                 &Device::Cpu,
@@ -155,7 +155,7 @@ impl Linear {
                     }
                 }
             }
-            Weight::Half(w) => w.view(),
+            Weight::Narrow(w) => w.view(),
         };
         kernels::matmul_w(
             x,
@@ -171,11 +171,11 @@ impl Linear {
 
     /// Bytes of weight (at its storage width) and bias.
     pub fn bytes(&self) -> u64 {
-        let width = match &self.weight {
-            Weight::F32(_) => 4,
-            Weight::Half(w) => w.width(),
+        let weight = match &self.weight {
+            Weight::F32(_) => 4 * self.in_dim * self.out_dim,
+            Weight::Narrow(w) => w.bytes(),
         };
-        (width * self.in_dim * self.out_dim + 4 * self.bias.as_ref().map_or(0, Vec::len)) as u64
+        (weight + 4 * self.bias.as_ref().map_or(0, Vec::len)) as u64
     }
 }
 

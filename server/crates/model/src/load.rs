@@ -137,7 +137,9 @@ pub fn load_model(dir: &Path, opts: &LoadOptions) -> Result<Box<dyn CausalLm>, M
     };
     let model: Box<dyn CausalLm> = match backend {
         Backend::Cpu => {
-            let ck = Checkpoint::open(dir)?.with_dtype(opts.dtype);
+            let ck = Checkpoint::open(dir)?
+                .with_dtype(opts.dtype)
+                .with_fp8(c.fp8);
             match &cfg {
                 AnyArch::Gqa(a) => {
                     let s = CpuStack::load(&ck, &c, rope, |ck: &Checkpoint, p: &str| {
@@ -157,7 +159,7 @@ pub fn load_model(dir: &Path, opts: &LoadOptions) -> Result<Box<dyn CausalLm>, M
         }
         Backend::Reference | Backend::Cuda => {
             let ctx = TensorCtx::new(opts.device.open()?, opts.dtype, backend == Backend::Cuda)?;
-            let ck = Checkpoint::open(dir)?;
+            let ck = Checkpoint::open(dir)?.with_fp8(c.fp8);
             match &cfg {
                 AnyArch::Gqa(a) => {
                     let s = TensorStack::load(&ck, &c, rope, &ctx, |ck, p, ctx| {

@@ -1,8 +1,10 @@
 //! Safetensors checkpoints opened by mmap: one `model.safetensors` or shards listed in
 //! `model.safetensors.index.json`. Vectors (norms, biases, embeddings) are converted once, at
-//! load, to f32; the matrices of linear layers keep the checkpoint's 16-bit type unless a
-//! [`WeightDtype`] says otherwise, since decode streams them from memory every token and the
-//! kernels widen bf16/f16 to f32 exactly on the fly.
+//! load, to f32; the matrices of linear layers keep the checkpoint's 16-bit or 8-bit type
+//! unless a [`WeightDtype`] says otherwise, since decode streams them from memory every
+//! token and the kernels widen bf16/f16/fp8 to f32 exactly on the fly. FP8 matrices (float8
+//! e4m3) come with their scale tensor (`<name>_scale_inv` or `<name>_scale`: one per tensor,
+//! per row, or per block of the config's [`Fp8Scheme`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -14,7 +16,8 @@ use rayon::prelude::*;
 use safetensors::tensor::{Dtype, Metadata, SafeTensors};
 
 use crate::batch::ModelError;
-use crate::kernels::WeightsRef;
+use crate::config::Fp8Scheme;
+use crate::kernels::{fp8, Fp8Ref, WeightsRef};
 
 const SINGLE_FILE: &str = "model.safetensors";
 const INDEX_FILE: &str = "model.safetensors.index.json";
@@ -30,7 +33,9 @@ struct Shard {
 /// The type linear-layer weights are kept in after loading (vLLM's `--dtype`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WeightDtype {
-    /// The checkpoint's own type: bf16 and f16 stay 16-bit, f32 stays f32.
+    /// The checkpoint's own type: bf16 and f16 stay 16-bit, FP8 stays 8-bit with its scales,
+    /// f32 stays f32. The other choices convert at load (FP8 is dequantized exactly to f32
+    /// first).
     #[default]
     Auto,
     F32,
@@ -55,12 +60,20 @@ impl std::str::FromStr for WeightDtype {
     }
 }
 
-/// A weight matrix in the type it is computed from. Values are the raw bits for 16-bit types.
+/// A weight matrix in the type it is computed from. Values are the raw bits for 16-bit and
+/// 8-bit types.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Matrix {
     F32(Vec<f32>),
     Bf16(Vec<u16>),
     F16(Vec<u16>),
+    /// float8 e4m3 with f32 scales, as [`Fp8Ref`] describes (`scales` are prescaled).
+    Fp8 {
+        bits: Vec<u8>,
+        scales: Vec<f32>,
+        scale_cols: usize,
+        block: usize,
+    },
 }
 
 impl Matrix {
@@ -72,11 +85,12 @@ impl Matrix {
         self.len() == 0
     }
 
-    /// Bytes per element.
-    pub fn width(&self) -> usize {
+    /// Bytes the matrix occupies (FP8 scales included).
+    pub fn bytes(&self) -> usize {
         match self {
-            Matrix::F32(_) => 4,
-            Matrix::Bf16(_) | Matrix::F16(_) => 2,
+            Matrix::F32(v) => 4 * v.len(),
+            Matrix::Bf16(v) | Matrix::F16(v) => 2 * v.len(),
+            Matrix::Fp8 { bits, scales, .. } => bits.len() + 4 * scales.len(),
         }
     }
 
@@ -86,10 +100,22 @@ impl Matrix {
             Matrix::F32(v) => WeightsRef::F32(v),
             Matrix::Bf16(v) => WeightsRef::Bf16(v),
             Matrix::F16(v) => WeightsRef::F16(v),
+            Matrix::Fp8 {
+                bits,
+                scales,
+                scale_cols,
+                block,
+            } => WeightsRef::Fp8(Fp8Ref {
+                bits,
+                scales,
+                scale_cols: *scale_cols,
+                block: *block,
+            }),
         }
     }
 
-    /// Values widened to f32 (exact for every type).
+    /// Values widened to f32 (exact for every type; FP8 values times their scale rounded
+    /// once, as PyTorch's `fp8.float() * scale`).
     pub fn to_f32(&self) -> Vec<f32> {
         match self {
             Matrix::F32(v) => v.clone(),
@@ -98,6 +124,23 @@ impl Matrix {
                 .map(|&b| f32::from_bits(u32::from(b) << 16))
                 .collect(),
             Matrix::F16(v) => v.par_iter().map(|&b| f16::from_bits(b).to_f32()).collect(),
+            Matrix::Fp8 {
+                bits,
+                scales,
+                scale_cols,
+                ..
+            } => {
+                let rows = scales.len() / (*scale_cols).max(1);
+                let in_dim = bits.len() / rows.max(1);
+                let mut out = vec![0f32; bits.len()];
+                if let WeightsRef::Fp8(f) = self.view() {
+                    out.par_chunks_mut(in_dim.max(1))
+                        .zip(bits.par_chunks(in_dim.max(1)))
+                        .enumerate()
+                        .for_each(|(o, (d, s))| f.widen_row(o, s, d));
+                }
+                out
+            }
         }
     }
 
@@ -117,6 +160,29 @@ impl Matrix {
                 a.extend_from_slice(&b);
                 Matrix::F16(a)
             }
+            (
+                Matrix::Fp8 {
+                    bits: mut a,
+                    scales: mut sa,
+                    scale_cols,
+                    block,
+                },
+                Matrix::Fp8 {
+                    bits: b,
+                    scales: sb,
+                    scale_cols: cb,
+                    block: bb,
+                },
+            ) if scale_cols == cb && block == bb => {
+                a.extend_from_slice(&b);
+                sa.extend_from_slice(&sb);
+                Matrix::Fp8 {
+                    bits: a,
+                    scales: sa,
+                    scale_cols,
+                    block,
+                }
+            }
             (a, b) => {
                 let mut v = a.to_f32();
                 v.extend_from_slice(&b.to_f32());
@@ -133,6 +199,8 @@ pub struct Checkpoint {
     index: HashMap<String, usize>,
     /// What [`Checkpoint::matrix`] keeps weight matrices as.
     dtype: WeightDtype,
+    /// How float8 weights are scaled (`None`: the config declares no FP8, so none may be).
+    fp8: Option<Fp8Scheme>,
 }
 
 impl std::fmt::Debug for Checkpoint {
@@ -172,7 +240,14 @@ impl Checkpoint {
             shards,
             index,
             dtype: WeightDtype::Auto,
+            fp8: None,
         })
+    }
+
+    /// Declares the checkpoint's FP8 scheme (from its `quantization_config`).
+    pub fn with_fp8(mut self, fp8: Option<Fp8Scheme>) -> Self {
+        self.fp8 = fp8;
+        self
     }
 
     /// Sets the type [`Checkpoint::matrix`] returns weight matrices in.
@@ -234,10 +309,11 @@ impl Checkpoint {
         let width = match info.dtype {
             Dtype::F32 => 4,
             Dtype::BF16 | Dtype::F16 => 2,
+            Dtype::F8_E4M3 => 1,
             other => {
                 return Err(self.err(
                     name,
-                    format!("dtype {other:?} is not supported (bf16, f16, f32)"),
+                    format!("dtype {other:?} is not supported (bf16, f16, f32, f8_e4m3)"),
                 ))
             }
         };
@@ -250,16 +326,116 @@ impl Checkpoint {
         Ok((bytes, info.dtype))
     }
 
-    /// Tensor `name` as f32, checked against `shape`.
+    /// Tensor `name` as f32, checked against `shape` (FP8 dequantized with its scales).
     pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
         let (bytes, dtype) = self.raw(name, shape)?;
+        if dtype == Dtype::F8_E4M3 {
+            return Ok(self.fp8_matrix(name, shape, bytes)?.to_f32());
+        }
         Ok(convert(bytes, dtype))
+    }
+
+    /// The shape of tensor `name` as stored.
+    fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
+        let &i = self.index.get(name)?;
+        self.shards[i].metadata.info(name).map(|t| t.shape.clone())
+    }
+
+    /// FP8 matrix `name` (its e4m3 `bytes`, `[out, in]`) with its scales, checked: no NaN
+    /// values, a scale tensor whose shape is one scale, one per row, or the config's blocks.
+    fn fp8_matrix(&self, name: &str, shape: &[usize], bytes: &[u8]) -> Result<Matrix, ModelError> {
+        let &[out, in_dim] = shape else {
+            return Err(self.err(name, "float8 is supported for 2-D weights only".into()));
+        };
+        let scheme = self.fp8.ok_or_else(|| {
+            self.err(
+                name,
+                "is float8 but config.json declares no fp8 quantization_config".into(),
+            )
+        })?;
+        if let Some(i) = bytes.par_iter().position_any(|&b| fp8::is_nan(b)) {
+            return Err(self.err(name, format!("holds a NaN float8 value at element {i}")));
+        }
+        let scale_name = [format!("{name}_scale_inv"), format!("{name}_scale")]
+            .into_iter()
+            .find(|n| self.contains(n))
+            .ok_or_else(|| {
+                self.err(
+                    name,
+                    format!("no scale tensor ({name}_scale_inv or {name}_scale)"),
+                )
+            })?;
+        let sshape = self.shape_of(&scale_name).unwrap_or_default();
+        let numel: usize = sshape.iter().product();
+        let grid = scheme
+            .block
+            .map(|[br, bc]| (br, bc, [out.div_ceil(br), in_dim.div_ceil(bc)]));
+        // (rows per scale, columns per scale, scales per row in the tensor)
+        let (row_block, block, cols) = match grid {
+            Some((br, bc, g)) if sshape == g => (br, bc.min(in_dim), g[1]),
+            _ if numel == 1 => (out, in_dim, 1),
+            _ if sshape == [out] || sshape == [out, 1] => (1, in_dim, 1),
+            _ => {
+                return Err(self.err(
+                    &scale_name,
+                    format!(
+                        "shape {sshape:?} fits neither one scale, one per row ([{out}, 1]) nor                          the blocks of {:?} for a [{out}, {in_dim}] weight",
+                        scheme.block
+                    ),
+                ))
+            }
+        };
+        if cols > 1 && block % 16 != 0 {
+            return Err(self.err(
+                &scale_name,
+                format!("blocks of {block} columns are not supported (a multiple of 16)"),
+            ));
+        }
+        let src = self.f32(&scale_name, &sshape)?;
+        let mut scales = Vec::with_capacity(out * cols);
+        for o in 0..out {
+            let r = o / row_block.max(1);
+            for k in 0..cols {
+                let v = src[r * cols + k];
+                scales.push(fp8::prescale(v).ok_or_else(|| {
+                    self.err(
+                        &scale_name,
+                        format!("scale {v} at [{r}, {k}] is not a finite value up to 256"),
+                    )
+                })?);
+            }
+        }
+        Ok(Matrix::Fp8 {
+            bits: bytes.to_vec(),
+            scales,
+            scale_cols: cols,
+            block,
+        })
     }
 
     /// Weight matrix `name` in the checkpoint's [`WeightDtype`], checked against `shape`.
     /// Narrowing f32 to a 16-bit type rounds to nearest even.
     pub fn matrix(&self, name: &str, shape: &[usize]) -> Result<Matrix, ModelError> {
         let (bytes, dtype) = self.raw(name, shape)?;
+        if dtype == Dtype::F8_E4M3 {
+            let m = self.fp8_matrix(name, shape, bytes)?;
+            return Ok(match self.dtype {
+                WeightDtype::Auto => m,
+                WeightDtype::F32 => Matrix::F32(m.to_f32()),
+                WeightDtype::Bf16 => Matrix::Bf16(
+                    m.to_f32()
+                        .par_iter()
+                        .map(|&v| bf16::from_f32(v).to_bits())
+                        .collect(),
+                ),
+                WeightDtype::F16 => Matrix::F16(
+                    m.to_f32()
+                        .par_iter()
+                        .map(|&v| f16::from_f32(v).to_bits())
+                        .collect(),
+                ),
+            });
+        }
         let bits = || -> Vec<u16> {
             bytes
                 .par_chunks(2)
@@ -296,12 +472,19 @@ impl Checkpoint {
         dtype: candle_core::DType,
     ) -> Result<candle_core::Tensor, ModelError> {
         let (bytes, st) = self.raw(name, shape)?;
+        let wrap = |e: candle_core::Error| self.err(name, e.to_string());
+        if st == Dtype::F8_E4M3 {
+            // Dequantized on the host; the tensor stack computes in `dtype`.
+            let v = self.fp8_matrix(name, shape, bytes)?.to_f32();
+            return candle_core::Tensor::from_vec(v, shape, device)
+                .and_then(|t| t.to_dtype(dtype))
+                .map_err(wrap);
+        }
         let src = match st {
             Dtype::F32 => candle_core::DType::F32,
             Dtype::BF16 => candle_core::DType::BF16,
             _ => candle_core::DType::F16,
         };
-        let wrap = |e: candle_core::Error| self.err(name, e.to_string());
         candle_core::Tensor::from_raw_buffer(bytes, src, shape, device)
             .and_then(|t| t.to_dtype(dtype))
             .map_err(wrap)

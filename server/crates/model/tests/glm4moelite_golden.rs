@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 mod common;
 
-use common::{backends, load};
+use common::{argmax, backends, comparable_steps, golden_cases_in, init, load};
 use glm_model::glm4moelite::Glm4MoeLiteConfig;
 use glm_model::ArchConfig;
 use glm_model::{CacheConfig, CausalLm, ForwardBatch, LoadOptions, SeqInput};
@@ -20,58 +20,6 @@ fn fixture_dir() -> PathBuf {
 
 fn model() -> Box<dyn CausalLm> {
     load(&fixture_dir(), &LoadOptions::default())
-}
-
-struct Case {
-    name: String,
-    input_ids: Vec<u32>,
-    first_step_logits: Vec<f32>,
-    generated_ids: Vec<u32>,
-    step_top1_margin: Vec<f32>,
-}
-
-fn golden_cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(fixture_dir().join("golden.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let ids = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect()
-    };
-    let floats = |v: &serde_json::Value| -> Vec<f32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect()
-    };
-    v["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| Case {
-            name: c["name"].as_str().unwrap().to_owned(),
-            input_ids: ids(&c["input_ids"]),
-            first_step_logits: floats(&c["first_step_logits"]),
-            generated_ids: ids(&c["generated_ids"]),
-            step_top1_margin: floats(&c["step_top1_margin"]),
-        })
-        .collect()
-}
-
-fn init(model: &mut dyn CausalLm, num_blocks: usize) {
-    model
-        .init_cache(CacheConfig {
-            num_blocks,
-            block_size: BLOCK,
-        })
-        .unwrap();
-}
-
-fn argmax(v: &[f32]) -> u32 {
-    glm_model::sampling::argmax(v)
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -142,15 +90,6 @@ fn greedy(
     continue_greedy(model, prompt, 0, steps, chunk, table)
 }
 
-/// Leading steps that must match exactly: up to the first step whose reference top-1
-/// margin is below 0.02 (float rounding may flip the argmax there).
-fn comparable_steps(margins: &[f32]) -> usize {
-    margins
-        .iter()
-        .position(|&m| m < 0.02)
-        .unwrap_or(margins.len())
-}
-
 #[test]
 fn lite_golden_first_step_logits_and_greedy_tokens_match_transformers() {
     for (label, opts, tol) in backends() {
@@ -159,39 +98,20 @@ fn lite_golden_first_step_logits_and_greedy_tokens_match_transformers() {
 }
 
 fn lite_golden_on(label: &str, opts: &LoadOptions, tol: f32) {
-    let mut m = load(&fixture_dir(), opts);
-    assert_eq!(m.info().architecture, "Glm4MoeLiteForCausalLM");
-    let cases = golden_cases();
-    assert_eq!(cases.len(), 6);
-    for case in &cases {
-        let blocks = (case.input_ids.len() + case.generated_ids.len()).div_ceil(BLOCK) + 1;
-        init(m.as_mut(), blocks);
-        let table: Vec<u32> = (0..blocks as u32).rev().collect(); // non-contiguous on purpose
-        let (first, tokens) = greedy(
-            m.as_mut(),
-            &case.input_ids,
-            case.generated_ids.len(),
-            usize::MAX,
-            &table,
-        );
-        let d = max_diff(&first, &case.first_step_logits);
-        let n = comparable_steps(&case.step_top1_margin);
-        println!(
-            "{label} {}: max |logit diff| {d:.2e}; {n} comparable greedy steps",
-            case.name
-        );
-        assert!(
-            d < tol,
-            "{label} {}: first-step logits differ by {d}",
-            case.name
-        );
-        assert!(n >= 1);
-        assert_eq!(
-            tokens[..n],
-            case.generated_ids[..n],
-            "{}: greedy tokens differ within the first {n} steps",
-            case.name
-        );
+    assert_eq!(
+        load(&fixture_dir(), opts).info().architecture,
+        "Glm4MoeLiteForCausalLM"
+    );
+    common::check_goldens(label, &fixture_dir(), opts, tol);
+}
+
+#[test]
+fn lite_fp8_channel_scaled_checkpoint_matches_transformers_on_its_dequantized_weights() {
+    // llm-compressor's compressed-tensors layout: float8 e4m3 weights, one `weight_scale`
+    // per output row; kv_b_proj (split at load) is FP8 too.
+    let dir = common::fixtures().join("glm4moelite-tiny-fp8");
+    for (label, opts, tol) in backends() {
+        common::check_goldens(&format!("fp8 {label}"), &dir, &opts, tol);
     }
 }
 
@@ -205,7 +125,7 @@ fn lite_chunked_prefill_equals_one_shot() {
 
 fn lite_chunked_prefill_equals_one_shot_on(opts: &LoadOptions) {
     let mut m = load(&fixture_dir(), opts);
-    let case = golden_cases()
+    let case = golden_cases_in(&fixture_dir())
         .into_iter()
         .max_by_key(|c| c.input_ids.len())
         .unwrap();
@@ -236,7 +156,7 @@ fn lite_batch_of_different_sequences_equals_each_alone() {
 
 fn lite_batch_of_different_sequences_equals_each_alone_on(opts: &LoadOptions) {
     let mut m = load(&fixture_dir(), opts);
-    let prompts: Vec<Vec<u32>> = golden_cases()
+    let prompts: Vec<Vec<u32>> = golden_cases_in(&fixture_dir())
         .iter()
         .take(4)
         .map(|c| c.input_ids.clone())
@@ -299,7 +219,7 @@ fn lite_prefix_sharing_equals_separate_caches() {
 
 fn lite_prefix_sharing_equals_separate_caches_on(opts: &LoadOptions) {
     let mut m = load(&fixture_dir(), opts);
-    let case = golden_cases()
+    let case = golden_cases_in(&fixture_dir())
         .into_iter()
         .max_by_key(|c| c.input_ids.len())
         .unwrap();

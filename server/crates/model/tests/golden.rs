@@ -18,39 +18,16 @@ fn golden_first_step_logits_and_greedy_tokens_match_transformers() {
 }
 
 fn golden_on(label: &str, opts: &LoadOptions, tol: f32) {
-    let mut m = load(&fixture_dir(), opts);
-    let cases = golden_cases();
-    assert_eq!(cases.len(), 6);
-    for case in &cases {
-        let blocks = (case.input_ids.len() + case.generated_ids.len()).div_ceil(BLOCK) + 1;
-        init(m.as_mut(), blocks);
-        let table: Vec<u32> = (0..blocks as u32).rev().collect(); // non-contiguous on purpose
-        let (first, tokens) = greedy(
-            m.as_mut(),
-            &case.input_ids,
-            case.generated_ids.len(),
-            usize::MAX,
-            &table,
-        );
-        let max_diff = first
-            .iter()
-            .zip(&case.first_step_logits)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        println!("{label} {}: max |logit diff| {max_diff:.2e}", case.name);
-        assert!(
-            max_diff < tol,
-            "{label} {}: first-step logits differ by {max_diff}",
-            case.name
-        );
-        let n = comparable_steps(&case.step_top1_margin);
-        assert!(n >= 1);
-        assert_eq!(
-            tokens[..n],
-            case.generated_ids[..n],
-            "{label} {}: greedy tokens differ within the first {n} steps",
-            case.name
-        );
+    check_goldens(label, &fixture_dir(), opts, tol);
+}
+
+#[test]
+fn fp8_block_scaled_checkpoint_matches_transformers_on_its_dequantized_weights() {
+    // zai-org's layout: float8 e4m3 weights, 128x128 blocks of `weight_scale_inv`
+    // (partial blocks included: the tiny dims are not multiples of 128).
+    let dir = fixtures().join("glm4moe-tiny-fp8");
+    for (label, opts, tol) in backends() {
+        check_goldens(&format!("fp8 {label}"), &dir, &opts, tol);
     }
 }
 
@@ -211,28 +188,53 @@ fn forward_rejects_bad_batches() {
 fn bf16_weights_kept_16_bit_equal_weights_widened_to_f32() {
     // The fixture stores bf16 matrices; widening is exact, so keeping them 16-bit (the
     // default) must give the logits of the f32 copy, through prefill and decode.
-    let mut half = model();
+    narrow_equals_f32(&fixture_dir());
+}
+
+#[test]
+fn fp8_weights_kept_8_bit_equal_weights_dequantized_to_f32() {
+    narrow_equals_f32(&fixtures().join("glm4moe-tiny-fp8"));
+    // 8-bit matrices (plus one f32 scale per 128 x 128 block) against 16-bit ones.
+    let fp8 = load(
+        &fixtures().join("glm4moe-tiny-fp8"),
+        &LoadOptions::default(),
+    );
+    let bf16 = model();
+    let (a, b) = (fp8.info().weight_bytes, bf16.info().weight_bytes);
+    println!("weight bytes: fp8 {a}, bf16 {b}");
+    assert!(a < b, "fp8 {a} bytes vs bf16 {b}");
+}
+
+/// The checkpoint in `dir` loaded in its own (narrow) type and loaded as f32 give the same
+/// logits (within 1e-5: long prompts take the f32 gemm) and the same greedy tokens.
+fn narrow_equals_f32(dir: &std::path::Path) {
+    let mut narrow = load(dir, &LoadOptions::default());
     let mut full = load(
-        &fixture_dir(),
+        dir,
         &LoadOptions {
             dtype: glm_model::WeightDtype::F32,
             ..LoadOptions::default()
         },
     );
-    assert!(half.info().weight_bytes < full.info().weight_bytes);
-    for case in golden_cases() {
+    assert!(narrow.info().weight_bytes < full.info().weight_bytes);
+    for case in golden_cases_in(dir) {
         let blocks = (case.input_ids.len() + 12).div_ceil(BLOCK) + 1;
         let table: Vec<u32> = (0..blocks as u32).collect();
-        init(half.as_mut(), blocks);
+        init(narrow.as_mut(), blocks);
         init(full.as_mut(), blocks);
-        let (a, ta) = greedy(half.as_mut(), &case.input_ids, 12, usize::MAX, &table);
+        let (a, ta) = greedy(narrow.as_mut(), &case.input_ids, 12, usize::MAX, &table);
         let (b, tb) = greedy(full.as_mut(), &case.input_ids, 12, usize::MAX, &table);
         let d = a
             .iter()
             .zip(&b)
             .map(|(x, y)| (x - y).abs())
             .fold(0f32, f32::max);
-        assert!(d < 1e-5, "{}: logits differ by {d}", case.name);
-        assert_eq!(ta, tb, "{}", case.name);
+        assert!(
+            d < 1e-5,
+            "{} {}: logits differ by {d}",
+            dir.display(),
+            case.name
+        );
+        assert_eq!(ta, tb, "{} {}", dir.display(), case.name);
     }
 }

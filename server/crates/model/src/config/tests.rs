@@ -140,15 +140,74 @@ fn generation_config_eos_ids_are_merged() {
 }
 
 #[test]
-fn quantized_checkpoints_are_refused_naming_the_method() {
+fn fp8_quantization_configs_are_read() {
     let mut v = minimal();
-    v["quantization_config"] = json!({"quant_method": "fp8", "weight_block_size": [128, 128]});
-    let e = Glm4MoeConfig::from_json(&v).unwrap_err();
-    assert_eq!(e.kind(), "config");
-    let msg = e.to_string();
-    assert!(
-        msg.contains("quantization_config") && msg.contains("fp8"),
-        "{msg}"
+    let scheme = |v: &serde_json::Value| Glm4MoeConfig::from_json(v).map(|c| c.fp8);
+    v["quantization_config"] = json!({"quant_method": "fp8", "fmt": "e4m3",
+        "activation_scheme": "dynamic", "weight_block_size": [128, 128]});
+    assert_eq!(
+        scheme(&v).unwrap(),
+        Some(Fp8Scheme {
+            block: Some([128, 128])
+        })
+    );
+    v["quantization_config"] = json!({"quant_method": "fp8"});
+    assert_eq!(scheme(&v).unwrap(), Some(Fp8Scheme { block: None }));
+    let ct = |strategy: &str, block: serde_json::Value| {
+        json!({"quant_method": "compressed-tensors", "format": "float-quantized",
+            "config_groups": {"group_0": {"targets": ["Linear"], "weights": {"num_bits": 8,
+            "type": "float", "strategy": strategy, "block_structure": block},
+            "input_activations": {"num_bits": 8, "type": "float", "dynamic": true}}},
+            "ignore": ["lm_head"]})
+    };
+    v["quantization_config"] = ct("channel", json!(null));
+    assert_eq!(scheme(&v).unwrap(), Some(Fp8Scheme { block: None }));
+    v["quantization_config"] = ct("block", json!([128, 64]));
+    assert_eq!(
+        scheme(&v).unwrap(),
+        Some(Fp8Scheme {
+            block: Some([128, 64])
+        })
+    );
+    assert_eq!(scheme(&minimal()).unwrap(), None);
+}
+
+#[test]
+fn other_quantization_configs_are_refused_naming_the_method() {
+    let mut v = minimal();
+    let refused = |q: serde_json::Value, words: &[&str]| {
+        let mut v = minimal();
+        v["quantization_config"] = q;
+        let e = Glm4MoeConfig::from_json(&v).unwrap_err();
+        assert_eq!(e.kind(), "config");
+        let msg = e.to_string();
+        assert!(msg.contains("quantization_config"), "{msg}");
+        for w in words {
+            assert!(msg.contains(w), "{w} not in {msg}");
+        }
+    };
+    refused(json!({"quant_method": "gptq", "bits": 4}), &["gptq"]);
+    refused(json!({"quant_method": "awq"}), &["awq"]);
+    refused(json!({"quant_method": "fp8", "fmt": "e5m2"}), &["e5m2"]);
+    refused(
+        json!({"quant_method": "fp8", "weight_block_size": [128]}),
+        &["weight_block_size"],
+    );
+    refused(
+        json!({"quant_method": "compressed-tensors", "format": "pack-quantized"}),
+        &["compressed-tensors", "pack-quantized"],
+    );
+    refused(
+        json!({"quant_method": "compressed-tensors", "format": "float-quantized",
+            "config_groups": {"g": {"weights": {"num_bits": 4, "type": "float",
+            "strategy": "group"}}}}),
+        &["config_groups.g.weights", "4-bit"],
+    );
+    refused(
+        json!({"quant_method": "compressed-tensors", "format": "float-quantized",
+            "config_groups": {"g": {"weights": {"num_bits": 8, "type": "float",
+            "strategy": "group"}}}}),
+        &["strategy", "group"],
     );
     // The section is parsed: a malformed one names its field.
     v["quantization_config"] = json!({"quant_method": 8});

@@ -1,14 +1,18 @@
-//! `y = x W^T + b` for the CPU, with `W` in f32, bf16 or f16.
+//! `y = x W^T + b` for the CPU, with `W` in f32, bf16, f16 or fp8 (e4m3 with block scales).
 //!
 //! Work is split over output rows so that every weight row is read once per tile of
 //! `ROW_TILE` input rows, with the next weight rows prefetched while the current ones are
-//! multiplied. 16-bit weight rows are widened to f32 (exactly) into a small buffer in L1 and
-//! then used for every input row of the tile, so decode reads half the bytes for the same
-//! arithmetic. The inner loops use `pulp`'s runtime AVX2+FMA / AVX-512 dispatch: the crate
-//! is built for baseline x86-64, where plain code would only get SSE2.
+//! multiplied. Narrow weight rows are widened to f32 (exactly) into a small buffer in L1 and
+//! then used for every input row of the tile, so decode reads a half or a quarter of the
+//! bytes for the same arithmetic; with a few input rows they are widened in registers
+//! instead. The inner loops use `pulp`'s runtime AVX2+FMA / AVX-512 dispatch ([`Isa`]): the
+//! crate is built for baseline x86-64, where plain code would only get SSE2.
 
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use rayon::prelude::*;
+
+use super::fp8::{self, Fp8Ref};
+use super::isa;
 
 /// Rows of `x` processed together against one weight row: their slices stay in L1/L2 while
 /// the weight streams from memory once per tile.
@@ -28,6 +32,7 @@ pub enum WeightsRef<'a> {
     F32(&'a [f32]),
     Bf16(&'a [u16]),
     F16(&'a [u16]),
+    Fp8(Fp8Ref<'a>),
 }
 
 impl WeightsRef<'_> {
@@ -35,6 +40,7 @@ impl WeightsRef<'_> {
         match self {
             WeightsRef::F32(w) => w.len(),
             WeightsRef::Bf16(w) | WeightsRef::F16(w) => w.len(),
+            WeightsRef::Fp8(w) => w.bits.len(),
         }
     }
 
@@ -57,8 +63,23 @@ pub fn matmul_t(
 }
 
 /// `y[r, o] = x[r, :] . w[o, :] + bias[o]` for `rows` rows; `w` is `[out, in]` row-major in
-/// any [`WeightsRef`] type, accumulated in f32.
+/// any [`WeightsRef`] type, accumulated in f32, on the instruction set [`isa::selected`].
 pub fn matmul_w(
+    x: &[f32],
+    rows: usize,
+    w: WeightsRef<'_>,
+    in_dim: usize,
+    out_dim: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    matmul_on(isa::selected_arch(), x, rows, w, in_dim, out_dim, bias, y)
+}
+
+/// [`matmul_w`] on the given instruction set (tests compare every path).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_on(
+    arch: pulp::Arch,
     x: &[f32],
     rows: usize,
     w: WeightsRef<'_>,
@@ -76,7 +97,6 @@ pub fn matmul_w(
             .for_each(|(i, v)| *v = bias.map_or(0.0, |b| b[i % out_dim.max(1)]));
         return;
     }
-    let arch = pulp::Arch::new();
     let serial = rows * in_dim * out_dim < PAR_MIN_MACS;
     let threads = rayon::current_num_threads().max(1);
     // Enough chunks to balance threads, each big enough to amortise task overhead.
@@ -153,11 +173,15 @@ impl pulp::WithSimd for Chunk<'_> {
             o0,
         };
         match w {
-            WeightsRef::F32(w) => t.run::<S, AsF32>(simd, w, yc),
+            WeightsRef::F32(w) => t.run(simd, &AsF32, w, yc),
             // A row or a few: widening into registers beats a buffer pass.
-            WeightsRef::Bf16(w) if rows <= DIRECT_MAX_ROWS => t.run_bf16_direct(simd, w, yc),
-            WeightsRef::Bf16(w) => t.run::<S, AsBf16>(simd, w, yc),
-            WeightsRef::F16(w) => t.run::<S, AsF16>(simd, w, yc),
+            WeightsRef::Bf16(w) if rows <= DIRECT_MAX_ROWS => t.run_direct(simd, &AsBf16, w, yc),
+            WeightsRef::Bf16(w) => t.run(simd, &AsBf16, w, yc),
+            WeightsRef::F16(w) => t.run(simd, &AsF16, w, yc),
+            WeightsRef::Fp8(f) if rows <= DIRECT_MAX_ROWS => {
+                t.run_direct(simd, &AsFp8(f), f.bits, yc)
+            }
+            WeightsRef::Fp8(f) => t.run(simd, &AsFp8(f), f.bits, yc),
         }
         if let Some(b) = bias {
             for (j, yo) in yc.chunks_exact_mut(rows).enumerate() {
@@ -172,19 +196,26 @@ trait Widen {
     type Raw: Copy;
     /// Whether rows are widened into a buffer (false: used in place).
     const BUFFERED: bool;
-    /// `raw` as f32, in place or in `buf`.
-    fn widen<'a>(raw: &'a [Self::Raw], buf: &'a mut [f32]) -> &'a [f32];
+    /// `raw` (whole rows from row `o` on, `in_dim` each) as f32, in place or in `buf`.
+    fn widen<'a>(
+        &self,
+        o: usize,
+        in_dim: usize,
+        raw: &'a [Self::Raw],
+        buf: &'a mut [f32],
+    ) -> &'a [f32];
 }
 
 struct AsF32;
 struct AsBf16;
 struct AsF16;
+struct AsFp8<'a>(Fp8Ref<'a>);
 
 impl Widen for AsF32 {
     type Raw = f32;
     const BUFFERED: bool = false;
     #[inline(always)]
-    fn widen<'a>(raw: &'a [f32], _buf: &'a mut [f32]) -> &'a [f32] {
+    fn widen<'a>(&self, _: usize, _: usize, raw: &'a [f32], _: &'a mut [f32]) -> &'a [f32] {
         raw
     }
 }
@@ -194,10 +225,10 @@ impl Widen for AsBf16 {
     const BUFFERED: bool = true;
     /// bf16 is the top half of an f32: a shift, which vectorises in the SIMD context.
     #[inline(always)]
-    fn widen<'a>(raw: &'a [u16], buf: &'a mut [f32]) -> &'a [f32] {
+    fn widen<'a>(&self, _: usize, _: usize, raw: &'a [u16], buf: &'a mut [f32]) -> &'a [f32] {
         let out = &mut buf[..raw.len()];
         for (d, s) in out.iter_mut().zip(raw) {
-            *d = f32::from_bits(u32::from(*s) << 16);
+            *d = AsBf16::lane(*s, 1.0);
         }
         out
     }
@@ -208,11 +239,72 @@ impl Widen for AsF16 {
     const BUFFERED: bool = true;
     /// `half` converts with F16C when the CPU has it.
     #[inline(always)]
-    fn widen<'a>(raw: &'a [u16], buf: &'a mut [f32]) -> &'a [f32] {
+    fn widen<'a>(&self, _: usize, _: usize, raw: &'a [u16], buf: &'a mut [f32]) -> &'a [f32] {
         let out = &mut buf[..raw.len()];
         raw.reinterpret_cast::<half::f16>()
             .convert_to_f32_slice(out);
         out
+    }
+}
+
+impl Widen for AsFp8<'_> {
+    type Raw = u8;
+    const BUFFERED: bool = true;
+    /// Shift, mask and one multiply by the row's block scale (see [`fp8`]).
+    #[inline(always)]
+    fn widen<'a>(&self, o: usize, in_dim: usize, raw: &'a [u8], buf: &'a mut [f32]) -> &'a [f32] {
+        let out = &mut buf[..raw.len()];
+        for (r, (d, s)) in out
+            .chunks_exact_mut(in_dim)
+            .zip(raw.chunks_exact(in_dim))
+            .enumerate()
+        {
+            self.0.widen_row(o + r, s, d);
+        }
+        out
+    }
+}
+
+/// Narrow types widened in registers, one SIMD vector at a time, for a few input rows.
+trait Direct {
+    type Raw: Copy;
+    /// Columns that share one scale (`usize::MAX`: the type has no scales).
+    fn block(&self) -> usize;
+    /// Row `o`'s scale for block `k` of its columns.
+    fn scale(&self, o: usize, k: usize) -> f32;
+    /// One weight as f32, given its block's scale.
+    fn lane(raw: Self::Raw, scale: f32) -> f32;
+}
+
+impl Direct for AsBf16 {
+    type Raw = u16;
+    #[inline(always)]
+    fn block(&self) -> usize {
+        usize::MAX
+    }
+    #[inline(always)]
+    fn scale(&self, _: usize, _: usize) -> f32 {
+        1.0
+    }
+    #[inline(always)]
+    fn lane(raw: u16, _: f32) -> f32 {
+        f32::from_bits(u32::from(raw) << 16)
+    }
+}
+
+impl Direct for AsFp8<'_> {
+    type Raw = u8;
+    #[inline(always)]
+    fn block(&self) -> usize {
+        self.0.block
+    }
+    #[inline(always)]
+    fn scale(&self, o: usize, k: usize) -> f32 {
+        self.0.scales[o * self.0.scale_cols + k]
+    }
+    #[inline(always)]
+    fn lane(raw: u8, scale: f32) -> f32 {
+        fp8::bits_as_f32(raw) * scale
     }
 }
 
@@ -234,7 +326,7 @@ impl Task<'_> {
     }
 
     #[inline(always)]
-    fn run<S: pulp::Simd, K: Widen>(&self, simd: S, w: &[K::Raw], yc: &mut [f32]) {
+    fn run<S: pulp::Simd, K: Widen>(&self, simd: S, k: &K, w: &[K::Raw], yc: &mut [f32]) {
         let Task {
             x,
             rows,
@@ -258,16 +350,21 @@ impl Task<'_> {
                 // while later row blocks compute from cache.
                 let pair = j + 1 < n_out;
                 let np = if pair { 2 } else { 1 };
-                let wr = K::widen(&w[(o0 + j) * in_dim..(o0 + j + np) * in_dim], &mut buf);
+                let wr = k.widen(
+                    o0 + j,
+                    in_dim,
+                    &w[(o0 + j) * in_dim..(o0 + j + np) * in_dim],
+                    &mut buf,
+                );
                 let (w0, w1) = wr.split_at(in_dim);
                 let next = self.ahead(w, j);
                 let passes = (t1 - t0).div_ceil(4);
                 let mut r = t0;
                 while r < t1 {
                     // Each pass over the pair prefetches its share of the next pair.
-                    let k = (r - t0) / 4;
-                    let pf = &next[(k * next.len() / passes).min(next.len())
-                        ..((k + 1) * next.len() / passes).min(next.len())];
+                    let pass = (r - t0) / 4;
+                    let pf = &next[(pass * next.len() / passes).min(next.len())
+                        ..((pass + 1) * next.len() / passes).min(next.len())];
                     let quad = r + 4 <= t1;
                     match (pair, quad) {
                         (true, true) => {
@@ -312,9 +409,9 @@ impl Task<'_> {
 }
 
 impl Task<'_> {
-    /// Rows `<= DIRECT_MAX_ROWS` against bf16 weights, widened in registers.
+    /// Rows `<= DIRECT_MAX_ROWS` against narrow weights, widened in registers.
     #[inline(always)]
-    fn run_bf16_direct<S: pulp::Simd>(&self, simd: S, w: &[u16], yc: &mut [f32]) {
+    fn run_direct<S: pulp::Simd, K: Direct>(&self, simd: S, k: &K, w: &[K::Raw], yc: &mut [f32]) {
         let Task {
             x,
             rows,
@@ -327,10 +424,13 @@ impl Task<'_> {
         let mut j = 0;
         while j < n_out {
             let pf = self.ahead(w, j);
+            let o = o0 + j;
             if j + 1 < n_out {
                 if rows == 4 {
-                    let d = dots_bf16::<S, _, 2, 4>(
+                    let d = dots_direct::<S, K, _, 2, 4>(
                         simd,
+                        k,
+                        [o, o + 1],
                         [wrow(j), wrow(j + 1)],
                         [xrow(0), xrow(1), xrow(2), xrow(3)],
                         pf,
@@ -341,8 +441,14 @@ impl Task<'_> {
                 } else {
                     for r in 0..rows {
                         let pf = if r == 0 { pf } else { &[][..] };
-                        let d =
-                            dots_bf16::<S, _, 2, 1>(simd, [wrow(j), wrow(j + 1)], [xrow(r)], pf);
+                        let d = dots_direct::<S, K, _, 2, 1>(
+                            simd,
+                            k,
+                            [o, o + 1],
+                            [wrow(j), wrow(j + 1)],
+                            [xrow(r)],
+                            pf,
+                        );
                         yc[j * rows + r] = d[0][0];
                         yc[(j + 1) * rows + r] = d[1][0];
                     }
@@ -351,7 +457,8 @@ impl Task<'_> {
             } else {
                 for r in 0..rows {
                     yc[j * rows + r] =
-                        dots_bf16::<S, u16, 1, 1>(simd, [wrow(j)], [xrow(r)], &[])[0][0];
+                        dots_direct::<S, K, u8, 1, 1>(simd, k, [o], [wrow(j)], [xrow(r)], &[])[0]
+                            [0];
                 }
                 j += 1;
             }
@@ -359,41 +466,64 @@ impl Task<'_> {
     }
 }
 
-/// [`dots`] with bf16 weight rows, each SIMD vector of weights widened in registers.
+/// [`dots`] with narrow weight rows (`o` are their row numbers, for the scales), each SIMD
+/// vector of weights widened in registers: one scale per block of columns, so the scale is
+/// a broadcast per block, not a lookup per lane.
 #[inline(always)]
-fn dots_bf16<S: pulp::Simd, P, const W: usize, const R: usize>(
+fn dots_direct<S: pulp::Simd, K: Direct, P, const W: usize, const R: usize>(
     simd: S,
-    w: [&[u16]; W],
+    k: &K,
+    o: [usize; W],
+    w: [&[K::Raw]; W],
     x: [&[f32]; R],
     pf: &[P],
 ) -> [[f32; R]; W] {
     let lanes = core::mem::size_of::<S::f32s>() / 4;
     let xs = x.map(|s| S::as_simd_f32s(s));
     let n = xs[0].0.len();
+    let in_dim = x[0].len();
+    let block = k.block();
+    // Vectors per scale block. A block is a multiple of every SIMD width unless one block
+    // covers the whole row.
+    debug_assert!(block >= in_dim || block % lanes == 0);
+    let per_block = if block >= in_dim {
+        n.max(1)
+    } else {
+        block / lanes
+    };
     let mut pf = prefetch::Spread::new(pf, n);
     let zero = simd.splat_f32s(0.0);
     let mut acc = [[zero; R]; W];
-    for i in 0..n {
-        pf.step();
-        let xv: [S::f32s; R] = core::array::from_fn(|b| xs[b].0[i]);
-        for a in 0..W {
-            let raw = &w[a][i * lanes..(i + 1) * lanes];
-            let mut wide = [0f32; 16];
-            for (d, s) in wide.iter_mut().zip(raw) {
-                *d = f32::from_bits(u32::from(*s) << 16);
-            }
-            let wv: S::f32s = pulp::cast_lossy(wide);
-            for b in 0..R {
-                acc[a][b] = simd.mul_add_f32s(wv, xv[b], acc[a][b]);
+    let mut i = 0;
+    let mut blk = 0;
+    while i < n {
+        let end = (i + per_block).min(n);
+        let sc: [f32; W] = core::array::from_fn(|a| k.scale(o[a], blk));
+        for i in i..end {
+            pf.step();
+            let xv: [S::f32s; R] = core::array::from_fn(|b| xs[b].0[i]);
+            for a in 0..W {
+                let raw = &w[a][i * lanes..(i + 1) * lanes];
+                let mut wide = [0f32; 16];
+                for (d, s) in wide.iter_mut().zip(raw) {
+                    *d = K::lane(*s, sc[a]);
+                }
+                let wv: S::f32s = pulp::cast_lossy(wide);
+                for b in 0..R {
+                    acc[a][b] = simd.mul_add_f32s(wv, xv[b], acc[a][b]);
+                }
             }
         }
+        i = end;
+        blk += 1;
     }
     let mut out = [[0f32; R]; W];
     for a in 0..W {
         for b in 0..R {
             let mut s = simd.reduce_sum_f32s(acc[a][b]);
-            for (p, q) in w[a][n * lanes..].iter().zip(xs[b].1) {
-                s += f32::from_bits(u32::from(*p) << 16) * q;
+            for (c, q) in (n * lanes..in_dim).zip(xs[b].1) {
+                let scale = k.scale(o[a], if block >= in_dim { 0 } else { c / block });
+                s += K::lane(w[a][c], scale) * q;
             }
             out[a][b] = s;
         }

@@ -68,47 +68,205 @@ fn rms_norm_softmax_silu() {
     assert!((silu(1.0) - 1.0 / (1.0 + (-1.0f32).exp())).abs() < 1e-7);
 }
 
+/// The dispatchers this CPU has: scalar always, AVX2 and AVX-512 where present.
+fn paths() -> Vec<(Isa, pulp::Arch)> {
+    let v: Vec<_> = Isa::ALL
+        .into_iter()
+        .filter_map(|i| i.arch().map(|a| (i, a)))
+        .collect();
+    println!(
+        "kernel paths on this CPU: {:?}",
+        v.iter().map(|p| p.0.name()).collect::<Vec<_>>()
+    );
+    v
+}
+
+/// Shapes that reach every path: in-register (rows <= 4), buffered, odd sizes and tails.
+const SHAPES: &[(usize, usize, usize)] = &[
+    (1, 37, 5),
+    (1, 1024, 33),
+    (2, 130, 9),
+    (4, 64, 17),
+    (4, 300, 6),
+    (5, 70, 3),
+    (33, 48, 11),
+    (9, 272, 40),
+];
+
+/// `matmul_on(arch)` of narrow weights must equal, bit for bit, `matmul_on(arch)` of the
+/// same weights widened to f32: widening is exact and both accumulate in the same order.
+fn assert_equals_widening(
+    arch: pulp::Arch,
+    isa: Isa,
+    narrow: WeightsRef<'_>,
+    wide: &[f32],
+    s: (usize, usize, usize),
+    seed: u32,
+) {
+    let (rows, i, o) = s;
+    let x = pseudo(rows * i, seed);
+    let b = pseudo(o, seed + 1);
+    let mut got = vec![0f32; rows * o];
+    matmul::matmul_on(arch, &x, rows, narrow, i, o, Some(&b), &mut got);
+    let mut want = vec![0f32; rows * o];
+    matmul::matmul_on(
+        arch,
+        &x,
+        rows,
+        WeightsRef::F32(wide),
+        i,
+        o,
+        Some(&b),
+        &mut want,
+    );
+    let same = got
+        .iter()
+        .zip(&want)
+        .all(|(a, b)| a.to_bits() == b.to_bits());
+    assert!(same, "{} rows {rows} in {i} out {o} {narrow:?}", isa.name());
+    // And the f32 path itself is right.
+    let naive = naive(&x, rows, wide, i, o, Some(&b));
+    for (a, e) in want.iter().zip(&naive) {
+        assert!(
+            (a - e).abs() < 1e-3 * (1.0 + e.abs()),
+            "{}: {a} vs {e}",
+            isa.name()
+        );
+    }
+}
+
 #[test]
-fn bf16_and_f16_weights_equal_their_f32_widening() {
-    // Widening is exact, and every path accumulates in the same order, so the results must
-    // be identical to the f32 kernel on the widened weights, for the in-register path
-    // (rows <= 4), the buffered path and odd sizes.
-    for &(rows, i, o) in &[
-        (1, 37, 5),
-        (1, 1024, 33),
-        (2, 130, 9),
-        (4, 64, 17),
-        (5, 70, 3),
-        (33, 48, 11),
-    ] {
-        let x = pseudo(rows * i, 4);
-        let w = pseudo(o * i, 5);
-        let b = pseudo(o, 6);
-        let bf: Vec<u16> = w
-            .iter()
-            .map(|&v| half::bf16::from_f32(v).to_bits())
-            .collect();
-        let hf: Vec<u16> = w
-            .iter()
-            .map(|&v| half::f16::from_f32(v).to_bits())
-            .collect();
-        let bf_wide: Vec<f32> = bf
-            .iter()
-            .map(|&v| half::bf16::from_bits(v).to_f32())
-            .collect();
-        let hf_wide: Vec<f32> = hf
-            .iter()
-            .map(|&v| half::f16::from_bits(v).to_f32())
-            .collect();
-        for (narrow, wide) in [
-            (WeightsRef::Bf16(&bf), &bf_wide),
-            (WeightsRef::F16(&hf), &hf_wide),
-        ] {
-            let mut got = vec![0f32; rows * o];
-            matmul_w(&x, rows, narrow, i, o, Some(&b), &mut got);
-            let mut want = vec![0f32; rows * o];
-            matmul_t(&x, rows, wide, i, o, Some(&b), &mut want);
-            assert_eq!(got, want, "rows {rows} in {i} out {o} {narrow:?}");
+fn bf16_and_f16_weights_equal_their_f32_widening_on_every_path() {
+    for (isa, arch) in paths() {
+        for &(rows, i, o) in SHAPES {
+            let w = pseudo(o * i, 5);
+            let bf: Vec<u16> = w
+                .iter()
+                .map(|&v| half::bf16::from_f32(v).to_bits())
+                .collect();
+            let hf: Vec<u16> = w
+                .iter()
+                .map(|&v| half::f16::from_f32(v).to_bits())
+                .collect();
+            let bf_wide: Vec<f32> = bf
+                .iter()
+                .map(|&v| half::bf16::from_bits(v).to_f32())
+                .collect();
+            let hf_wide: Vec<f32> = hf
+                .iter()
+                .map(|&v| half::f16::from_bits(v).to_f32())
+                .collect();
+            assert_equals_widening(arch, isa, WeightsRef::Bf16(&bf), &bf_wide, (rows, i, o), 4);
+            assert_equals_widening(arch, isa, WeightsRef::F16(&hf), &hf_wide, (rows, i, o), 4);
         }
     }
+}
+
+/// e4m3fn by its definition: sign, 4 exponent bits (bias 7), 3 mantissa bits.
+fn e4m3_by_definition(b: u8) -> f32 {
+    let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
+    let e = i32::from((b >> 3) & 0xf);
+    let m = f64::from(b & 7);
+    let v = if e == 0 {
+        m / 8.0 * 2f64.powi(-6)
+    } else {
+        (1.0 + m / 8.0) * 2f64.powi(e - 7)
+    };
+    (sign * v) as f32
+}
+
+#[test]
+fn fp8_widening_is_exact_for_every_byte() {
+    let mut finite = 0;
+    for b in 0..=255u8 {
+        if fp8::is_nan(b) {
+            assert!(b == 0x7f || b == 0xff);
+            continue;
+        }
+        finite += 1;
+        let want = e4m3_by_definition(b);
+        assert_eq!(fp8::to_f32(b).to_bits(), want.to_bits(), "byte {b:#04x}");
+        // Prescaled scale: one rounding of value * scale, as `fp8.float() * scale`.
+        for scale in [1.0f32, 0.0123, 3.0e-5, 200.0] {
+            let s = fp8::prescale(scale).unwrap();
+            assert_eq!(
+                (fp8::bits_as_f32(b) * s).to_bits(),
+                (want * scale).to_bits(),
+                "byte {b:#04x} scale {scale}"
+            );
+        }
+    }
+    assert_eq!(finite, 254);
+    assert_eq!(fp8::to_f32(0x7e), 448.0);
+    assert_eq!(fp8::to_f32(0x01), 2f32.powi(-9));
+    assert!(fp8::prescale(1e30).is_none() && fp8::prescale(f32::NAN).is_none());
+}
+
+/// An fp8 matrix of `o x i` random finite bytes with `block`-column scales per row.
+fn fp8_matrix(o: usize, i: usize, block: usize, seed: u32) -> (Vec<u8>, Vec<f32>, usize) {
+    let cols = i.div_ceil(block);
+    let bits: Vec<u8> = (0..o * i)
+        .map(|k| {
+            let h = (k as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 7;
+            let b = (h % 256) as u8;
+            if fp8::is_nan(b) {
+                b & 0xf0
+            } else {
+                b
+            }
+        })
+        .collect();
+    let scales: Vec<f32> = pseudo(o * cols, seed + 9)
+        .iter()
+        .map(|v| fp8::prescale(v.abs() * 0.01 + 1e-4).unwrap())
+        .collect();
+    (bits, scales, cols)
+}
+
+#[test]
+fn fp8_weights_equal_their_f32_widening_on_every_path() {
+    for (isa, arch) in paths() {
+        for &(rows, i, o) in SHAPES {
+            // One scale per row (channel, per tensor), and 16- and 128-column blocks.
+            for block in [i, 16, 128] {
+                let (bits, scales, cols) = fp8_matrix(o, i, block, 7);
+                let f = Fp8Ref {
+                    bits: &bits,
+                    scales: &scales,
+                    scale_cols: cols,
+                    block: block.min(i),
+                };
+                let wide = crate::weights::Matrix::Fp8 {
+                    bits: bits.clone(),
+                    scales: scales.clone(),
+                    scale_cols: cols,
+                    block: block.min(i),
+                }
+                .to_f32();
+                // The widening is the definition times the (unprescaled) scale.
+                let k = (o - 1) * i + i / 2;
+                let s = scales[(o - 1) * cols + (i / 2) / block.min(i)] / fp8::EXP_SHIFT;
+                assert_eq!(
+                    wide[k].to_bits(),
+                    (e4m3_by_definition(bits[k]) * s).to_bits()
+                );
+                assert_equals_widening(arch, isa, WeightsRef::Fp8(f), &wide, (rows, i, o), 11);
+            }
+        }
+    }
+}
+
+#[test]
+fn isa_names_parse_and_unknown_ones_are_refused() {
+    assert_eq!(Isa::parse("scalar"), Ok(Isa::Scalar));
+    for isa in Isa::ALL {
+        // Either the CPU has it and its name parses to it, or the error says it lacks it.
+        match isa.arch() {
+            Some(_) => assert_eq!(Isa::parse(&isa.name().to_uppercase()), Ok(isa)),
+            None => assert!(Isa::parse(isa.name()).unwrap_err().contains("lacks")),
+        }
+    }
+    let e = Isa::parse("sse9").unwrap_err();
+    assert!(e.contains("GLM_CPU_ISA") && e.contains("sse9"), "{e}");
+    assert!(Isa::best().arch().is_some());
 }

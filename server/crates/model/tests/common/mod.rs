@@ -27,7 +27,12 @@ pub struct Case {
 }
 
 pub fn golden_cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(fixture_dir().join("golden.json")).unwrap();
+    golden_cases_in(&fixture_dir())
+}
+
+/// The cases of `dir/golden.json`.
+pub fn golden_cases_in(dir: &std::path::Path) -> Vec<Case> {
+    let text = std::fs::read_to_string(dir.join("golden.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let ids = |v: &serde_json::Value| -> Vec<u32> {
         v.as_array()
@@ -113,6 +118,49 @@ pub fn greedy(
         tokens.push(argmax(out[0].as_ref().unwrap()));
     }
     (first, tokens)
+}
+
+/// Loads `dir` with `opts` and checks it against the transformers goldens in
+/// `dir/golden.json`: first-step logits within `tol`, greedy tokens equal up to the first
+/// step whose reference margin is small. Prompts use a reversed block table on purpose.
+pub fn check_goldens(label: &str, dir: &std::path::Path, opts: &glm_model::LoadOptions, tol: f32) {
+    let mut m = load(dir, opts);
+    let cases = golden_cases_in(dir);
+    assert_eq!(cases.len(), 6);
+    for case in &cases {
+        let blocks = (case.input_ids.len() + case.generated_ids.len()).div_ceil(BLOCK) + 1;
+        init(m.as_mut(), blocks);
+        let table: Vec<u32> = (0..blocks as u32).rev().collect(); // non-contiguous on purpose
+        let (first, tokens) = greedy(
+            m.as_mut(),
+            &case.input_ids,
+            case.generated_ids.len(),
+            usize::MAX,
+            &table,
+        );
+        let max_diff = first
+            .iter()
+            .zip(&case.first_step_logits)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let n = comparable_steps(&case.step_top1_margin);
+        println!(
+            "{label} {}: max |logit diff| {max_diff:.2e}; {n} comparable greedy steps",
+            case.name
+        );
+        assert!(
+            max_diff < tol,
+            "{label} {}: first-step logits differ by {max_diff}",
+            case.name
+        );
+        assert!(n >= 1);
+        assert_eq!(
+            tokens[..n],
+            case.generated_ids[..n],
+            "{label} {}: greedy tokens differ within the first {n} steps",
+            case.name
+        );
+    }
 }
 
 /// Number of leading steps that must match exactly: up to the first step whose reference

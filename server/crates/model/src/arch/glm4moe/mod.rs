@@ -39,7 +39,7 @@ pub fn load_mtp_layer(dir: &Path, k: usize) -> Result<MtpLayer, ModelError> {
             c.num_nextn_predict_layers
         )));
     }
-    let ck = Checkpoint::open(dir)?;
+    let ck = Checkpoint::open(dir)?.with_fp8(c.fp8);
     let i = c.num_hidden_layers + k;
     let p = format!("model.layers.{i}");
     let (h, eps) = (c.hidden_size, c.rms_norm_eps);
