@@ -96,8 +96,12 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1)]
     pub tensor_parallel_size: usize,
     /// Type the linear-layer weights are kept in (vLLM's spellings): auto keeps the
-    /// checkpoint's (bf16 for GLM releases, half the bytes per decoded token of float32);
-    /// float32, bfloat16 or float16 convert at load. Compute is f32 either way.
+    /// checkpoint's (bf16 for GLM releases, half the bytes per decoded token of float32;
+    /// FP8 checkpoints — zai-org's `fp8` with 128x128 block scales, or compressed-tensors
+    /// float8 with tensor/channel/block scales — stay 8-bit with their scales, a quarter of
+    /// float32's bytes, widened exactly in the kernels); float32, bfloat16 or float16 convert
+    /// at load (FP8 is dequantized first). Compute and activations are f32 either way, so
+    /// FP8 activation scales are not applied. The GPU backends dequantize FP8 at load.
     #[arg(long, default_value = "auto")]
     pub dtype: String,
     #[arg(long, value_enum, default_value_t = LogFormat::Auto)]

@@ -14,12 +14,17 @@ fn fixture(name: &str) -> PathBuf {
 
 /// Runs `glm-server serve --model <model> <args>`; returns (exit code, stdout, stderr).
 fn check(model: &Path, args: &[&str]) -> (i32, String, String) {
+    check_with_env(model, args, &[])
+}
+
+fn check_with_env(model: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_glm-server"))
         .arg("serve")
         .arg("--model")
         .arg(model)
         .args(args)
         .env("RUST_LOG", "error")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
@@ -92,6 +97,46 @@ fn check_refuses_with_the_reason_and_exit_2() {
         assert!(out.is_empty(), "{args:?}: {out}");
         assert!(err.contains(needle), "{args:?}: {needle} not in {err}");
     }
+}
+
+#[test]
+fn check_names_fp8_checkpoints_and_refuses_other_quantization() {
+    let (code, out, err) = check(&fixture("glm4moe-tiny-fp8"), &["--check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("FP8 checkpoint (128x128 block scales)"),
+        "{out}"
+    );
+    let (code, out, err) = check(&fixture("glm4moelite-tiny-fp8"), &["--check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("FP8 checkpoint (per-tensor/per-row scales)"),
+        "{out}"
+    );
+    // A GPTQ config: refused naming quantization_config and the method.
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture("glm4moe-tiny").join(f), dir.path().join(f)).unwrap();
+    }
+    let cfg = dir.path().join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    v["quantization_config"] = serde_json::json!({"quant_method": "gptq", "bits": 4});
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    let (code, _, err) = check(dir.path(), &["--check"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("quantization_config") && err.contains("gptq"),
+        "{err}"
+    );
+    // An instruction set this CPU cannot run, or no such thing: refused at start.
+    let (code, _, err) = check_with_env(
+        &fixture("glm4moe-tiny"),
+        &["--check"],
+        &[("GLM_CPU_ISA", "sse9")],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("GLM_CPU_ISA") && err.contains("sse9"), "{err}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Throughput of `kernels::matmul_w` at the shapes a decode step of the GLM MoE models runs,
 //! with weights streamed from memory (more copies than the last-level cache holds):
-//! `cargo run --release -p glm-model --example kernel_bench [f32|bf16|f16]...`.
+//! `cargo run --release -p glm-model --example kernel_bench [f32|bf16|f16|fp8]...`
+//! (`GLM_CPU_ISA=avx2|scalar` to measure a narrower path).
 use std::time::Instant;
 
 use glm_model::kernels::matmul_w;
@@ -17,8 +18,13 @@ fn main() {
         ("expert down 1024x512", 1024, 512),
         ("dense gate_up 5632x1024", 5632, 1024),
     ];
+    println!("kernels: {}", glm_model::kernels::isa::selected().name());
     for dtype in &dtypes {
-        let width = if dtype == "f32" { 4 } else { 2 };
+        let width = match dtype.as_str() {
+            "f32" => 4,
+            "fp8" => 1,
+            _ => 2,
+        };
         for &(name, out, inp) in shapes {
             let copies = ((256usize << 20) / (width * out * inp)).max(2);
             let ws: Vec<Matrix> = (0..copies)
@@ -29,6 +35,20 @@ fn main() {
                             Matrix::Bf16(v.map(|f| half::bf16::from_f32(f).to_bits()).collect())
                         }
                         "f16" => Matrix::F16(v.map(|f| half::f16::from_f32(f).to_bits()).collect()),
+                        "fp8" => {
+                            let (bits, scales) = glm_model::kernels::fp8::quantize_blocks(
+                                &v.collect::<Vec<_>>(),
+                                out,
+                                inp,
+                                128,
+                            );
+                            Matrix::Fp8 {
+                                bits,
+                                scales,
+                                scale_cols: inp.div_ceil(128),
+                                block: 128,
+                            }
+                        }
                         _ => Matrix::F32(v.collect()),
                     }
                 })

@@ -145,6 +145,16 @@ impl LoadOptions {
             (Backend::Cuda, DeviceSpec::Cpu) => Err(ModelError::Device(
                 "backend cuda needs --device cuda or cuda:N".into(),
             )),
+            (Backend::Reference | Backend::Cuda, _) if self.dtype == WeightDtype::Fp8 => {
+                Err(ModelError::Device(format!(
+                    "--dtype fp8 keeps weights 8-bit on the cpu backend only; backend {b} \
+                     computes in bf16/f32 (FP8 checkpoints load there with --dtype auto)"
+                )))
+            }
+            // The CPU kernels' instruction set: a bad GLM_CPU_ISA is refused here, at start.
+            (Backend::Cpu, _) => crate::kernels::isa::check_env()
+                .map(|_| b)
+                .map_err(ModelError::Device),
             _ => Ok(b),
         }
     }

@@ -21,6 +21,8 @@ pub struct ModelPlan {
     pub backend: Backend,
     pub device: DeviceSpec,
     pub dtype: WeightDtype,
+    /// The checkpoint's FP8 scheme, when its weights are float8.
+    pub fp8: Option<crate::config::Fp8Scheme>,
     pub num_hidden_layers: usize,
     pub vocab_size: usize,
     pub max_position_embeddings: usize,
@@ -31,7 +33,7 @@ impl std::fmt::Display for ModelPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} ({} layers, vocab {}, context {}) on {} with backend {}, weights {:?}, \
+            "{} ({} layers, vocab {}, context {}) on {} with backend {}, weights {:?}{}, \
              KV cache {} B per token",
             self.architecture,
             self.num_hidden_layers,
@@ -40,6 +42,11 @@ impl std::fmt::Display for ModelPlan {
             self.device,
             self.backend,
             self.dtype,
+            match self.fp8.map(|s| s.block) {
+                None => String::new(),
+                Some(None) => " of an FP8 checkpoint (per-tensor/per-row scales)".to_owned(),
+                Some(Some([r, c])) => format!(" of an FP8 checkpoint ({r}x{c} block scales)"),
+            },
             self.kv_bytes_per_token
         )
     }
@@ -107,6 +114,7 @@ pub fn check_model(
         backend,
         device: opts.device,
         dtype: opts.dtype,
+        fp8: c.fp8,
         num_hidden_layers: c.num_hidden_layers,
         vocab_size: c.vocab_size,
         max_position_embeddings: c.max_position_embeddings,
@@ -119,6 +127,12 @@ pub fn check_model(
 pub fn load_model(dir: &Path, opts: &LoadOptions) -> Result<Box<dyn CausalLm>, ModelError> {
     let backend = opts.resolve()?;
     let _span = tracing::info_span!("load_model", dir = %dir.display(), %backend).entered();
+    if backend == Backend::Cpu {
+        tracing::info!(
+            isa = crate::kernels::isa::selected().name(),
+            "CPU kernels (GLM_CPU_ISA picks avx2 or scalar below the CPU's best)"
+        );
+    }
     let cfg = AnyArch::from_dir(dir)?;
     let rope = cfg.rope();
     let c = cfg.common().clone();

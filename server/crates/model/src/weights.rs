@@ -41,7 +41,13 @@ pub enum WeightDtype {
     F32,
     Bf16,
     F16,
+    /// float8 e4m3: FP8 checkpoints stay as they are; others are quantized at load with one
+    /// scale per 128 x 128 block (the CPU kernels only; vLLM's `--quantization fp8`).
+    Fp8,
 }
+
+/// The block size `--dtype fp8` quantizes with (the FP8 releases' `weight_block_size`).
+pub const FP8_BLOCK: usize = 128;
 
 impl std::str::FromStr for WeightDtype {
     type Err = String;
@@ -53,8 +59,9 @@ impl std::str::FromStr for WeightDtype {
             "float32" | "float" | "f32" | "fp32" => Ok(Self::F32),
             "bfloat16" | "bf16" => Ok(Self::Bf16),
             "float16" | "half" | "f16" | "fp16" => Ok(Self::F16),
+            "fp8" | "float8" | "float8_e4m3fn" | "fp8_e4m3" => Ok(Self::Fp8),
             other => Err(format!(
-                "unknown dtype {other:?} (auto, float32, bfloat16, float16)"
+                "unknown dtype {other:?} (auto, float32, bfloat16, float16, fp8)"
             )),
         }
     }
@@ -385,10 +392,10 @@ impl Checkpoint {
                 ))
             }
         };
-        if cols > 1 && block % 16 != 0 {
+        if cols > 1 && block % 32 != 0 {
             return Err(self.err(
                 &scale_name,
-                format!("blocks of {block} columns are not supported (a multiple of 16)"),
+                format!("blocks of {block} columns are not supported (a multiple of 32)"),
             ));
         }
         let src = self.f32(&scale_name, &sshape)?;
@@ -420,7 +427,7 @@ impl Checkpoint {
         if dtype == Dtype::F8_E4M3 {
             let m = self.fp8_matrix(name, shape, bytes)?;
             return Ok(match self.dtype {
-                WeightDtype::Auto => m,
+                WeightDtype::Auto | WeightDtype::Fp8 => m,
                 WeightDtype::F32 => Matrix::F32(m.to_f32()),
                 WeightDtype::Bf16 => Matrix::Bf16(
                     m.to_f32()
@@ -443,6 +450,19 @@ impl Checkpoint {
                 .collect()
         };
         Ok(match (self.dtype, dtype) {
+            (WeightDtype::Fp8, _) => {
+                let [out, in_dim] = shape else {
+                    return Err(self.err(name, "fp8 is supported for 2-D weights only".into()));
+                };
+                let (bits, scales) =
+                    fp8::quantize_blocks(&convert(bytes, dtype), *out, *in_dim, FP8_BLOCK);
+                Matrix::Fp8 {
+                    bits,
+                    scales,
+                    scale_cols: in_dim.div_ceil(FP8_BLOCK),
+                    block: FP8_BLOCK.min(*in_dim),
+                }
+            }
             (WeightDtype::Auto | WeightDtype::Bf16, Dtype::BF16) => Matrix::Bf16(bits()),
             (WeightDtype::Auto | WeightDtype::F16, Dtype::F16) => Matrix::F16(bits()),
             (WeightDtype::Bf16, _) => Matrix::Bf16(

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 mod common;
 
-use common::{argmax, backends, comparable_steps, golden_cases_in, init, load};
+use common::{argmax, backends, golden_cases_in, init, load};
 use glm_model::glm4moelite::Glm4MoeLiteConfig;
 use glm_model::ArchConfig;
-use glm_model::{CacheConfig, CausalLm, ForwardBatch, LoadOptions, SeqInput};
+use glm_model::{CausalLm, ForwardBatch, LoadOptions, SeqInput};
 use serde_json::json;
 
 const BLOCK: usize = 16;

@@ -39,6 +39,11 @@ impl TensorCtx {
             WeightDtype::Auto | WeightDtype::Bf16 => DType::BF16,
             WeightDtype::F16 => DType::F16,
             WeightDtype::F32 => DType::F32,
+            WeightDtype::Fp8 => {
+                return Err(ModelError::Device(
+                    "the tensor backends do not keep fp8 weights (--dtype auto)".into(),
+                ))
+            }
         };
         Ok(Self {
             device,

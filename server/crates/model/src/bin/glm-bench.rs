@@ -71,7 +71,7 @@ fn parse_args() -> Result<Args, String> {
                 return Err(
                     "usage: glm-bench --model DIR [--prompt-len N] [--decode-steps N] \
                             [--batches 1,8,32] [--batch-prompt-len N] \
-                            [--dtype auto|float32|bfloat16|float16] \
+                            [--dtype auto|float32|bfloat16|float16 (auto keeps FP8 8-bit)] \
                             [--backend auto|cpu|reference|cuda] [--device cpu|cuda:N] \
                             [--hbm-gbps 3350]"
                         .into(),
@@ -197,6 +197,13 @@ fn bench(args: &Args) -> Result<(), ModelError> {
     println!("architecture     {}", info.architecture);
     println!("device/backend   {} / {}", info.device, info.backend);
     println!("threads          {}", rayon::current_num_threads());
+    if info.backend == "cpu" {
+        println!(
+            "cpu kernels      {} (best on this CPU: {}; GLM_CPU_ISA=avx2|scalar to pick below)",
+            glm_model::kernels::isa::selected().name(),
+            glm_model::kernels::Isa::best().name()
+        );
+    }
     println!(
         "weights          {:.1} MiB in memory ({:?} linear weights), loaded in {load_s:.2} s, \
          peak host RSS {:.0} MiB",

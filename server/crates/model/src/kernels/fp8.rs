@@ -46,7 +46,8 @@ pub struct Fp8Ref<'a> {
     /// `k * block .. (k + 1) * block` is `scales[o * scale_cols + k]`.
     pub scales: &'a [f32],
     pub scale_cols: usize,
-    /// Columns per scale: a multiple of 16 (every SIMD width) unless one scale covers the row.
+    /// Columns per scale: a multiple of 32 (an even number of vectors of every SIMD width)
+    /// unless one scale covers the row.
     pub block: usize,
 }
 
@@ -70,4 +71,68 @@ impl Fp8Ref<'_> {
             }
         }
     }
+}
+
+/// The e4m3fn byte nearest `v` (ties to even), saturating at ±448. NaN gives NaN (`0x7f`).
+pub fn from_f32(v: f32) -> u8 {
+    if v.is_nan() {
+        return 0x7f;
+    }
+    let sign = if v.is_sign_negative() { 0x80 } else { 0 };
+    let a = v.abs();
+    if a >= 448.0 {
+        return sign | 0x7e;
+    }
+    let min_normal = f32::from_bits((127 - 6) << 23); // 2^-6
+    let code = if a < min_normal {
+        // Subnormals are multiples of 2^-9; 8 of them is the smallest normal, code 0x08.
+        (a * f32::from_bits((127 + 9) << 23)).round_ties_even() as u8
+    } else {
+        // a = 2^e * (1 + m/8): e from the f32 exponent field, m rounded to 3 bits.
+        let e = ((a.to_bits() >> 23) & 0xff) as i32 - 127;
+        let mant = a / f32::from_bits(((e + 127) as u32) << 23);
+        let m = ((mant - 1.0) * 8.0).round_ties_even() as i32;
+        let (e, m) = if m == 8 { (e + 1, 0) } else { (e, m) };
+        // 448 = 2^8 * 1.75 is the largest finite value (2^8 * 1.875 is NaN).
+        if e > 8 || (e == 8 && m > 6) {
+            0x7e
+        } else {
+            (((e + 7) as u8) << 3) | m as u8
+        }
+    };
+    sign | code
+}
+
+/// Quantizes an f32 matrix `[out, in]` to e4m3 with one scale per `block` x `block` tile
+/// (amax / 448, as the FP8 releases and vLLM's online FP8 do). Returns the bytes and the
+/// prescaled scales expanded per row (`[out, in.div_ceil(block)]`).
+pub fn quantize_blocks(w: &[f32], out: usize, in_dim: usize, block: usize) -> (Vec<u8>, Vec<f32>) {
+    use rayon::prelude::*;
+    let cols = in_dim.div_ceil(block);
+    let mut bits = vec![0u8; out * in_dim];
+    let mut scales = vec![0f32; out * cols];
+    bits.par_chunks_mut(block * in_dim)
+        .zip(scales.par_chunks_mut(block * cols))
+        .zip(w.par_chunks(block * in_dim))
+        .for_each(|((q, s), w)| {
+            let rows = w.len() / in_dim;
+            for k in 0..cols {
+                let (c0, c1) = (k * block, ((k + 1) * block).min(in_dim));
+                let amax = (0..rows)
+                    .flat_map(|r| &w[r * in_dim + c0..r * in_dim + c1])
+                    .fold(0f32, |m, v| m.max(v.abs()));
+                let scale = if amax > 0.0 && amax.is_finite() {
+                    amax / 448.0
+                } else {
+                    1.0
+                };
+                for r in 0..rows {
+                    for c in c0..c1 {
+                        q[r * in_dim + c] = from_f32(w[r * in_dim + c] / scale);
+                    }
+                    s[r * cols + k] = scale * EXP_SHIFT;
+                }
+            }
+        });
+    (bits, scales)
 }

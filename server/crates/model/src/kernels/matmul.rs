@@ -454,6 +454,19 @@ impl Task<'_> {
                     }
                 }
                 j += 2;
+            } else if rows == 4 {
+                // The same row grouping as the f32 path (which sums 4 rows together), so
+                // that both sum in the same order (see [`paired`]).
+                let d = dots_direct::<S, K, u8, 1, 4>(
+                    simd,
+                    k,
+                    [o],
+                    [wrow(j)],
+                    [xrow(0), xrow(1), xrow(2), xrow(3)],
+                    &[],
+                );
+                yc[j * rows..(j + 1) * rows].copy_from_slice(&d[0]);
+                j += 1;
             } else {
                 for r in 0..rows {
                     yc[j * rows + r] =
@@ -483,35 +496,74 @@ fn dots_direct<S: pulp::Simd, K: Direct, P, const W: usize, const R: usize>(
     let n = xs[0].0.len();
     let in_dim = x[0].len();
     let block = k.block();
-    // Vectors per scale block. A block is a multiple of every SIMD width unless one block
-    // covers the whole row.
-    debug_assert!(block >= in_dim || block % lanes == 0);
+    // Vectors per scale block. A block is an even number of vectors of every SIMD width
+    // (a multiple of 32 columns) unless one block covers the whole row.
+    debug_assert!(block >= in_dim || block % (2 * lanes) == 0);
     let per_block = if block >= in_dim {
         n.max(1)
     } else {
         block / lanes
     };
-    let mut pf = prefetch::Spread::new(pf, n);
+    // Four vectors per step, so the loop, prefetch and bookkeeping cost is shared by
+    // 4 x lanes weights of each row (a 128-column block is 8 or 16 vectors).
+    const UNROLL: usize = 4;
+    let mut pf = prefetch::Spread::new(pf, n.div_ceil(UNROLL));
     let zero = simd.splat_f32s(0.0);
     let mut acc = [[zero; R]; W];
+    let mut odd = [[zero; R]; W];
+    let pair = paired(R);
+    // One vector of row `a` (its raw weights `raw`, `lanes` of them) times the input vectors.
+    let fma =
+        |acc: &mut [[S::f32s; R]; W], a: usize, raw: &[K::Raw], sc: f32, xv: &[S::f32s; R]| {
+            let mut wide = [0f32; 16];
+            for (d, s) in wide.iter_mut().zip(raw) {
+                *d = K::lane(*s, sc);
+            }
+            let wv: S::f32s = pulp::cast_lossy(wide);
+            for b in 0..R {
+                acc[a][b] = simd.mul_add_f32s(wv, xv[b], acc[a][b]);
+            }
+        };
     let mut i = 0;
     let mut blk = 0;
     while i < n {
+        // Blocks start at even vectors (a block is an even number of vectors), so the
+        // parity of a vector within its block is its parity in the row, as in [`dots`].
         let end = (i + per_block).min(n);
         let sc: [f32; W] = core::array::from_fn(|a| k.scale(o[a], blk));
-        for i in i..end {
+        // Slices of exactly this block, so the loops below have no bounds checks.
+        let xb: [&[S::f32s]; R] = core::array::from_fn(|b| &xs[b].0[i..end]);
+        let wb: [&[K::Raw]; W] = core::array::from_fn(|a| &w[a][i * lanes..end * lanes]);
+        let steps = (end - i) / UNROLL;
+        let ul = UNROLL * lanes;
+        for q in 0..steps {
             pf.step();
-            let xv: [S::f32s; R] = core::array::from_fn(|b| xs[b].0[i]);
+            // This step's 4 vectors of each row and input, checked once per step.
+            let cw: [&[K::Raw]; W] = core::array::from_fn(|a| &wb[a][q * ul..(q + 1) * ul]);
+            let cx: [&[S::f32s]; R] =
+                core::array::from_fn(|b| &xb[b][q * UNROLL..(q + 1) * UNROLL]);
+            for u in 0..UNROLL {
+                let xv: [S::f32s; R] = core::array::from_fn(|b| cx[b][u]);
+                let set = if pair && u % 2 == 1 {
+                    &mut odd
+                } else {
+                    &mut acc
+                };
+                for a in 0..W {
+                    fma(set, a, &cw[a][u * lanes..(u + 1) * lanes], sc[a], &xv);
+                }
+            }
+        }
+        for v in steps * UNROLL..end - i {
+            pf.step();
+            let xv: [S::f32s; R] = core::array::from_fn(|b| xb[b][v]);
+            let set = if pair && v % 2 == 1 {
+                &mut odd
+            } else {
+                &mut acc
+            };
             for a in 0..W {
-                let raw = &w[a][i * lanes..(i + 1) * lanes];
-                let mut wide = [0f32; 16];
-                for (d, s) in wide.iter_mut().zip(raw) {
-                    *d = K::lane(*s, sc[a]);
-                }
-                let wv: S::f32s = pulp::cast_lossy(wide);
-                for b in 0..R {
-                    acc[a][b] = simd.mul_add_f32s(wv, xv[b], acc[a][b]);
-                }
+                fma(set, a, &wb[a][v * lanes..(v + 1) * lanes], sc[a], &xv);
             }
         }
         i = end;
@@ -520,7 +572,7 @@ fn dots_direct<S: pulp::Simd, K: Direct, P, const W: usize, const R: usize>(
     let mut out = [[0f32; R]; W];
     for a in 0..W {
         for b in 0..R {
-            let mut s = simd.reduce_sum_f32s(acc[a][b]);
+            let mut s = simd.reduce_sum_f32s(simd.add_f32s(acc[a][b], odd[a][b]));
             for (c, q) in (n * lanes..in_dim).zip(xs[b].1) {
                 let scale = k.scale(o[a], if block >= in_dim { 0 } else { c / block });
                 s += K::lane(w[a][c], scale) * q;
@@ -529,6 +581,16 @@ fn dots_direct<S: pulp::Simd, K: Direct, P, const W: usize, const R: usize>(
         }
     }
     out
+}
+
+/// Whether dot products against `r` input rows keep two sets of accumulators (even and odd
+/// vectors). With one input row there are only `W` FMA chains, and their latency, not
+/// memory, bounds a narrow (fp8) row; with more rows the chains are already independent
+/// and a second set would spill registers. Every kernel follows this same rule, so narrow
+/// weights and their f32 widening still sum in the same order.
+#[inline(always)]
+const fn paired(r: usize) -> bool {
+    r == 1
 }
 
 /// `W x R` dot products (each weight row against each input row) in one pass over the
@@ -546,9 +608,10 @@ fn dots<S: pulp::Simd, P, const W: usize, const R: usize>(
     let n = ws[0].0.len();
     let mut pf = prefetch::Spread::new(pf, n);
     let zero = simd.splat_f32s(0.0);
+    // See [`paired`]: with one input row, odd vectors go to a second set of accumulators.
     let mut acc = [[zero; R]; W];
-    for i in 0..n {
-        pf.step();
+    let mut odd = [[zero; R]; W];
+    let step = |acc: &mut [[S::f32s; R]; W], i: usize| {
         let xv: [S::f32s; R] = core::array::from_fn(|b| xs[b].0[i]);
         for a in 0..W {
             let wv = ws[a].0[i];
@@ -556,11 +619,26 @@ fn dots<S: pulp::Simd, P, const W: usize, const R: usize>(
                 acc[a][b] = simd.mul_add_f32s(wv, xv[b], acc[a][b]);
             }
         }
+    };
+    let mut i = 0;
+    if paired(R) {
+        while i + 1 < n {
+            pf.step();
+            step(&mut acc, i);
+            pf.step();
+            step(&mut odd, i + 1);
+            i += 2;
+        }
+    }
+    while i < n {
+        pf.step();
+        step(&mut acc, i);
+        i += 1;
     }
     let mut out = [[0f32; R]; W];
     for a in 0..W {
         for b in 0..R {
-            let mut s = simd.reduce_sum_f32s(acc[a][b]);
+            let mut s = simd.reduce_sum_f32s(simd.add_f32s(acc[a][b], odd[a][b]));
             for (p, q) in ws[a].1.iter().zip(xs[b].1) {
                 s += p * q;
             }

@@ -227,8 +227,8 @@ fn fp8_matrix(o: usize, i: usize, block: usize, seed: u32) -> (Vec<u8>, Vec<f32>
 fn fp8_weights_equal_their_f32_widening_on_every_path() {
     for (isa, arch) in paths() {
         for &(rows, i, o) in SHAPES {
-            // One scale per row (channel, per tensor), and 16- and 128-column blocks.
-            for block in [i, 16, 128] {
+            // One scale per row (channel, per tensor), and 32- and 128-column blocks.
+            for block in [i, 32, 128] {
                 let (bits, scales, cols) = fp8_matrix(o, i, block, 7);
                 let f = Fp8Ref {
                     bits: &bits,
@@ -269,4 +269,58 @@ fn isa_names_parse_and_unknown_ones_are_refused() {
     let e = Isa::parse("sse9").unwrap_err();
     assert!(e.contains("GLM_CPU_ISA") && e.contains("sse9"), "{e}");
     assert!(Isa::best().arch().is_some());
+}
+
+#[test]
+fn fp8_rounding_is_nearest_even_and_saturates() {
+    // Every finite byte round-trips.
+    for b in (0..=255u8).filter(|&b| !fp8::is_nan(b)) {
+        let v = fp8::to_f32(b);
+        let back = fp8::from_f32(v);
+        // +0 and -0 are distinct bytes with equal values.
+        assert_eq!(back, b, "byte {b:#04x} value {v}");
+    }
+    // Halfway between adjacent values goes to the even mantissa; a hair above goes up.
+    for b in (0..0x7du8).filter(|b| b & 1 == 0) {
+        let (lo, hi) = (fp8::to_f32(b), fp8::to_f32(b + 1));
+        assert_eq!(fp8::from_f32((lo + hi) / 2.0), b, "tie above {b:#04x}");
+        let (lo2, hi2) = (hi, fp8::to_f32(b + 2));
+        assert_eq!(
+            fp8::from_f32((lo2 + hi2) / 2.0),
+            b + 2,
+            "tie above {:#04x}",
+            b + 1
+        );
+        assert_eq!(fp8::from_f32(lo + (hi - lo) * 0.51), b + 1);
+    }
+    assert_eq!(fp8::from_f32(1e6), 0x7e);
+    assert_eq!(fp8::from_f32(-460.0), 0xfe);
+    assert_eq!(fp8::from_f32(1e-9), 0);
+    assert!(fp8::is_nan(fp8::from_f32(f32::NAN)));
+}
+
+#[test]
+fn block_quantization_is_within_half_a_step_of_each_weight() {
+    let (o, i) = (130, 300);
+    let w: Vec<f32> = pseudo(o * i, 3).iter().map(|v| v * 0.05).collect();
+    let (bits, scales) = fp8::quantize_blocks(&w, o, i, 128);
+    let cols = i.div_ceil(128);
+    assert_eq!((bits.len(), scales.len()), (o * i, o * cols));
+    let back = crate::weights::Matrix::Fp8 {
+        bits,
+        scales,
+        scale_cols: cols,
+        block: 128,
+    }
+    .to_f32();
+    for (k, (a, b)) in w.iter().zip(&back).enumerate() {
+        // e4m3 has 3 mantissa bits: relative error <= 2^-4, plus the subnormal step.
+        let (r, c) = (k / i, k % i);
+        let amax = (r / 128 * 128..((r / 128 + 1) * 128).min(o))
+            .flat_map(|rr| (c / 128 * 128..((c / 128 + 1) * 128).min(i)).map(move |cc| (rr, cc)))
+            .map(|(rr, cc)| w[rr * i + cc].abs())
+            .fold(0f32, f32::max);
+        let tol = a.abs() / 16.0 + amax / 448.0 * 2f32.powi(-10);
+        assert!((a - b).abs() <= tol * 1.0001, "[{r}, {c}]: {a} vs {b}");
+    }
 }

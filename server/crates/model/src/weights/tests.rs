@@ -89,8 +89,8 @@ fn fp8_ck(
 #[test]
 fn fp8_weights_load_with_block_channel_and_tensor_scales() {
     let bits = fp8_bytes();
-    // 16 x 16 blocks over 20 x 40: a 2 x 3 grid with partial blocks at the edges.
-    let grid: Vec<f32> = (0..6).map(|k| 0.5 + k as f32 * 0.25).collect();
+    // 16 x 32 blocks over 20 x 40: a 2 x 2 grid with partial blocks at the edges.
+    let grid: Vec<f32> = (0..4).map(|k| 0.5 + k as f32 * 0.25).collect();
     let per_row: Vec<f32> = (0..20).map(|k| 0.01 * (k + 1) as f32).collect();
     let cases: [(
         &str,
@@ -101,10 +101,10 @@ fn fp8_weights_load_with_block_channel_and_tensor_scales() {
     ); 3] = [
         (
             "w.weight_scale_inv",
-            vec![2, 3],
+            vec![2, 2],
             grid,
-            Some([16, 16]),
-            |r, c| (r / 16) * 3 + c / 16,
+            Some([16, 32]),
+            |r, c| (r / 16) * 2 + c / 32,
         ),
         ("w.weight_scale", vec![20, 1], per_row, None, |r, _| r),
         ("w.weight_scale", vec![1], vec![0.125], None, |_, _| 0),
@@ -115,7 +115,7 @@ fn fp8_weights_load_with_block_channel_and_tensor_scales() {
         assert!(matches!(m, Matrix::Fp8 { .. }), "{name} {shape:?}");
         assert_eq!(
             m.bytes(),
-            800 + 4 * 20 * if shape == [2, 3] { 3 } else { 1 }
+            800 + 4 * 20 * if shape == [2, 2] { 2 } else { 1 }
         );
         let want: Vec<f32> = (0..800)
             .map(|k| crate::kernels::fp8::to_f32(bits[k]) * scales[at(k / 40, k % 40)])
@@ -132,12 +132,16 @@ fn fp8_weights_load_with_block_channel_and_tensor_scales() {
 fn bad_fp8_tensors_are_refused_naming_the_tensor() {
     let msg = |ck: &Checkpoint| ck.matrix("w.weight", &[20, 40]).unwrap_err().to_string();
     // Scales whose shape fits neither layout.
-    let (_d, ck) = fp8_ck("w.weight_scale_inv", vec![3, 3], &[1.0; 9], Some([16, 16]));
+    let (_d, ck) = fp8_ck("w.weight_scale_inv", vec![3, 3], &[1.0; 9], Some([16, 32]));
     let m = msg(&ck);
     assert!(
         m.contains("w.weight_scale_inv") && m.contains("[3, 3]"),
         "{m}"
     );
+    // Blocks the kernels cannot step through (not a multiple of 32 columns).
+    let (_d, ck) = fp8_ck("w.weight_scale_inv", vec![2, 3], &[1.0; 6], Some([16, 16]));
+    let m = msg(&ck);
+    assert!(m.contains("multiple of 32"), "{m}");
     // A scale that is not finite.
     let (_d, ck) = fp8_ck("w.weight_scale", vec![1], &[f32::INFINITY], None);
     assert!(msg(&ck).contains("not a finite"), "{}", msg(&ck));
