@@ -534,6 +534,17 @@ fn dots_direct<S: pulp::Simd, K: Direct, P, const W: usize, const R: usize>(
         // Slices of exactly this block, so the loops below have no bounds checks.
         let xb: [&[S::f32s]; R] = core::array::from_fn(|b| &xs[b].0[i..end]);
         let wb: [&[K::Raw]; W] = core::array::from_fn(|a| &w[a][i * lanes..end * lanes]);
+        // Vector `v` of this block (its input vectors and each row's raw weights).
+        let mut put = |v: usize, xv: [S::f32s; R], raw: [&[K::Raw]; W]| {
+            let set = if pair && v % 2 == 1 {
+                &mut odd
+            } else {
+                &mut acc
+            };
+            for a in 0..W {
+                fma(set, a, raw[a], sc[a], &xv);
+            }
+        };
         let steps = (end - i) / UNROLL;
         let ul = UNROLL * lanes;
         for q in 0..steps {
@@ -543,28 +554,20 @@ fn dots_direct<S: pulp::Simd, K: Direct, P, const W: usize, const R: usize>(
             let cx: [&[S::f32s]; R] =
                 core::array::from_fn(|b| &xb[b][q * UNROLL..(q + 1) * UNROLL]);
             for u in 0..UNROLL {
-                let xv: [S::f32s; R] = core::array::from_fn(|b| cx[b][u]);
-                let set = if pair && u % 2 == 1 {
-                    &mut odd
-                } else {
-                    &mut acc
-                };
-                for a in 0..W {
-                    fma(set, a, &cw[a][u * lanes..(u + 1) * lanes], sc[a], &xv);
-                }
+                put(
+                    u,
+                    core::array::from_fn(|b| cx[b][u]),
+                    core::array::from_fn(|a| &cw[a][u * lanes..(u + 1) * lanes]),
+                );
             }
         }
         for v in steps * UNROLL..end - i {
             pf.step();
-            let xv: [S::f32s; R] = core::array::from_fn(|b| xb[b][v]);
-            let set = if pair && v % 2 == 1 {
-                &mut odd
-            } else {
-                &mut acc
-            };
-            for a in 0..W {
-                fma(set, a, &wb[a][v * lanes..(v + 1) * lanes], sc[a], &xv);
-            }
+            put(
+                v,
+                core::array::from_fn(|b| xb[b][v]),
+                core::array::from_fn(|a| &wb[a][v * lanes..(v + 1) * lanes]),
+            );
         }
         i = end;
         blk += 1;
