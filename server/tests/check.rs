@@ -72,7 +72,12 @@ fn check_accepts_what_would_run_and_names_the_plan() {
 fn check_refuses_with_the_reason_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<(PathBuf, Vec<&str>, &str)> = vec![
-        (fixture("glm4moe-tiny"), vec!["--dtype", "float8"], "dtype"),
+        (fixture("glm4moe-tiny"), vec!["--dtype", "int4"], "dtype"),
+        (
+            fixture("glm4moe-tiny"),
+            vec!["--dtype", "fp8", "--device", "cuda"],
+            "--dtype fp8",
+        ),
         (fixture("glm4moe-tiny"), vec!["--device", "tpu"], "device"),
         (
             fixture("glm4moe-tiny"),

@@ -42,11 +42,17 @@ async fn demo_model_serves_chat() {
 }
 
 /// The device-generic tensor path (`--backend reference`, the code the GPU runs) serves the
-/// same greedy text as the CPU kernels, through the whole server, for both architectures.
+/// same greedy text as the CPU kernels, through the whole server, for both architectures and
+/// both FP8 layouts (8-bit in the CPU kernels, dequantized on the tensor path).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reference_backend_serves_what_the_cpu_backend_serves() {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    for fixture in ["glm4moe-tiny", "glm4moelite-tiny"] {
+    for fixture in [
+        "glm4moe-tiny",
+        "glm4moelite-tiny",
+        "glm4moe-tiny-fp8",
+        "glm4moelite-tiny-fp8",
+    ] {
         let model = dir.join(fixture);
         let mut texts = Vec::new();
         for backend in ["cpu", "reference"] {
