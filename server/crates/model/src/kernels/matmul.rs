@@ -482,6 +482,9 @@ impl Task<'_> {
 /// [`dots`] with narrow weight rows (`o` are their row numbers, for the scales), each SIMD
 /// vector of weights widened in registers: one scale per block of columns, so the scale is
 /// a broadcast per block, not a lookup per lane.
+///
+/// No closure in these loops calls a SIMD operation: a closure does not inherit the target
+/// features of the function it is written in, so it would call the intrinsics out of line.
 #[inline(always)]
 fn dots_direct<S: pulp::Simd, K: Direct, P, const W: usize, const R: usize>(
     simd: S,
@@ -491,6 +494,9 @@ fn dots_direct<S: pulp::Simd, K: Direct, P, const W: usize, const R: usize>(
     x: [&[f32]; R],
     pf: &[P],
 ) -> [[f32; R]; W] {
+    // Four vectors per step, so the loop, prefetch and bookkeeping cost is shared by
+    // 4 x lanes weights of each row (a 128-column block is 8 or 16 vectors).
+    const UNROLL: usize = 4;
     let lanes = core::mem::size_of::<S::f32s>() / 4;
     let xs = x.map(|s| S::as_simd_f32s(s));
     let n = xs[0].0.len();
@@ -504,47 +510,24 @@ fn dots_direct<S: pulp::Simd, K: Direct, P, const W: usize, const R: usize>(
     } else {
         block / lanes
     };
-    // Four vectors per step, so the loop, prefetch and bookkeeping cost is shared by
-    // 4 x lanes weights of each row (a 128-column block is 8 or 16 vectors).
-    const UNROLL: usize = 4;
     let mut pf = prefetch::Spread::new(pf, n.div_ceil(UNROLL));
     let zero = simd.splat_f32s(0.0);
     let mut acc = [[zero; R]; W];
     let mut odd = [[zero; R]; W];
     let pair = paired(R);
-    // One vector of row `a` (its raw weights `raw`, `lanes` of them) times the input vectors.
-    let fma =
-        |acc: &mut [[S::f32s; R]; W], a: usize, raw: &[K::Raw], sc: f32, xv: &[S::f32s; R]| {
-            let mut wide = [0f32; 16];
-            for (d, s) in wide.iter_mut().zip(raw) {
-                *d = K::lane(*s, sc);
-            }
-            let wv: S::f32s = pulp::cast_lossy(wide);
-            for b in 0..R {
-                acc[a][b] = simd.mul_add_f32s(wv, xv[b], acc[a][b]);
-            }
-        };
     let mut i = 0;
     let mut blk = 0;
     while i < n {
         // Blocks start at even vectors (a block is an even number of vectors), so the
         // parity of a vector within its block is its parity in the row, as in [`dots`].
         let end = (i + per_block).min(n);
-        let sc: [f32; W] = core::array::from_fn(|a| k.scale(o[a], blk));
+        let mut sc = [0f32; W];
+        for a in 0..W {
+            sc[a] = k.scale(o[a], blk);
+        }
         // Slices of exactly this block, so the loops below have no bounds checks.
         let xb: [&[S::f32s]; R] = core::array::from_fn(|b| &xs[b].0[i..end]);
         let wb: [&[K::Raw]; W] = core::array::from_fn(|a| &w[a][i * lanes..end * lanes]);
-        // Vector `v` of this block (its input vectors and each row's raw weights).
-        let mut put = |v: usize, xv: [S::f32s; R], raw: [&[K::Raw]; W]| {
-            let set = if pair && v % 2 == 1 {
-                &mut odd
-            } else {
-                &mut acc
-            };
-            for a in 0..W {
-                fma(set, a, raw[a], sc[a], &xv);
-            }
-        };
         let steps = (end - i) / UNROLL;
         let ul = UNROLL * lanes;
         for q in 0..steps {
@@ -554,20 +537,37 @@ fn dots_direct<S: pulp::Simd, K: Direct, P, const W: usize, const R: usize>(
             let cx: [&[S::f32s]; R] =
                 core::array::from_fn(|b| &xb[b][q * UNROLL..(q + 1) * UNROLL]);
             for u in 0..UNROLL {
-                put(
-                    u,
-                    core::array::from_fn(|b| cx[b][u]),
-                    core::array::from_fn(|a| &cw[a][u * lanes..(u + 1) * lanes]),
-                );
+                let mut xv = [zero; R];
+                for b in 0..R {
+                    xv[b] = cx[b][u];
+                }
+                let mut wv = [zero; W];
+                for a in 0..W {
+                    wv[a] = widen_vec::<S, K>(&cw[a][u * lanes..(u + 1) * lanes], sc[a]);
+                }
+                // Two arms, not a chosen reference: both sets stay in registers.
+                if pair && u % 2 == 1 {
+                    fma_into(simd, &mut odd, &wv, &xv);
+                } else {
+                    fma_into(simd, &mut acc, &wv, &xv);
+                }
             }
         }
         for v in steps * UNROLL..end - i {
             pf.step();
-            put(
-                v,
-                core::array::from_fn(|b| xb[b][v]),
-                core::array::from_fn(|a| &wb[a][v * lanes..(v + 1) * lanes]),
-            );
+            let mut xv = [zero; R];
+            for b in 0..R {
+                xv[b] = xb[b][v];
+            }
+            let mut wv = [zero; W];
+            for a in 0..W {
+                wv[a] = widen_vec::<S, K>(&wb[a][v * lanes..(v + 1) * lanes], sc[a]);
+            }
+            if pair && v % 2 == 1 {
+                fma_into(simd, &mut odd, &wv, &xv);
+            } else {
+                fma_into(simd, &mut acc, &wv, &xv);
+            }
         }
         i = end;
         blk += 1;
@@ -586,6 +586,31 @@ fn dots_direct<S: pulp::Simd, K: Direct, P, const W: usize, const R: usize>(
     out
 }
 
+/// One SIMD vector of narrow weights (`raw`, one vector's worth) widened with `scale`.
+#[inline(always)]
+fn widen_vec<S: pulp::Simd, K: Direct>(raw: &[K::Raw], scale: f32) -> S::f32s {
+    let mut wide = [0f32; 16];
+    for (d, s) in wide.iter_mut().zip(raw) {
+        *d = K::lane(*s, scale);
+    }
+    pulp::cast_lossy(wide)
+}
+
+/// `acc[a][b] += w[a] * x[b]` for every weight and input vector.
+#[inline(always)]
+fn fma_into<S: pulp::Simd, const W: usize, const R: usize>(
+    simd: S,
+    acc: &mut [[S::f32s; R]; W],
+    w: &[S::f32s; W],
+    x: &[S::f32s; R],
+) {
+    for a in 0..W {
+        for b in 0..R {
+            acc[a][b] = simd.mul_add_f32s(w[a], x[b], acc[a][b]);
+        }
+    }
+}
+
 /// Whether dot products against `r` input rows keep two sets of accumulators (even and odd
 /// vectors). With one input row there are only `W` FMA chains, and their latency, not
 /// memory, bounds a narrow (fp8) row; with more rows the chains are already independent
@@ -597,8 +622,9 @@ const fn paired(r: usize) -> bool {
 }
 
 /// `W x R` dot products (each weight row against each input row) in one pass over the
-/// vectors, with `W * R` independent SIMD accumulators. `pf` (the next weight rows, or empty)
-/// is prefetched into L2 along the way, one hint per 64-byte line.
+/// vectors, with `W * R` independent SIMD accumulators (twice that for one input row, see
+/// [`paired`]). `pf` (the next weight rows, or empty) is prefetched into L2 along the way,
+/// one hint per 64-byte line.
 #[inline(always)]
 fn dots<S: pulp::Simd, P, const W: usize, const R: usize>(
     simd: S,
@@ -611,32 +637,24 @@ fn dots<S: pulp::Simd, P, const W: usize, const R: usize>(
     let n = ws[0].0.len();
     let mut pf = prefetch::Spread::new(pf, n);
     let zero = simd.splat_f32s(0.0);
-    // See [`paired`]: with one input row, odd vectors go to a second set of accumulators.
     let mut acc = [[zero; R]; W];
     let mut odd = [[zero; R]; W];
-    let step = |acc: &mut [[S::f32s; R]; W], i: usize| {
-        let xv: [S::f32s; R] = core::array::from_fn(|b| xs[b].0[i]);
-        for a in 0..W {
-            let wv = ws[a].0[i];
-            for b in 0..R {
-                acc[a][b] = simd.mul_add_f32s(wv, xv[b], acc[a][b]);
-            }
-        }
-    };
-    let mut i = 0;
-    if paired(R) {
-        while i + 1 < n {
-            pf.step();
-            step(&mut acc, i);
-            pf.step();
-            step(&mut odd, i + 1);
-            i += 2;
-        }
-    }
-    while i < n {
+    let pair = paired(R);
+    for i in 0..n {
         pf.step();
-        step(&mut acc, i);
-        i += 1;
+        let mut xv = [zero; R];
+        for b in 0..R {
+            xv[b] = xs[b].0[i];
+        }
+        let mut wv = [zero; W];
+        for a in 0..W {
+            wv[a] = ws[a].0[i];
+        }
+        if pair && i % 2 == 1 {
+            fma_into(simd, &mut odd, &wv, &xv);
+        } else {
+            fma_into(simd, &mut acc, &wv, &xv);
+        }
     }
     let mut out = [[0f32; R]; W];
     for a in 0..W {
