@@ -276,7 +276,7 @@ batch1_table() {
         for dtype in "${dtypes[@]}"; do
             r=$(glm_batch1 "$dtype")
             read -r pf dc pct bw bound <<<"$r"
-            BANDWIDTH=$bw
+            [ "$BANDWIDTH" = "?" ] && BANDWIDTH=$bw
             local label=bf16 type=bf16
             [ "$dtype" = float32 ] && label=f32 && type=f32
             echo "| glm-bench $label | $pf | $dc | $pct |"
@@ -334,7 +334,8 @@ load_row() {
         --requests "$REQUESTS" --max-tokens "$MAX_TOKENS" >"$out" 2>&1 \
         || die "glm-loadgen failed against $name: $out"
     awk -v name="$name" '
-        $1 ~ /^[0-9]+$/ && NF >= 8 {
+        # Result rows only: 8 fields, the first a concurrency (not "24 requests ... again").
+        $1 ~ /^[0-9]+$/ && NF == 8 {
             tps = tps (tps ? " / " : "") sprintf("%.0f", $4)
             p50 = p50 (p50 ? " / " : "") sprintf("%.0f", $5)
             p99 = p99 (p99 ? " / " : "") sprintf("%.0f", $6)
