@@ -90,6 +90,42 @@ async fn concurrent_requests_match_solo_results_and_free_kv() {
 }
 
 #[tokio::test]
+async fn a_repeated_prompt_reuses_a_taken_over_block_and_generates_the_same() {
+    // Block size 4: a 10-token prompt and 6 generated tokens fill 4 blocks; sent again, the
+    // prompt finds 2 full blocks and 1 token of the third, which it takes over and writes.
+    let (h, _) = spawn(64);
+    let p = prompt(3, 10);
+    let mut finishes = Vec::new();
+    for _ in 0..3 {
+        let s = h
+            .submit(
+                p.clone(),
+                GenerationParams::greedy(6),
+                tracing::Span::none(),
+            )
+            .unwrap();
+        let (toks, fin) = collect(s).await;
+        assert_eq!(toks, expected(&p, 6));
+        finishes.push(fin.unwrap().cached_tokens);
+    }
+    assert_eq!(finishes, vec![0, 9, 9]);
+    // A prompt sharing only the block's first token overwrites the rest of it.
+    let mut q = p[..9].to_vec();
+    q.push(63);
+    assert_ne!(q, p);
+    let s = h
+        .submit(
+            q.clone(),
+            GenerationParams::greedy(6),
+            tracing::Span::none(),
+        )
+        .unwrap();
+    let (toks, fin) = collect(s).await;
+    assert_eq!(toks, expected(&q, 6));
+    assert_eq!(fin.unwrap().cached_tokens, 9);
+}
+
+#[tokio::test]
 async fn tight_kv_pool_preempts_but_results_do_not_change() {
     // 12 blocks of 4 tokens: 48 slots for 6 sequences that each grow to ~30 tokens.
     let (h, _) = spawn(12);

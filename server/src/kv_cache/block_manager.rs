@@ -6,6 +6,13 @@
 //! block's tokens), so identical prompt prefixes map to the same physical blocks. A freed
 //! block whose content is cached stays reusable until the pool needs it (LRU eviction).
 //!
+//! Hits are token-granular where they can be without copying K/V: past the last full block
+//! that matches, a prompt may take over an idle cached block (one no sequence holds) whose
+//! tokens start like the prompt's next ones. The leading tokens the two share are already in
+//! that block's slots; the new owner overwrites the rest, so the block leaves the cache. A
+//! prompt sent again after its first run therefore computes only its last token (as
+//! llama.cpp's prompt cache does), not up to a block of tokens per request.
+//!
 //! The engine thread alone owns the pool, hence `Rc<RefCell<..>>` rather than a lock.
 
 use std::{
@@ -46,6 +53,8 @@ struct Pool {
     evict_key: Vec<Option<u64>>,
     tick: u64,
     cached: HashMap<u64, u32>,
+    /// Cached blocks by the hash of their parent: where a partial match is looked for.
+    children: HashMap<u64, Vec<u32>>,
     content: Vec<Option<Content>>,
     prefix_caching: bool,
     stats: PrefixCacheStats,
@@ -63,9 +72,7 @@ impl Pool {
             None => {
                 let (_, b) = self.evictable.pop_first()?;
                 self.evict_key[b as usize] = None;
-                if let Some(c) = self.content[b as usize].take() {
-                    self.cached.remove(&c.hash);
-                }
+                self.uncache(b);
                 b
             }
         };
@@ -99,6 +106,58 @@ impl Pool {
                 self.free_plain.push(block);
             }
         }
+    }
+
+    /// Forgets a block's cached content (the block itself stays where it is).
+    fn uncache(&mut self, block: u32) {
+        let Some(c) = self.content[block as usize].take() else {
+            return;
+        };
+        if self.cached.get(&c.hash) == Some(&block) {
+            self.cached.remove(&c.hash);
+        }
+        if let Some(siblings) = self.children.get_mut(&c.parent) {
+            siblings.retain(|&b| b != block);
+            if siblings.is_empty() {
+                self.children.remove(&c.parent);
+            }
+        }
+    }
+
+    /// The idle cached child of `parent` sharing the longest run of leading tokens with
+    /// `chunk` (at least one) that may be taken over, with that length. Taking a block over
+    /// makes the cached blocks after it unreachable, so a block with cached children is taken
+    /// only by a prompt that ends inside it (`prompt_ends` and the whole chunk shared: the
+    /// same prompt sent again); a prompt that goes on past it (another conversation that
+    /// diverges there) never cuts a cached conversation short.
+    fn idle_partial(&self, parent: u64, chunk: &[u32], prompt_ends: bool) -> Option<(u32, usize)> {
+        self.children
+            .get(&parent)?
+            .iter()
+            .filter(|&&b| self.refcount[b as usize] == 0)
+            .filter_map(|&b| {
+                let c = self.content[b as usize].as_ref()?;
+                let shared = c
+                    .tokens
+                    .iter()
+                    .zip(chunk)
+                    .take_while(|(x, y)| x == y)
+                    .count();
+                let leaf = !self.children.contains_key(&c.hash);
+                let resent = prompt_ends && shared == chunk.len();
+                (shared > 0 && (leaf || resent)).then_some((b, shared))
+            })
+            .max_by_key(|&(b, shared)| (shared, std::cmp::Reverse(b)))
+    }
+
+    /// Takes an idle cached block for one sequence to write into: it leaves the cache.
+    fn adopt(&mut self, block: u32) {
+        let i = block as usize;
+        if let Some(key) = self.evict_key[i].take() {
+            self.evictable.remove(&key);
+        }
+        self.uncache(block);
+        self.refcount[i] = 1;
     }
 
     fn lookup(&self, parent: u64, chunk: &[u32]) -> Option<(u32, u64)> {
@@ -140,6 +199,7 @@ impl BlockManager {
             evict_key: vec![None; num_blocks],
             tick: 0,
             cached: HashMap::new(),
+            children: HashMap::new(),
             content: (0..num_blocks).map(|_| None).collect(),
             prefix_caching,
             stats: PrefixCacheStats::default(),
@@ -178,7 +238,8 @@ impl BlockManager {
     /// A table for a sequence about to be (re)computed from `tokens`, pre-filled with the
     /// cached blocks of its longest cached prefix. Returns the table and how many tokens are
     /// already in the cache. At least one token is always left to compute (the model must run
-    /// to produce logits), and a partially cached last block is never shared.
+    /// to produce logits), and a partially matching block is never shared: it is taken over
+    /// only when idle (see the module docs).
     pub fn allocate(&self, tokens: &[u32]) -> (BlockTable, usize) {
         let mut table = BlockTable {
             pool: Rc::clone(&self.pool),
@@ -203,7 +264,16 @@ impl BlockManager {
                 None => break,
             }
         }
-        let cached = table.blocks.len() * bs;
+        let mut cached = table.blocks.len() * bs;
+        let end = (cached + bs).min(tokens.len() - 1);
+        let prompt_ends = end == tokens.len() - 1;
+        if let Some((block, shared)) =
+            p.idle_partial(table.last_hash, &tokens[cached..end], prompt_ends)
+        {
+            p.adopt(block);
+            table.blocks.push(block);
+            cached += shared;
+        }
         p.stats.queries += tokens.len() as u64;
         p.stats.hits += cached as u64;
         (table, cached)
@@ -266,6 +336,7 @@ impl BlockTable {
             // canonical one; ours stays private and is freed plainly.
             if !p.cached.contains_key(&hash) && p.content[block as usize].is_none() {
                 p.cached.insert(hash, block);
+                p.children.entry(self.last_hash).or_default().push(block);
                 p.content[block as usize] = Some(Content {
                     hash,
                     parent: self.last_hash,

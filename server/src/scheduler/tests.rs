@@ -263,3 +263,88 @@ fn a_long_prefill_shares_each_step_with_decodes_and_short_prompts() {
     let out = step(&mut s);
     assert_eq!(plan(&out), vec![(1, 1), (3, 1), (5, 8), (2, 16), (4, 16)]);
 }
+
+fn plan(out: &SchedulerOutput) -> Vec<(SeqId, usize)> {
+    out.seqs.iter().map(|x| (x.id, x.len)).collect()
+}
+
+/// Prefills `p` as sequence `id`, decodes `decodes` tokens, then finishes it.
+fn run_once(s: &mut Scheduler, id: SeqId, p: Vec<u32>, decodes: usize) {
+    assert!(s.add(id, p));
+    while s.get(id).is_some_and(|q| q.output().len() <= decodes) {
+        step(s);
+    }
+    assert!(s.remove(id));
+}
+
+#[test]
+fn a_new_prompt_beside_running_decodes_is_prefilled_whole_in_the_next_step() {
+    let mut s = sched(1024, 16, 64, 2048);
+    for id in 0..8 {
+        assert!(s.add(id, prompt(20, id as u32 * 1000)));
+    }
+    step(&mut s);
+    assert!(s.add(100, prompt(128, 50_000)));
+    let out = step(&mut s);
+    let mut want: Vec<(SeqId, usize)> = (0..8).map(|id| (id, 1)).collect();
+    want.push((100, 128));
+    assert_eq!(plan(&out), want);
+    assert_eq!(out.started, vec![100]);
+    assert!(out.seqs.iter().all(|x| x.want_logits));
+}
+
+#[test]
+fn a_repeated_prompt_computes_only_its_last_token() {
+    let mut s = sched(1024, 16, 64, 2048);
+    let p = prompt(152, 7000);
+    run_once(&mut s, 1, p.clone(), 20);
+    assert!(s.add(2, p));
+    let out = step(&mut s);
+    // 9 full blocks (144 tokens) and 7 of the 10th block's 8 prompt tokens are cached.
+    assert_eq!(
+        out.seqs,
+        vec![ScheduledSeq {
+            id: 2,
+            start: 151,
+            len: 1,
+            want_logits: true
+        }]
+    );
+    assert_eq!(s.blocks().prefix_stats().hits, 151);
+}
+
+#[test]
+fn a_burst_of_repeated_prompts_gets_its_first_tokens_in_one_small_step() {
+    // glm-loadgen's shape: 32 prompts of 152 tokens seen before, 8 streams decoding.
+    let mut s = sched(4096, 16, 64, 2048);
+    for i in 0..32u64 {
+        run_once(&mut s, i, prompt(152, 10_000 * (i as u32 + 1)), 16);
+    }
+    for id in 100..108 {
+        assert!(s.add(id, prompt(30, 900_000 + id as u32 * 100)));
+    }
+    step(&mut s);
+    for i in 0..32u64 {
+        assert!(s.add(200 + i, prompt(152, 10_000 * (i as u32 + 1))));
+    }
+    let out = step(&mut s);
+    assert_eq!(out.num_tokens(), 8 + 32, "{:?}", plan(&out));
+    assert_eq!(out.started, (200..232).collect::<Vec<_>>());
+    assert!(out.seqs.iter().all(|x| x.len == 1 && x.want_logits));
+}
+
+#[test]
+fn a_prompt_never_takes_over_a_block_a_running_sequence_holds() {
+    let mut s = sched(1024, 16, 64, 2048);
+    let p = prompt(40, 300);
+    assert!(s.add(1, p.clone()));
+    // Prefill and 8 decodes: 48 tokens computed, 3 full blocks cached, all held by seq 1.
+    for _ in 0..9 {
+        step(&mut s);
+    }
+    assert!(s.add(2, p));
+    let out = step(&mut s);
+    assert_eq!(plan(&out), vec![(1, 1), (2, 8)]);
+    assert_ne!(s.block_table(1)[2], s.block_table(2)[2]);
+    assert_eq!(s.block_table(1)[..2], s.block_table(2)[..2]);
+}

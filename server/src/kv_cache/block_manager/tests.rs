@@ -69,12 +69,52 @@ fn fully_cached_prompt_leaves_last_block_to_compute() {
     let (mut a, _) = bm.allocate(&prompt);
     assert!(a.ensure(8));
     a.register_computed(&prompt, 8);
+    // While `a` holds its blocks, the last one is recomputed, never shared for writing.
+    let (b, cached) = bm.allocate(&prompt);
+    assert_eq!(cached, 4);
+    drop(b);
     drop(a);
-    let (_b, cached) = bm.allocate(&prompt);
-    assert_eq!(
-        cached, 4,
-        "the last full block is recomputed, never shared for writing"
-    );
+    // Once idle, it is taken over: all but the last token are in the cache.
+    let (c, cached) = bm.allocate(&prompt);
+    assert_eq!(cached, 7);
+    assert_eq!(c.blocks().len(), 2);
+}
+
+#[test]
+fn an_idle_partially_matching_block_is_taken_over_and_leaves_the_cache() {
+    let bm = BlockManager::new(16, 4, true);
+    // A 10-token prompt and 2 generated tokens: 3 full blocks, all registered.
+    let mut run = toks(10, 100);
+    run.extend([7, 8]);
+    let (mut a, _) = bm.allocate(&run);
+    assert!(a.ensure(12));
+    a.register_computed(&run, 12);
+    let a_blocks = a.blocks().to_vec();
+    drop(a);
+    // The same prompt again: 2 full blocks, then 1 token of the third (shared with the
+    // prompt's last 2 tokens, of which the last is left to compute).
+    let prompt = &run[..10];
+    let (mut b, cached) = bm.allocate(prompt);
+    assert_eq!(cached, 9);
+    assert_eq!(b.blocks(), &a_blocks[..]);
+    let s = bm.prefix_stats();
+    assert_eq!((s.queries, s.hits), (12 + 10, 9));
+    // The taken block is b's alone now: its old content is found by nobody.
+    let (c, cached) = bm.allocate(&run);
+    assert_eq!(cached, 8, "the third block left the cache");
+    assert_ne!(c.blocks().get(2), Some(&a_blocks[2]));
+    drop(c);
+    // b writes its own tokens there; once full, the block is cached under its new content.
+    let mut other = prompt.to_vec();
+    other.extend([1, 2]);
+    assert!(b.ensure(12));
+    b.register_computed(&other, 12);
+    drop(b);
+    let (_d, cached) = bm.allocate(&[other.clone(), vec![3]].concat());
+    assert_eq!(cached, 12);
+    // It shares 2 tokens with `run`'s third block, but d holds it: never taken.
+    let (_e, cached) = bm.allocate(&run);
+    assert_eq!(cached, 8);
 }
 
 #[test]
@@ -125,4 +165,27 @@ fn prefix_caching_off_never_hits() {
     a.register_computed(&p, 5);
     let (_b, cached) = bm.allocate(&p);
     assert_eq!(cached, 0);
+}
+
+#[test]
+fn a_prompt_diverging_inside_a_cached_conversation_does_not_cut_it_short() {
+    let bm = BlockManager::new(32, 4, true);
+    // Conversation A: 20 tokens computed, 5 full blocks cached, idle.
+    let a_run = toks(20, 100);
+    let (mut a, _) = bm.allocate(&a_run);
+    assert!(a.ensure(20));
+    a.register_computed(&a_run, 20);
+    drop(a);
+    // B shares A's first 6 tokens, then goes on: A's second block (which has cached
+    // children) is not taken over, so B computes from token 4.
+    let mut b_prompt = a_run[..6].to_vec();
+    b_prompt.extend([1, 2, 3, 4, 5, 6]);
+    let (b, cached) = bm.allocate(&b_prompt);
+    assert_eq!(cached, 4);
+    drop(b);
+    // A's next turn still finds all of A.
+    let mut a_next = a_run.clone();
+    a_next.extend([9, 9]);
+    let (_a2, cached) = bm.allocate(&a_next);
+    assert_eq!(cached, 20);
 }
