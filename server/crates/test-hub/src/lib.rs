@@ -327,7 +327,8 @@ async fn handle(State(inner): State<Shared>, req: Request) -> Response {
     }
 }
 
-/// Auth and repo lookup shared by the info and resolve routes.
+/// Auth and repo lookup shared by the info and resolve routes; the error is the answer.
+#[allow(clippy::result_large_err)] // a Response, returned once per refused request
 fn check_access(inner: &Shared, repo: &str, headers: &HeaderMap) -> Result<(), Response> {
     let g = lock(inner);
     let sent = headers
