@@ -8,7 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use glm_crds::{conditions, reasons};
 use glm_e2e::cluster::{check, example, with_env, E2e, E2eError};
+use glm_test_hub::MockHub;
+use k8s_openapi::api::{apps::v1::Deployment, batch::v1::Job};
+use kube::Api;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -294,6 +298,184 @@ async fn delete_collects_children_and_honours_the_cache_policy() {
             }
         }
         Ok(())
+    })
+    .await;
+}
+
+/// The repo the local hub serves the tiny checkpoint under.
+const TINY_REPO: &str = "glm-e2e/glm4moe-tiny";
+
+/// A real tiny Glm4Moe checkpoint (weights, config, tokenizer, chat template) and the
+/// transformers reference outputs it was published with (`golden.json`).
+fn tiny_model_dir() -> std::path::PathBuf {
+    glm_e2e::workspace_root().join("server/fixtures/glm4moe-tiny")
+}
+
+/// What transformers generated for a chat case of `golden.json` (greedy, special tokens kept).
+fn golden_text(case: &str) -> String {
+    let golden: Value =
+        serde_json::from_slice(&std::fs::read(tiny_model_dir().join("golden.json")).unwrap())
+            .unwrap();
+    golden["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == case)
+        .and_then(|c| c["generated_text"].as_str())
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_model_from_the_hub_is_downloaded_verified_and_served() {
+    with_env("download_serves", |env| async move {
+        if !env.pods_are_local() {
+            println!(
+                "SKIP download_serves: the local hub needs pods that reach this machine (stand-in kubelet)"
+            );
+            return Ok(());
+        }
+        let hub = MockHub::start()
+            .await
+            .map_err(|e| E2eError::Check(format!("cannot start the test hub: {e}")))?;
+        let sha = hub
+            .commit_dir(TINY_REPO, "main", &tiny_model_dir())
+            .map_err(|e| E2eError::Check(format!("cannot read the fixture model: {e}")))?;
+        let weights = std::fs::metadata(tiny_model_dir().join("model.safetensors"))
+            .map_err(|e| E2eError::Check(e.to_string()))?
+            .len();
+        let doc = json!({
+            "apiVersion": "serving.glm.dev/v1alpha1",
+            "kind": "GlmDeployment",
+            "metadata": {},
+            "spec": {
+                // Pinned: the commit sha, not the branch.
+                "model": {"repo": TINY_REPO, "revision": sha, "hubEndpoint": hub.url,
+                          "servedModelName": "tiny"},
+                "server": {"maxModelLen": 512},
+                "resources": {"gpus": 0, "cpu": "1", "memory": "1Gi"},
+                "cache": {"size": "1Gi"},
+                "replicas": 1,
+                "rollout": {"drainSeconds": 2}
+            }
+        });
+        env.apply(&doc, "tiny").await?;
+        let g = env.wait_ready("tiny", ready_timeout()).await?;
+        let status = g.status.clone().unwrap_or_default();
+        let dir = format!("{}/{sha}", glm_crds::model_dir(TINY_REPO));
+
+        // The download: its Job succeeded, the commit is verified, status and Events say so.
+        let model_ready = status.condition(conditions::MODEL_READY);
+        check(
+            model_ready.is_some_and(|c| {
+                c.status == "True" && c.reason == reasons::MODEL_READY && c.message.contains(&sha)
+            }),
+            format!("ModelReady=True naming commit {sha}: {model_ready:?}"),
+        )?;
+        let model = status.model.clone().unwrap_or_default();
+        // `path` is what the Job reported: the stand-in kubelet rewrites the pod's `/models`
+        // mount to a local folder, so only the contract's tail is the same everywhere.
+        let tail = format!("/glm-e2e--glm4moe-tiny/{sha}");
+        check(
+            model.phase == glm_crds::ModelPhase::Ready
+                && model.commit.as_deref() == Some(sha.as_str())
+                && model.path.as_deref().is_some_and(|p| p.ends_with(&tail))
+                && model.bytes_done.is_some()
+                && model.bytes_done == model.bytes_total,
+            format!("status.model is the verified commit, all bytes, at …{tail}: {model:?}"),
+        )?;
+        check(
+            status.resolved_revision.as_deref() == Some(sha.as_str()),
+            format!("resolvedRevision {:?}", status.resolved_revision),
+        )?;
+        let job_name = model.job_name.clone().unwrap_or_default();
+        let job = Api::<Job>::namespaced(env.client.clone(), &env.namespace)
+            .get(&job_name)
+            .await?;
+        let job_status = job.status.unwrap_or_default();
+        check(
+            job_status.succeeded == Some(1) && job_status.failed.unwrap_or(0) == 0,
+            format!("download Job {job_name} succeeded at the first attempt: {job_status:?}"),
+        )?;
+        let verified = env.events_for("tiny", reasons::DOWNLOAD_SUCCEEDED).await?;
+        check(
+            verified
+                .iter()
+                .any(|e| e == &format!("Normal: model verified: commit {sha}")),
+            format!("a DownloadSucceeded Event for {sha}: {verified:?}"),
+        )?;
+        // The weights came from the hub, through its LFS redirect.
+        check(
+            hub.served("model.safetensors") >= weights,
+            format!(
+                "the hub served {} of the {weights} weight bytes",
+                hub.served("model.safetensors")
+            ),
+        )?;
+
+        // The server loads that directory from the cache and answers through the Service.
+        let d = Api::<Deployment>::namespaced(env.client.clone(), &env.namespace)
+            .get("tiny")
+            .await?;
+        let args = d
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|p| p.containers.into_iter().next())
+            .and_then(|c| c.args)
+            .unwrap_or_default();
+        check(
+            args.windows(2).any(|w| w[0] == "--model" && w[1] == dir),
+            format!("the server serves {dir}: {args:?}"),
+        )?;
+        let svc = E2e::service_of(&g);
+        let answer = env
+            .post_json(
+                &svc,
+                "/v1/chat/completions",
+                &json!({
+                    "model": "tiny",
+                    "messages": [{"role": "user", "content": "Hello, who are you?"}],
+                    "chat_template_kwargs": {"enable_thinking": false},
+                    "max_tokens": 8,
+                    "temperature": 0,
+                    "ignore_eos": true
+                }),
+            )
+            .await?;
+        let tokens = answer
+            .pointer("/usage/completion_tokens")
+            .and_then(Value::as_u64);
+        let content = answer
+            .pointer("/choices/0/message/content")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        check(
+            tokens == Some(8) && !content.is_empty(),
+            format!("8 completion tokens: {answer}"),
+        )?;
+        // Greedy output of this checkpoint for this conversation, as transformers computed it:
+        // the pod runs the downloaded weights, not some other model.
+        let golden = golden_text("chat_nothink");
+        check(
+            golden.starts_with(content),
+            format!("greedy output {content:?} begins transformers' {golden:?}"),
+        )?;
+
+        env.delete("tiny").await?;
+        env.wait_until(
+            "tiny: children garbage-collected",
+            Duration::from_secs(60),
+            || {
+                let env = Arc::clone(&env);
+                async move {
+                    let c = env.children("tiny").await?;
+                    let gone =
+                        c.deployments.is_empty() && c.services.is_empty() && c.jobs.is_empty();
+                    Ok((!gone).then(|| format!("{c:?}")))
+                }
+            },
+        )
+        .await
     })
     .await;
 }

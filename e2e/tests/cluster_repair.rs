@@ -338,31 +338,6 @@ async fn tensor_parallelism_is_reported_unsupported_and_no_pods_are_rendered() {
     .await;
 }
 
-/// A model hub that knows no repository: every request gets `404` with the hub's
-/// `X-Error-Code: RepoNotFound`. Returns its `http://127.0.0.1:PORT` address.
-async fn hub_without_repos() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = conn.read(&mut buf).await;
-                let body = r#"{"error":"Repository not found"}"#;
-                let answer = format!(
-                    "HTTP/1.1 404 Not Found\r\nX-Error-Code: RepoNotFound\r\n\
-                     Content-Type: application/json\r\nContent-Length: {}\r\n\
-                     Connection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(answer.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
 #[tokio::test]
 async fn a_missing_repo_fails_the_download_at_once() {
     with_env("download_not_found", |env| async move {
@@ -372,13 +347,16 @@ async fn a_missing_repo_fails_the_download_at_once() {
             );
             return Ok(());
         }
-        let hub = hub_without_repos().await;
+        // A hub with no repository at all: 404 with `X-Error-Code: RepoNotFound`.
+        let hub = glm_test_hub::MockHub::start()
+            .await
+            .map_err(|e| E2eError::Check(format!("cannot start the test hub: {e}")))?;
         let doc = json!({
             "apiVersion": "serving.glm.dev/v1alpha1",
             "kind": "GlmDeployment",
             "metadata": {},
             "spec": {
-                "model": {"repo": "nobody/no-such-model", "hubEndpoint": hub,
+                "model": {"repo": "nobody/no-such-model", "hubEndpoint": hub.url,
                           "download": {"backoffLimit": 3}},
                 "resources": {"gpus": 0, "cpu": "500m", "memory": "512Mi"},
                 "cache": {"size": "1Gi"},

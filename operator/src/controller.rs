@@ -27,6 +27,7 @@ use tracing::{field, info, instrument, warn, Span};
 
 use crate::{
     autoscale::runner::{Autoscaler, KubeBackend, ObjectKey},
+    clock::{Clock, SystemClock},
     metrics::Metrics,
     reconcile::reconcile_glmd,
     scrape::{ScrapeConfig, Scraper},
@@ -48,6 +49,8 @@ pub struct Context {
     pub config: ControllerConfig,
     /// Per-object queue-depth scale loops (see `crate::autoscale`).
     pub autoscaler: Autoscaler,
+    /// The time source of reconciles (read once per reconcile; a fixed one in tests).
+    pub clock: Arc<dyn Clock>,
     /// Consecutive failures per object (namespace/name), for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -72,8 +75,15 @@ impl Context {
             client,
             metrics,
             config,
+            clock: Arc::new(SystemClock),
             failures: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The same context reading time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn key(glmd: &GlmDeployment) -> String {

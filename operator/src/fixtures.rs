@@ -1,20 +1,51 @@
 //! Test helpers: a GlmDeployment builder and a mock apiserver (tower-test) that asserts each
 //! request's method, path, query (fieldManager, force) and body, controller-rs style.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use glm_crds::{CacheSpec, GlmDeployment, GlmDeploymentSpec, ModelSpec};
 use http::{Request, Response, StatusCode};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::{
+    api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec, ReplicaSetStatus},
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{ObjectMeta, Time},
+    },
+    jiff::Timestamp,
+};
 use kube::{client::Body, Client};
 use serde_json::{json, Value};
 
 use crate::{
+    clock::{Clock, FixedClock},
     controller::{Context, ControllerConfig},
     metrics::Metrics,
+    reconcile::{
+        deployment::{desired_deployment, DeploymentParams, ServedModel},
+        rollout,
+    },
 };
 
 pub const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+/// A commit served before [`SHA`] (upgrades, rollbacks).
+pub const OLD_SHA: &str = "fedcba9876543210fedcba9876543210fedcba98";
+/// The operator's default image in tests.
+pub const IMAGE: &str = "ghcr.io/glm-dev/glm-server:test";
+
+/// The time a test's clock shows (a `FixedClock`): reconciles in tests never read the wall
+/// clock, so deadlines and transition times are reproducible.
+pub const NOW: &str = "2026-06-01T12:00:00Z";
+
+/// [`NOW`], parsed; `secs` later (negative: earlier).
+pub fn at(secs: i64) -> Timestamp {
+    let now: Timestamp = NOW.parse().unwrap();
+    now.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(secs))
+        .unwrap()
+}
+
+pub fn now() -> Timestamp {
+    at(0)
+}
 
 /// A valid GlmDeployment as the apiserver would hand it over (uid, generation set).
 pub fn glmd() -> GlmDeployment {
@@ -51,17 +82,23 @@ pub struct ApiServerVerifier(pub Handle);
 impl Context {
     /// A Context whose client talks to the returned verifier.
     pub fn test() -> (Arc<Self>, ApiServerVerifier) {
+        Self::test_with_clock(Arc::new(FixedClock::new(now())))
+    }
+
+    /// [`Context::test`] reading the time from `clock`.
+    pub fn test_with_clock(clock: Arc<dyn Clock>) -> (Arc<Self>, ApiServerVerifier) {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
         let ctx = Context::new(
             client,
             Arc::new(Metrics::default()),
             ControllerConfig {
-                default_image: "ghcr.io/glm-dev/glm-server:test".into(),
+                default_image: IMAGE.into(),
             },
             None,
         )
-        .unwrap();
+        .unwrap()
+        .with_clock(clock);
         (Arc::new(ctx), ApiServerVerifier(handle))
     }
 }
@@ -189,4 +226,78 @@ pub fn condition(status: &Value, type_: &str) -> (String, String) {
         c["status"].as_str().unwrap().to_string(),
         c["reason"].as_str().unwrap().to_string(),
     )
+}
+
+/// The contract's model directory of [`glmd`]'s repo at `sha`.
+pub fn model_path(sha: &str) -> String {
+    format!("/models/zai-org--GLM-4.5-Air/{sha}")
+}
+
+/// The Deployment the operator renders for `sha`, with its stamped template revision.
+pub fn rendered(g: &GlmDeployment, sha: &str) -> (Deployment, String) {
+    let mut d = desired_deployment(
+        g,
+        &DeploymentParams {
+            image: IMAGE,
+            model: &ServedModel {
+                commit: sha.into(),
+                path: model_path(sha),
+            },
+            replicas: Some(2),
+        },
+    )
+    .unwrap();
+    let revision = rollout::stamp_revision(&mut d).unwrap();
+    (d, revision)
+}
+
+/// `d` as the apiserver returns it, with a Deployment status.
+pub fn with_status(
+    d: &Deployment,
+    generation: i64,
+    replicas: i64,
+    updated: i64,
+    ready: i64,
+) -> Value {
+    let mut v = serde_json::to_value(d).unwrap();
+    v["metadata"]["generation"] = json!(generation);
+    v["status"] = json!({"observedGeneration": generation, "replicas": replicas,
+        "updatedReplicas": updated, "readyReplicas": ready, "availableReplicas": ready});
+    v
+}
+
+/// The ReplicaSet the Deployment controller made of `d`'s template (created in 2020).
+pub fn replica_set(d: &Deployment, name: &str, hash: &str, k8s_revision: u32) -> Value {
+    let mut template = d.spec.as_ref().unwrap().template.clone();
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert("pod-template-hash".into(), hash.into());
+    let rs = ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("llm".into()),
+            labels: Some(BTreeMap::from([(
+                "pod-template-hash".to_string(),
+                hash.to_string(),
+            )])),
+            annotations: Some(BTreeMap::from([(
+                "deployment.kubernetes.io/revision".to_string(),
+                k8s_revision.to_string(),
+            )])),
+            creation_timestamp: Some(Time("2020-01-01T00:00:00Z".parse().unwrap())),
+            ..Default::default()
+        },
+        spec: Some(ReplicaSetSpec {
+            template: Some(template),
+            ..Default::default()
+        }),
+        status: Some(ReplicaSetStatus {
+            replicas: 1,
+            ..Default::default()
+        }),
+    };
+    serde_json::to_value(rs).unwrap()
 }

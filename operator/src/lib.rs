@@ -3,11 +3,13 @@
 //!
 //! Layout: [`controller`] (Context, run, error_policy) drives [`reconcile`] (the I/O shell:
 //! server-side apply, status, Events) over pure builders in `reconcile/*`; [`admin`] serves
-//! `/healthz`, `/readyz`, `/metrics`; [`leader`] holds a coordination.k8s.io Lease.
+//! `/healthz`, `/readyz`, `/metrics`; [`leader`] holds a coordination.k8s.io Lease; [`clock`]
+//! is the one place reconciles read the time.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
 pub mod autoscale;
+pub mod clock;
 pub mod config;
 pub mod controller;
 mod error;

@@ -12,6 +12,7 @@ pub mod job;
 pub mod meta;
 pub mod pvc;
 pub mod rollout;
+pub mod server_plan;
 pub mod service;
 pub mod spec_check;
 pub mod status;
@@ -36,52 +37,45 @@ use serde::{de::DeserializeOwned, Serialize};
 use tracing::{debug, warn};
 
 use self::{
-    deployment::{
-        desired_deployment, desired_replicas, served_model, served_model_of, DeploymentParams,
-        ServedModel,
-    },
+    deployment::desired_replicas,
     download::{DownloadResult, DownloadState},
     events::{transition_events, PendingEvent},
     job::{desired_job, job_name, JobParams},
     meta::{name_ns, selector_string},
     pvc::{cache_claim_name, desired_pvc},
+    server_plan::{
+        autoscaling_status, next_check, plan_server, plan_status, Applied, ServerObservation,
+        RESYNC,
+    },
     service::desired_service,
-    spec_check::{check_spec, unsupported_by_server},
+    spec_check::check_spec,
     status::{compute_status, Problem, ProblemScope, StatusInputs},
 };
 use crate::{
     autoscale::{
-        autoscaler_wanted, replicas_for_apply, replicas_to_write,
+        autoscaler_wanted,
         runner::{ObjectKey, ScaleLoopConfig},
         ReplicasPlan,
     },
     controller::Context,
-    upgrade::{
-        self,
-        observe::{observe_deployment, observe_pod, observe_replica_set},
-        RolloutInput, RolloutPolicy, TemplateSource,
-    },
     Error, Result,
 };
 
-/// How often a running download is polled for progress (its log is not watched).
-const DOWNLOAD_POLL: Duration = Duration::from_secs(15);
-/// Periodic resync when nothing is in flight.
-const RESYNC: Duration = Duration::from_secs(300);
-/// Rollout deadlines and the surge fallback are measured on pods, which are not watched.
-const ROLLOUT_POLL: Duration = Duration::from_secs(15);
 /// A missing existingClaim is not watched; look again after this.
 const CLAIM_RETRY: Duration = Duration::from_secs(60);
 
 /// Reconciles one GlmDeployment.
 pub async fn reconcile_glmd(glmd: &GlmDeployment, ctx: &Context) -> Result<Action> {
     let (name, ns) = name_ns(glmd)?;
+    // The one read of the clock: every decision of this reconcile sees the same instant.
+    let now = ctx.clock.now();
     let problems = check_spec(glmd);
     if !problems.is_empty() {
-        return report_problem(glmd, ctx, &ns, &Error::InvalidSpec(problems.join("; "))).await;
+        let err = Error::InvalidSpec(problems.join("; "));
+        return report_problem(glmd, ctx, &ns, &err, now).await;
     }
-    match converge(glmd, ctx, &name, &ns).await {
-        Err(e) if e.needs_user_action() => report_problem(glmd, ctx, &ns, &e).await,
+    match converge(glmd, ctx, &name, &ns, now).await {
+        Err(e) if e.needs_user_action() => report_problem(glmd, ctx, &ns, &e, now).await,
         other => other,
     }
 }
@@ -93,6 +87,7 @@ async fn report_problem(
     ctx: &Context,
     ns: &str,
     err: &Error,
+    now: Timestamp,
 ) -> Result<Action> {
     // A spec we cannot honour must not keep scaling on stale settings.
     ctx.autoscaler.stop(&ObjectKey {
@@ -117,7 +112,7 @@ async fn report_problem(
         autoscaling: glmd.status.as_ref().and_then(|s| s.autoscaling.clone()),
         problem: Some(&problem),
         scaling: false,
-        now: Timestamp::now(),
+        now,
     });
     let events = transition_events(glmd.status.as_ref(), &status);
     patch_status(glmd, ctx, ns, &status).await?;
@@ -129,9 +124,15 @@ async fn report_problem(
     })
 }
 
-async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> Result<Action> {
+async fn converge(
+    glmd: &GlmDeployment,
+    ctx: &Context,
+    name: &str,
+    ns: &str,
+    now: Timestamp,
+) -> Result<Action> {
     let client = ctx.client.clone();
-    let mut action_events = Vec::new();
+    let mut events = Vec::new();
 
     // 1 and 2. The cache and the download; the built-in demo model needs neither: the
     //    server generates it in the pod.
@@ -150,7 +151,7 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
                 }
             }
         }
-        observe_download(glmd, ctx, ns, &mut action_events).await?
+        observe_download(glmd, ctx, ns, now, &mut events).await?
     };
 
     // 3. The server. What its pod template becomes is the rollout plan's decision
@@ -166,100 +167,35 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
         namespace: ns.to_string(),
         name: name.to_string(),
     };
-    let autoscaling = &glmd.spec.autoscaling;
-    let replicas_plan =
-        replicas_for_apply(autoscaling.enabled, glmd.spec.replicas, observed.as_ref());
-    if let ReplicasPlan::OmitForeignOwner(manager) = &replicas_plan {
+    let plan = plan_server(
+        glmd,
+        &ServerObservation {
+            download: &download,
+            deployment: observed.as_ref(),
+            replica_sets: &replica_sets,
+            pods: &server_pods,
+            autoscaled: ctx.autoscaler.desired_replicas(&key),
+            default_image: &ctx.config.default_image,
+            now,
+        },
+    )?;
+    if let ReplicasPlan::OmitForeignOwner(manager) = &plan.replicas_plan {
         debug!(%manager, "replicas owned by another manager; leaving them alone");
     }
-    let replicas = replicas_to_write(
-        &replicas_plan,
-        ctx.autoscaler.desired_replicas(&key),
-        observed.is_some(),
-        desired_replicas(glmd),
-    );
-    let image = glmd
-        .spec
-        .server
-        .image
-        .as_deref()
-        .unwrap_or(&ctx.config.default_image);
-    let render = |model: &ServedModel| {
-        desired_deployment(
-            glmd,
-            &DeploymentParams {
-                image,
-                model,
-                replicas,
-            },
-        )
-    };
-    // What the server cannot run is not rendered at all (its pods would only crash); the
-    // cache and the download above still proceed.
-    let unsupported = unsupported_by_server(glmd);
-    // The spec renders only on verified weights: the model path comes from the Job's result.
-    let mut spec_deployment = match (&download, &unsupported) {
-        (DownloadState::Succeeded { result, .. }, None) => {
-            // `--model` follows the contract (cache dir + verified commit), not whatever path
-            // the Job printed; a Job that disagrees is worth a log line.
-            let model = served_model(glmd, &result.commit);
-            if model.path != result.path {
-                warn!(reported = %result.path, contract = %model.path,
-                      "the download Job reported another directory than the contract's");
-            }
-            Some(render(&model)?)
-        }
-        _ => None,
-    };
-    let desired_revision = spec_deployment
-        .as_mut()
-        .and_then(rollout::stamp_revision)
-        .unwrap_or_else(|| rollout::pending_revision(glmd));
-    let policy = RolloutPolicy::try_from(&glmd.spec.rollout)
-        .map_err(|e| Error::InvalidSpec(format!("spec.rollout: {e}")))?;
-    let observed_deployment = observed.as_ref().map(observe_deployment);
-    let observed_sets: Vec<_> = replica_sets.iter().map(observe_replica_set).collect();
-    let observed_pods: Vec<_> = server_pods.iter().map(observe_pod).collect();
-    let memory = rollout::memory_from_status(glmd.status.as_ref());
-    let plan = upgrade::plan(&RolloutInput {
-        desired_revision: &desired_revision,
-        weights: rollout::weights_state(&download),
-        deployment: observed_deployment.as_ref(),
-        replica_sets: &observed_sets,
-        pods: &observed_pods,
-        policy: &policy,
-        memory: &memory,
-        now: Timestamp::now(),
-    });
-    debug!(action = ?plan.action, phase = ?plan.phase, revision = %desired_revision, "rollout plan");
-    // Only the template comes from the plan's source; the rest of the Deployment (replicas,
-    // strategy, labels) is rendered from the spec, or from the model the Deployment serves
-    // while the new weights are not verified yet.
-    let base = match (spec_deployment, &plan.template) {
-        (Some(d), _) => Some(d),
-        // The plan picks the spec's template only on verified weights; never render an
-        // unstamped stand-in for it.
-        (None, TemplateSource::Spec) => None,
-        (None, _) => observed
-            .as_ref()
-            .and_then(served_model_of)
-            .map(|m| render(&m))
-            .transpose()?,
-    };
-    let to_apply = match unsupported {
-        Some(_) => None,
-        None => rollout::deployment_to_apply(base, &plan, observed.as_ref(), &replica_sets),
-    };
-    let deployment = match to_apply {
+    if let Some((reported, contract)) = &plan.reported_path_differs {
+        warn!(%reported, %contract, "the download Job reported another directory than the contract's");
+    }
+    debug!(action = ?plan.rollout.action, phase = ?plan.rollout.phase, revision = %plan.revision, "rollout plan");
+    let deployment = match &plan.deployment {
         Some(desired) => {
-            let applied = apply(&deployments, &desired).await?;
+            let applied = apply(&deployments, desired).await?;
             let services: Api<Service> = Api::namespaced(client.clone(), ns);
             apply_service(&services, &desired_service(glmd)?).await?;
             Some(applied)
         }
         None => observed,
     };
-    let served = deployment.as_ref().and_then(served_model_of);
+    let autoscaling = &glmd.spec.autoscaling;
     if autoscaler_wanted(autoscaling.enabled, deployment.is_some()) {
         let config = ScaleLoopConfig::from_spec(
             autoscaling,
@@ -271,64 +207,26 @@ async fn converge(glmd: &GlmDeployment, ctx: &Context, name: &str, ns: &str) -> 
     } else {
         ctx.autoscaler.stop(&key);
     }
-    let replicas = deployment
-        .as_ref()
-        .and_then(|d| d.spec.as_ref())
-        .and_then(|s| s.replicas)
-        .or(replicas)
-        .unwrap_or_else(|| desired_replicas(glmd));
-    let autoscaling_status = if autoscaling.enabled {
-        ctx.autoscaler
-            .status(&key)
-            .map(|s| s.to_status())
-            .or_else(|| glmd.status.as_ref().and_then(|s| s.autoscaling.clone()))
-    } else {
-        None
-    };
 
     // 4. Status and Events.
-    let now = Timestamp::now();
-    let status = compute_status(&StatusInputs {
+    let (status, status_events) = plan_status(
         glmd,
-        download: &download,
-        served: served.as_ref(),
-        deployment: deployment.as_ref(),
-        desired_replicas: replicas,
-        autoscaling: autoscaling_status,
-        problem: unsupported.as_ref(),
-        // Complete: the plan saw the Deployment before this apply; a new replica count on the
-        // same template is a scale too.
-        scaling: matches!(
-            plan.phase,
-            upgrade::Phase::Scaling | upgrade::Phase::Complete
-        ),
-        now,
-    });
-    let mut status = status;
-    if unsupported.is_none() {
-        rollout::apply_to_status(
-            &mut status,
-            glmd.status.as_ref(),
-            &plan,
-            glmd.metadata.generation,
+        &plan,
+        &Applied {
+            download: &download,
+            deployment: deployment.as_ref(),
+            autoscaling: autoscaling_status(
+                autoscaling.enabled,
+                ctx.autoscaler.status(&key).map(|s| s.to_status()),
+                glmd.status.as_ref(),
+            ),
             now,
-        );
-    }
-    let mut events = action_events;
-    events.extend(transition_events(glmd.status.as_ref(), &status));
-    if unsupported.is_none() {
-        events.extend(rollout::plan_event(&plan));
-    }
+        },
+    );
+    events.extend(status_events);
     patch_status(glmd, ctx, ns, &status).await?;
     publish(glmd, ctx, events).await;
-
-    Ok(match download {
-        DownloadState::Pending { .. } | DownloadState::Running { .. } => {
-            Action::requeue(DOWNLOAD_POLL)
-        }
-        _ if rollout::in_flight(&plan) => Action::requeue(ROLLOUT_POLL),
-        _ => Action::requeue(RESYNC),
-    })
+    Ok(Action::requeue(next_check(&download, &plan.rollout)))
 }
 
 /// Creates the download Job when missing and reads its state (progress, result or failure).
@@ -348,6 +246,7 @@ async fn observe_download(
     glmd: &GlmDeployment,
     ctx: &Context,
     ns: &str,
+    now: Timestamp,
     events: &mut Vec<PendingEvent>,
 ) -> Result<DownloadState> {
     let job_name = job_name(glmd);
@@ -388,6 +287,7 @@ async fn observe_download(
         log: log.as_deref(),
         generation: glmd.metadata.generation.unwrap_or(0),
         previous,
+        now,
     });
     match decision.action {
         download_policy::JobAction::Keep => {}

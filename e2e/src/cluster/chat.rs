@@ -228,6 +228,18 @@ impl E2e {
         self.send(service, path, None).await
     }
 
+    /// POSTs a JSON body to the Service and returns the JSON answer (error on non-2xx).
+    pub async fn post_json(
+        &self,
+        service: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, E2eError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| E2eError::Http(e.to_string()))?;
+        let text = self.send(service, path, Some(bytes)).await?;
+        serde_json::from_str(&text).map_err(|e| E2eError::Http(format!("not JSON ({e}): {text}")))
+    }
+
     /// One `/v1/chat/completions` request; `stream` exercises the SSE path.
     pub async fn chat(
         &self,

@@ -6,12 +6,19 @@
 //! - running or waiting: progress from the log, else why there is none yet (the scheduler's
 //!   message, the last failed attempt, the last log line), so status says it in one reconcile;
 //! - succeeded: the result from the termination message, else from the log's `complete` line;
-//!   when both are gone, run the Job again, at most [`MAX_RESULT_RERUNS`] times, then fail with
-//!   `result_lost` (Degraded) instead of re-running forever;
+//!   when both are gone for longer than [`RESULT_GRACE`] after the Job completed (the log is
+//!   read best effort: one failed read must not throw a good download away), run the Job
+//!   again, at most [`MAX_RESULT_RERUNS`] times, then fail with `result_lost` (Degraded)
+//!   instead of re-running forever;
 //! - failed: after a spec change (generation bump) run it again once, else report the failure.
 
+use std::time::Duration;
+
 use glm_crds::{annotations, reasons, ModelPhase, ModelStatus};
-use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
+use k8s_openapi::{
+    api::{batch::v1::Job, core::v1::Pod},
+    jiff::{SignedDuration, Timestamp},
+};
 use kube::ResourceExt;
 
 use super::download::{
@@ -23,6 +30,9 @@ use super::events::PendingEvent;
 
 /// Times a succeeded Job whose result was lost is run again before giving up.
 pub const MAX_RESULT_RERUNS: i32 = 2;
+
+/// How long after a Job completed its result is looked for before it counts as lost.
+pub const RESULT_GRACE: Duration = Duration::from_secs(30);
 
 /// What was read about the download of one GlmDeployment.
 #[derive(Clone, Debug)]
@@ -38,6 +48,8 @@ pub struct DownloadObservation<'a> {
     pub generation: i64,
     /// `status.model` as last written.
     pub previous: Option<&'a ModelStatus>,
+    /// The reconcile's time (see `crate::clock`).
+    pub now: Timestamp,
 }
 
 /// What to do with the Job.
@@ -156,6 +168,16 @@ pub fn waiting_note(pods: &[Pod], log: Option<&str>) -> Option<String> {
     ))
 }
 
+/// Whether `job` completed less than [`RESULT_GRACE`] before `now` (a completion time in the
+/// future, clock skew, counts as recent). No completion time: not recent.
+fn completed_recently(job: &Job, now: Timestamp) -> bool {
+    let Some(done) = job.status.as_ref().and_then(|s| s.completion_time.as_ref()) else {
+        return false;
+    };
+    let grace = SignedDuration::try_from(RESULT_GRACE).unwrap_or(SignedDuration::MAX);
+    now.duration_since(done.0) < grace
+}
+
 fn created_for_generation(job: &Job) -> i64 {
     job.annotations()
         .get(annotations::GENERATION)
@@ -209,6 +231,14 @@ pub fn decide(o: &DownloadObservation<'_>) -> DownloadDecision {
             // The same result is the log's last line when the message was lost.
             match from_message.or_else(|| o.log.and_then(parse_complete)) {
                 Some(result) => keep(DownloadState::Succeeded { job_name, result }),
+                // Maybe only this read failed: look again before throwing the download away.
+                None if completed_recently(job, o.now) => keep(DownloadState::Pending {
+                    note: Some(format!(
+                        "Job {job_name} succeeded; reading its result (termination message or log)"
+                    )),
+                    job_name,
+                    reruns,
+                }),
                 None if reruns < MAX_RESULT_RERUNS => DownloadDecision {
                     state: DownloadState::Pending {
                         job_name: job_name.clone(),

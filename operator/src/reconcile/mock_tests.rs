@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::*;
 use crate::fixtures::{condition, glmd, SHA};
+use crate::reconcile::server_plan::DOWNLOAD_POLL;
 
 const NS_CORE: &str = "/api/v1/namespaces/llm";
 const NS_BATCH: &str = "/apis/batch/v1/namespaces/llm";

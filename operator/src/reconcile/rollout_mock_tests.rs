@@ -1,96 +1,32 @@
 //! Rolling upgrades through reconcile against a mock apiserver: which template lands on the
 //! Deployment, what status says and which Events are published.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use glm_crds::{GlmDeploymentStatus, ModelPhase, ModelStatus};
-use k8s_openapi::{
-    api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus},
-    apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time},
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::fixtures::{condition, glmd, SHA};
+use crate::fixtures::{
+    condition, glmd, model_path, rendered, replica_set, with_status, OLD_SHA, SHA,
+};
+use crate::{
+    clock::FixedClock,
+    fixtures::at,
+    reconcile::server_plan::{DOWNLOAD_POLL, ROLLOUT_POLL},
+    upgrade,
+};
+use std::sync::Arc;
 
 const NS_CORE: &str = "/api/v1/namespaces/llm";
 const NS_BATCH: &str = "/apis/batch/v1/namespaces/llm";
 const NS_APPS: &str = "/apis/apps/v1/namespaces/llm";
 const STATUS: &str = "/apis/serving.glm.dev/v1alpha1/namespaces/llm/glmdeployments/glm45/status";
-const IMAGE: &str = "ghcr.io/glm-dev/glm-server:test";
-const OLD_SHA: &str = "fedcba9876543210fedcba9876543210fedcba98";
-
 async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(5), f)
         .await
         .expect("timed out")
-}
-
-fn model_path(sha: &str) -> String {
-    format!("/models/zai-org--GLM-4.5-Air/{sha}")
-}
-
-/// The Deployment the operator renders for `sha`, with its stamped template revision.
-fn rendered(g: &GlmDeployment, sha: &str) -> (Deployment, String) {
-    let mut d = desired_deployment(
-        g,
-        &DeploymentParams {
-            image: IMAGE,
-            model: &ServedModel {
-                commit: sha.into(),
-                path: model_path(sha),
-            },
-            replicas: Some(2),
-        },
-    )
-    .unwrap();
-    let revision = rollout::stamp_revision(&mut d).unwrap();
-    (d, revision)
-}
-
-/// `d` as the apiserver returns it, with a Deployment status.
-fn with_status(d: &Deployment, generation: i64, replicas: i64, updated: i64, ready: i64) -> Value {
-    let mut v = serde_json::to_value(d).unwrap();
-    v["metadata"]["generation"] = json!(generation);
-    v["status"] = json!({"observedGeneration": generation, "replicas": replicas,
-        "updatedReplicas": updated, "readyReplicas": ready, "availableReplicas": ready});
-    v
-}
-
-/// The ReplicaSet the Deployment controller made of `d`'s template.
-fn replica_set(d: &Deployment, name: &str, hash: &str, k8s_revision: u32) -> Value {
-    let mut template = d.spec.as_ref().unwrap().template.clone();
-    template
-        .metadata
-        .get_or_insert_with(Default::default)
-        .labels
-        .get_or_insert_with(Default::default)
-        .insert("pod-template-hash".into(), hash.into());
-    let rs = ReplicaSet {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("llm".into()),
-            labels: Some(BTreeMap::from([(
-                "pod-template-hash".to_string(),
-                hash.to_string(),
-            )])),
-            annotations: Some(BTreeMap::from([(
-                "deployment.kubernetes.io/revision".to_string(),
-                k8s_revision.to_string(),
-            )])),
-            creation_timestamp: Some(Time("2020-01-01T00:00:00Z".parse().unwrap())),
-            ..Default::default()
-        },
-        spec: Some(ReplicaSetSpec {
-            template: Some(template),
-            ..Default::default()
-        }),
-        status: Some(ReplicaSetStatus {
-            replicas: 1,
-            ..Default::default()
-        }),
-    };
-    serde_json::to_value(rs).unwrap()
 }
 
 fn ready_true() -> Condition {
@@ -378,9 +314,11 @@ async fn missed_progress_deadline_rolls_back_to_the_last_ready_replica_set() {
     within(verifier).await.unwrap();
 }
 
-#[tokio::test]
-async fn unschedulable_surge_pod_falls_back_to_one_at_a_time() {
-    let (ctx, mut api) = Context::test();
+/// A rollout whose surge pod has waited for a GPU since 290 s before the test clock's
+/// [`NOW`](crate::fixtures::NOW) (well within the progress deadline) while the old pods serve:
+/// the GlmDeployment, what the apiserver answers (Deployment, ReplicaSets, pods), and the new
+/// template.
+fn surge_waits_for_a_gpu() -> (GlmDeployment, Value, Vec<Value>, Vec<Value>, Value) {
     let mut g = glmd();
     let (old, old_rev) = rendered(&g, OLD_SHA);
     let (new, new_rev) = rendered(&g, SHA);
@@ -404,9 +342,7 @@ async fn unschedulable_surge_pod_falls_back_to_one_at_a_time() {
         replica_set(&old, "glm45-old", "aaa", 1),
         replica_set(&new, "glm45-new", "bbb", 2),
     ];
-    // The surge pod waits for a GPU (well within the progress deadline); old pods serve.
-    let now = Timestamp::now();
-    let ago = |s: u64| (now - Duration::from_secs(s)).to_string();
+    let ago = |s: i64| at(-s).to_string();
     let surge = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "glm45-bbb-1", "namespace": "llm",
         "labels": {"pod-template-hash": "bbb"}, "creationTimestamp": ago(300)},
         "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
@@ -419,6 +355,13 @@ async fn unschedulable_surge_pod_falls_back_to_one_at_a_time() {
     };
     let pods = vec![serving("glm45-aaa-1"), serving("glm45-aaa-2"), surge];
     let new_template = template_of(&serde_json::to_value(&new).unwrap());
+    (g, observed, sets, pods, new_template)
+}
+
+#[tokio::test]
+async fn unschedulable_surge_pod_falls_back_to_one_at_a_time() {
+    let (ctx, mut api) = Context::test();
+    let (g, observed, sets, pods, new_template) = surge_waits_for_a_gpu();
     let verifier = tokio::spawn(async move {
         api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache"))
             .await;
@@ -458,6 +401,63 @@ async fn unschedulable_surge_pod_falls_back_to_one_at_a_time() {
         assert_eq!(
             (ev["reason"].as_str(), ev["type"].as_str()),
             (Some("SurgeUnschedulable"), Some("Warning"))
+        );
+    });
+    let action = within(reconcile_glmd(&g, &ctx)).await.unwrap();
+    assert_eq!(action, Action::requeue(ROLLOUT_POLL));
+    within(verifier).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_surge_fallback_waits_by_the_injected_clock() {
+    // The same cluster, reconciled 30 s after the surge pod became Unschedulable (the
+    // fallback waits 60 s): the rollout keeps its surge, whatever the wall clock says.
+    let clock = Arc::new(FixedClock::new(at(-290 + 30)));
+    let (ctx, mut api) = Context::test_with_clock(clock);
+    let (g, observed, sets, pods, new_template) = surge_waits_for_a_gpu();
+    let verifier = tokio::spawn(async move {
+        api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache"))
+            .await;
+        api.get(&format!("{NS_APPS}/deployments/glm45"), Some(observed))
+            .await;
+        api.list(
+            &format!("{NS_APPS}/replicasets"),
+            "labelSelector=",
+            "ReplicaSetList",
+            sets,
+        )
+        .await;
+        api.list(
+            &format!("{NS_CORE}/pods"),
+            "labelSelector=",
+            "PodList",
+            pods,
+        )
+        .await;
+        let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
+        assert_eq!(template_of(&d), new_template, "the rollout goes on");
+        let ru = &d["spec"]["strategy"]["rollingUpdate"];
+        assert_eq!(
+            (&ru["maxSurge"], &ru["maxUnavailable"]),
+            (&json!(1), &json!(0)),
+            "no fallback before 60 s"
+        );
+        api.apply(&format!("{NS_CORE}/services/glm45")).await;
+        let status = api.apply(STATUS).await;
+        let s = &status["status"];
+        assert_eq!(s["rolloutPhase"], "Rolling");
+        assert_eq!(condition(s, "Degraded").0, "False");
+        // Conditions that change are stamped with the injected time.
+        let progressing = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Progressing")
+            .unwrap();
+        assert_eq!(
+            progressing["lastTransitionTime"].as_str(),
+            Some(at(-260).to_string().as_str()),
+            "{progressing}"
         );
     });
     let action = within(reconcile_glmd(&g, &ctx)).await.unwrap();

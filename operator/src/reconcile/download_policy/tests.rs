@@ -1,4 +1,5 @@
 use super::*;
+use crate::fixtures::{at, now};
 use serde_json::json;
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -39,6 +40,7 @@ fn observe<'a>(
         log,
         generation: 3,
         previous,
+        now: now(),
     }
 }
 
@@ -306,6 +308,178 @@ fn the_log_comes_from_the_newest_started_pod() {
         json!({"phase": "Succeeded"}),
     )];
     assert_eq!(log_wanted(Some(&succeeded), &silent).as_deref(), Some("p1"));
+}
+
+/// A succeeded Job that completed `secs_ago` seconds before [`NOW`](crate::fixtures::NOW)
+/// (`None`: no completion time recorded).
+fn succeeded_at(secs_ago: Option<i64>) -> Job {
+    let mut status =
+        json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]});
+    if let Some(s) = secs_ago {
+        status["completionTime"] = json!(at(-s).to_string());
+    }
+    job(status, 3)
+}
+
+#[test]
+fn a_lost_result_is_looked_for_during_the_grace_then_the_job_is_rerun() {
+    let complete = complete_line();
+    let reran_twice = ModelStatus {
+        job_name: Some("m-dl-1".into()),
+        result_reruns: Some(MAX_RESULT_RERUNS),
+        ..ModelStatus::default()
+    };
+    let grace = RESULT_GRACE.as_secs() as i64;
+    struct Case<'a> {
+        name: &'a str,
+        completed_secs_ago: Option<i64>,
+        log: Option<&'a str>,
+        previous: Option<&'a ModelStatus>,
+        action: JobAction,
+        /// "waiting" (Pending, reading the result), "rerun" (Pending, next re-run),
+        /// "succeeded", "failed:<kind>".
+        state: &'a str,
+    }
+    let cases = [
+        Case {
+            name: "just completed, result not readable yet: look again",
+            completed_secs_ago: Some(5),
+            log: None,
+            previous: None,
+            action: JobAction::Keep,
+            state: "waiting",
+        },
+        Case {
+            name: "one second before the grace ends: still looking",
+            completed_secs_ago: Some(grace - 1),
+            log: None,
+            previous: None,
+            action: JobAction::Keep,
+            state: "waiting",
+        },
+        Case {
+            name: "grace over: lost, run the Job again",
+            completed_secs_ago: Some(grace),
+            log: None,
+            previous: None,
+            action: JobAction::Delete,
+            state: "rerun",
+        },
+        Case {
+            name: "long ago: lost, run the Job again",
+            completed_secs_ago: Some(3600),
+            log: None,
+            previous: None,
+            action: JobAction::Delete,
+            state: "rerun",
+        },
+        Case {
+            name: "no completion time: nothing to wait for, lost at once",
+            completed_secs_ago: None,
+            log: None,
+            previous: None,
+            action: JobAction::Delete,
+            state: "rerun",
+        },
+        Case {
+            name: "completion time ahead of the clock (skew): still looking",
+            completed_secs_ago: Some(-20),
+            log: None,
+            previous: None,
+            action: JobAction::Keep,
+            state: "waiting",
+        },
+        Case {
+            name: "just completed, result in the log: succeeded, no waiting",
+            completed_secs_ago: Some(1),
+            log: Some(&complete),
+            previous: None,
+            action: JobAction::Keep,
+            state: "succeeded",
+        },
+        Case {
+            name: "re-runs spent, within the grace: still looking, not failed yet",
+            completed_secs_ago: Some(10),
+            log: None,
+            previous: Some(&reran_twice),
+            action: JobAction::Keep,
+            state: "waiting",
+        },
+        Case {
+            name: "re-runs spent, grace over: result_lost",
+            completed_secs_ago: Some(grace + 1),
+            log: None,
+            previous: Some(&reran_twice),
+            action: JobAction::Keep,
+            state: "failed:result_lost",
+        },
+    ];
+    for c in cases {
+        let j = succeeded_at(c.completed_secs_ago);
+        let d = decide(&observe(Some(&j), &[], c.log, c.previous));
+        let state = match &d.state {
+            DownloadState::Pending {
+                note: Some(n),
+                reruns,
+                ..
+            } if n.contains("reading its result") => {
+                assert_eq!(
+                    *reruns,
+                    c.previous.and_then(|p| p.result_reruns).unwrap_or(0)
+                );
+                assert!(d.event.is_none(), "{}: waiting is not announced", c.name);
+                "waiting".to_string()
+            }
+            DownloadState::Pending { reruns, .. } => {
+                assert_eq!(*reruns, 1, "{}", c.name);
+                "rerun".to_string()
+            }
+            DownloadState::Succeeded { result, .. } => {
+                assert_eq!(result.commit, SHA, "{}", c.name);
+                "succeeded".to_string()
+            }
+            DownloadState::Failed { failure, .. } => format!("failed:{}", failure.error),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(d.action, c.action, "{}", c.name);
+        assert_eq!(state, c.state, "{}", c.name);
+    }
+}
+
+#[test]
+fn a_failed_download_is_retried_after_a_spec_change_at_any_time() {
+    // The retry follows the generation, not the clock: the same observation gives the same
+    // decision an hour or a week after the failure.
+    let failed_before = job(
+        json!({"failed": 1, "completionTime": at(-60).to_string(),
+               "conditions": [{"type": "Failed", "status": "True"}]}),
+        2,
+    );
+    let failed_now = job(
+        json!({"failed": 1, "conditions": [{"type": "Failed", "status": "True", "message": "exit 3"}]}),
+        3,
+    );
+    for secs in [0, 3600, 7 * 86_400] {
+        let mut o = observe(Some(&failed_before), &[], None, None);
+        o.now = at(secs);
+        let d = decide(&o);
+        assert_eq!(d.action, JobAction::Delete, "at +{secs}s");
+        assert!(
+            matches!(d.state, DownloadState::Pending { reruns: 0, .. }),
+            "{:?}",
+            d.state
+        );
+        assert_eq!(d.event.map(|e| e.reason), Some(reasons::DOWNLOAD_RETRIED));
+        let mut o = observe(Some(&failed_now), &[], None, None);
+        o.now = at(secs);
+        let d = decide(&o);
+        assert_eq!(d.action, JobAction::Keep, "at +{secs}s");
+        assert!(
+            matches!(d.state, DownloadState::Failed { .. }),
+            "{:?}",
+            d.state
+        );
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Download throughput of glm-download against a raw loopback copy with curl, both from the
-//! same mock hub (tests/support/hub.rs) serving generated files from memory.
+//! same mock hub (crate glm-test-hub) serving generated files from memory.
 //!
 //! `cargo run --release -p glm-download --example download_bench -- [--total-mb 1024]
 //!  [--files 4] [--parallel 8] [--rounds 3] [--dir /tmp]`
@@ -8,16 +8,13 @@
 //! byte, fsync of every file, and the manifest. curl only copies bytes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-#[path = "../tests/support/hub.rs"]
-mod hub;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use glm_download::{download, DownloadConfig};
-use hub::{HubFile, MockHub};
+use glm_test_hub::{HubFile, MockHub};
 
 const REPO: &str = "bench/model";
 
@@ -99,7 +96,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let hub = hub_rt.block_on(MockHub::start());
+    let hub = hub_rt.block_on(MockHub::start()).unwrap();
 
     let each = args.total_mb * (1 << 20) / args.files.max(1);
     let started = Instant::now();

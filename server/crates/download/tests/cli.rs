@@ -1,16 +1,13 @@
 //! The command line and its output as docs/contract.md fixes them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/hub.rs"]
-mod hub;
-
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use glm_download::cli::{run_json, DownloadArgs};
-use hub::{HubFile, MockHub};
+use glm_test_hub::{HubFile, MockHub};
 
 #[derive(Parser)]
 struct Cli {
@@ -58,7 +55,7 @@ fn args(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn success_prints_json_lines_and_writes_the_termination_message() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     let content = vec![7u8; 2_000_000];
     let sha = hub.commit(
         "o/m",
@@ -108,7 +105,7 @@ async fn success_prints_json_lines_and_writes_the_termination_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_writes_kind_and_advice_to_the_termination_message() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let term = dir.path().join("termination-log");
     let code = run_json(

@@ -1,9 +1,6 @@
 //! End-to-end behaviour against the mock hub on 127.0.0.1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/hub.rs"]
-mod hub;
-
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,7 +8,7 @@ use std::time::Duration;
 use glm_download::{
     download, read_manifest, DownloadConfig, ProgressSink, ProgressSnapshot, MANIFEST_FILE,
 };
-use hub::{Fault, HubFile, MockHub};
+use glm_test_hub::{Fault, HubFile, MockHub};
 
 const REPO: &str = "zai-org/GLM-Test";
 const BIG: &str = "model-00001-of-00002.safetensors";
@@ -85,7 +82,7 @@ impl ProgressSink for Recorder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fresh_download_matches_served_files_and_writes_manifest() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     let fs = files(1);
     let sha = hub.commit(REPO, "main", &fs);
     let dir = tempfile::tempdir().unwrap();
@@ -133,7 +130,7 @@ async fn fresh_download_matches_served_files_and_writes_manifest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connection_resumes_with_a_range_and_no_byte_twice() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     let fs = files(2);
     let size = fs.iter().find(|(p, _)| *p == BIG).unwrap().1.content.len() as u64;
     hub.commit(REPO, "main", &fs);
@@ -159,7 +156,7 @@ async fn dropped_connection_resumes_with_a_range_and_no_byte_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_run_leaves_a_part_file_that_the_next_run_resumes() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     let fs = files(3);
     hub.commit(REPO, "main", &fs);
     const STALL: u64 = 1_500_000;
@@ -200,7 +197,7 @@ async fn killed_run_leaves_a_part_file_that_the_next_run_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_files_are_detected_deleted_and_fetched_again() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     let fs = files(4);
     hub.commit(REPO, "main", &fs);
     hub.inject(BIG, Fault::Corrupt); // LFS: caught by sha256
@@ -223,7 +220,7 @@ async fn corrupted_files_are_detected_deleted_and_fetched_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corruption_that_persists_fails_with_integrity_and_no_manifest() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     let sha = hub.commit(REPO, "main", &files(5));
     for _ in 0..3 {
         hub.inject(SMALL_LFS, Fault::Corrupt);
@@ -241,7 +238,7 @@ async fn corruption_that_persists_fails_with_integrity_and_no_manifest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moved_branch_downloads_the_new_commit_beside_the_old_one() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     let old_files = files(6);
     let old = hub.commit(REPO, "main", &old_files);
     let dir = tempfile::tempdir().unwrap();
@@ -274,7 +271,7 @@ async fn moved_branch_downloads_the_new_commit_beside_the_old_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_or_missing_token_is_unauthorized_and_says_so() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     hub.commit(REPO, "main", &files(7));
     hub.require_token("hf_good");
     let dir = tempfile::tempdir().unwrap();
@@ -298,7 +295,7 @@ async fn bad_or_missing_token_is_unauthorized_and_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_repo_or_revision_is_not_found_and_names_it() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     hub.commit(REPO, "main", &files(8));
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&hub, dir.path());
@@ -327,7 +324,7 @@ async fn unknown_repo_or_revision_is_not_found_and_names_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gated_repo_says_to_accept_the_license() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     hub.commit(REPO, "main", &files(9));
     hub.set_gated(REPO);
     let dir = tempfile::tempdir().unwrap();
@@ -342,7 +339,7 @@ async fn gated_repo_says_to_accept_the_license() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_concurrent_runs_on_one_dir_download_once() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     let fs = files(10);
     hub.commit(REPO, "main", &fs);
     let dir = tempfile::tempdir().unwrap();
@@ -364,7 +361,7 @@ async fn two_concurrent_runs_on_one_dir_download_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerun_is_a_noop_that_rechecks_sizes_and_repairs() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     let fs = files(11);
     let sha = hub.commit(REPO, "main", &fs);
     let dir = tempfile::tempdir().unwrap();
@@ -405,7 +402,7 @@ async fn rerun_is_a_noop_that_rechecks_sizes_and_repairs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn include_globs_select_files_and_a_wider_run_completes_the_rest() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     let fs = files(12);
     hub.commit(REPO, "main", &fs);
     let dir = tempfile::tempdir().unwrap();
@@ -436,7 +433,7 @@ async fn include_globs_select_files_and_a_wider_run_completes_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_and_server_errors_are_retried() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     let fs = files(13);
     hub.commit(REPO, "main", &fs);
     hub.inject(BIG, Fault::Status(500));
@@ -458,7 +455,7 @@ async fn throttling_and_server_errors_are_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_connection_is_dropped_and_resumed() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     let fs = files(14);
     hub.commit(REPO, "main", &fs);
     hub.inject(BIG, Fault::StallAfter(500_000));
@@ -474,7 +471,7 @@ async fn stalled_connection_is_dropped_and_resumed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_keeps_failing_gives_up_with_network() {
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     hub.commit(REPO, "main", &files(15));
     for _ in 0..3 {
         hub.inject(BIG, Fault::Status(502));
@@ -497,7 +494,7 @@ async fn a_server_that_keeps_failing_gives_up_with_network() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_are_bounded_by_the_size_they_should_have() {
     // An endless file body stops at the file's size: nothing is written past it.
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     let fs = files(16);
     hub.commit(REPO, "main", &fs);
     hub.inject(BIG, Fault::Endless);
@@ -518,7 +515,7 @@ async fn bodies_are_bounded_by_the_size_they_should_have() {
     );
 
     // An endless 5xx body is read only up to the error-body cap, then retried.
-    let hub = MockHub::start().await;
+    let hub = MockHub::start().await.unwrap();
     let fs = files(17);
     hub.commit(REPO, "main", &fs);
     hub.inject(BIG, Fault::EndlessStatus(500));

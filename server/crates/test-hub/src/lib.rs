@@ -4,17 +4,15 @@
 //! LFS files 302-redirected to a CDN-like path), Range requests (206 + Content-Range, 416),
 //! `ETag` / `X-Linked-Etag` / `X-Linked-Size` / `X-Repo-Commit` headers, 401 for a bad token,
 //! 403 for gated repos, 404 with `X-Error-Code`, and one-shot fault injection per file.
-//! Shared by the integration tests and the bench (`#[path]`-included).
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::result_large_err
-)]
+//!
+//! One implementation for every test that needs a hub: the download crate's tests and bench
+//! serve generated files from memory, the end-to-end tests serve a fixture checkpoint from a
+//! folder ([`MockHub::commit_dir`]) to download Jobs running on the local cluster.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -118,6 +116,26 @@ struct Inner {
 
 type Shared = Arc<Mutex<Inner>>;
 
+/// The hub's state; a handler that panicked leaves it usable (tests read it afterwards).
+fn lock(inner: &Shared) -> MutexGuard<'_, Inner> {
+    inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A header value from text the hub built itself (hex digests, numbers, repo paths); text a
+/// header cannot carry becomes an empty value rather than a panic.
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Files in the LFS store of a real hub repository (served by redirect to the CDN path).
+fn is_lfs(path: &str) -> bool {
+    [".safetensors", ".bin", ".gguf", ".pt", ".pth"]
+        .iter()
+        .any(|ext| path.ends_with(ext))
+}
+
 /// Handle to a running mock hub.
 pub struct MockHub {
     pub url: String,
@@ -132,20 +150,40 @@ impl Drop for MockHub {
 }
 
 impl MockHub {
-    pub async fn start() -> Self {
+    /// Serves on `127.0.0.1`, on a free port, until dropped.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Serves on `addr` (e.g. `127.0.0.1:0`) until dropped.
+    pub async fn start_on(addr: &str) -> std::io::Result<Self> {
         let inner: Shared = Arc::default();
         let app = Router::new().fallback(handle).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let url = format!("http://{}", listener.local_addr()?);
         let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "mock hub stopped");
+            }
         });
-        Self { url, inner, task }
+        Ok(Self { url, inner, task })
+    }
+
+    /// Adds a commit with every file under `dir` (recursively, paths relative to it;
+    /// weights such as `*.safetensors` in LFS, as on the real hub) and points `branch` at it;
+    /// returns the commit sha.
+    pub fn commit_dir(&self, repo: &str, branch: &str, dir: &Path) -> std::io::Result<String> {
+        let mut files = Vec::new();
+        read_tree(dir, dir, &mut files)?;
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        let refs: Vec<(&str, HubFile)> =
+            files.iter().map(|(p, f)| (p.as_str(), f.clone())).collect();
+        Ok(self.commit(repo, branch, &refs))
     }
 
     /// Adds a commit with these files and points `branch` at it; returns the commit sha.
     pub fn commit(&self, repo: &str, branch: &str, files: &[(&str, HubFile)]) -> String {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         inner.commits_made += 1;
         let mut h = Sha1::new();
         h.update(format!("{repo}\n{}\n", inner.commits_made));
@@ -165,32 +203,31 @@ impl MockHub {
         sha
     }
 
+    /// Points `tag` of `repo` at `sha` (creating the repo when unknown).
     pub fn tag(&self, repo: &str, tag: &str, sha: &str) {
-        let mut inner = self.inner.lock().unwrap();
-        inner
+        lock(&self.inner)
             .repos
-            .get_mut(repo)
-            .unwrap()
+            .entry(repo.to_string())
+            .or_default()
             .refs
             .insert(tag.into(), sha.into());
     }
 
     pub fn require_token(&self, token: &str) {
-        self.inner.lock().unwrap().token = Some(token.to_string());
+        lock(&self.inner).token = Some(token.to_string());
     }
 
+    /// Makes `repo` gated (403 `GatedRepo`), creating it when unknown.
     pub fn set_gated(&self, repo: &str) {
-        self.inner
-            .lock()
-            .unwrap()
+        lock(&self.inner)
             .repos
-            .get_mut(repo)
-            .unwrap()
+            .entry(repo.to_string())
+            .or_default()
             .gated = true;
     }
 
     pub fn inject(&self, path: &str, fault: Fault) {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         inner
             .faults
             .entry(path.to_string())
@@ -200,7 +237,7 @@ impl MockHub {
 
     /// Body bytes handed to the network for `path` so far (all requests).
     pub fn served(&self, path: &str) -> u64 {
-        let inner = self.inner.lock().unwrap();
+        let inner = lock(&self.inner);
         inner
             .served
             .get(path)
@@ -208,7 +245,7 @@ impl MockHub {
     }
 
     pub fn total_served(&self) -> u64 {
-        let inner = self.inner.lock().unwrap();
+        let inner = lock(&self.inner);
         inner
             .served
             .values()
@@ -217,7 +254,7 @@ impl MockHub {
     }
 
     pub fn requests(&self, path: &str) -> Vec<FileRequest> {
-        let inner = self.inner.lock().unwrap();
+        let inner = lock(&self.inner);
         inner
             .requests
             .iter()
@@ -227,7 +264,7 @@ impl MockHub {
     }
 
     pub fn info_requests(&self) -> u64 {
-        self.inner.lock().unwrap().info_requests
+        lock(&self.inner).info_requests
     }
 
     /// `url` of the CDN copy of an LFS file, for raw copies (curl) in the bench.
@@ -239,8 +276,7 @@ impl MockHub {
 fn error(status: StatusCode, code: &str, msg: &str) -> Response {
     let mut r = (status, axum::Json(serde_json::json!({"error": msg}))).into_response();
     if !code.is_empty() {
-        r.headers_mut()
-            .insert("x-error-code", HeaderValue::from_str(code).unwrap());
+        r.headers_mut().insert("x-error-code", header_value(code));
     }
     r
 }
@@ -275,7 +311,7 @@ async fn handle(State(inner): State<Shared>, req: Request) -> Response {
             let repo = format!("{owner}/{name}");
             let file = decode(&file.join("/"));
             let found = {
-                let g = inner.lock().unwrap();
+                let g = lock(&inner);
                 g.repos
                     .get(&repo)
                     .and_then(|r| r.commits.get(*commit))
@@ -291,9 +327,10 @@ async fn handle(State(inner): State<Shared>, req: Request) -> Response {
     }
 }
 
-/// Auth and repo lookup shared by the info and resolve routes.
+/// Auth and repo lookup shared by the info and resolve routes; the error is the answer.
+#[allow(clippy::result_large_err)] // a Response, returned once per refused request
 fn check_access(inner: &Shared, repo: &str, headers: &HeaderMap) -> Result<(), Response> {
-    let g = inner.lock().unwrap();
+    let g = lock(inner);
     let sent = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -325,14 +362,14 @@ fn check_access(inner: &Shared, repo: &str, headers: &HeaderMap) -> Result<(), R
 }
 
 fn lookup(inner: &Shared, repo: &str, rev: &str) -> Option<(String, BTreeMap<String, HubFile>)> {
-    let g = inner.lock().unwrap();
+    let g = lock(inner);
     let r = g.repos.get(repo)?;
     let sha = r.refs.get(rev).cloned().unwrap_or_else(|| rev.to_string());
     r.commits.get(&sha).map(|c| (sha, c.clone()))
 }
 
 fn info(inner: &Shared, repo: &str, rev: &str, blobs: bool, headers: &HeaderMap) -> Response {
-    inner.lock().unwrap().info_requests += 1;
+    lock(inner).info_requests += 1;
     if let Err(r) = check_access(inner, repo, headers) {
         return r;
     }
@@ -382,22 +419,19 @@ fn resolve(inner: &Shared, repo: &str, rev: &str, file: &str, headers: &HeaderMa
         );
     };
     let mut hub = HeaderMap::new();
-    hub.insert("x-repo-commit", HeaderValue::from_str(&sha).unwrap());
+    hub.insert("x-repo-commit", header_value(&sha));
     if f.lfs {
-        let quoted = HeaderValue::from_str(&format!("\"{}\"", f.sha256)).unwrap();
+        let quoted = header_value(&format!("\"{}\"", f.sha256));
         hub.insert(header::ETAG, quoted.clone());
         hub.insert("x-linked-etag", quoted);
         hub.insert("x-linked-size", HeaderValue::from(f.content.len()));
         hub.insert(
             header::LOCATION,
-            HeaderValue::from_str(&format!("/cdn/{repo}/{sha}/{file}")).unwrap(),
+            header_value(&format!("/cdn/{repo}/{sha}/{file}")),
         );
         return (StatusCode::FOUND, hub).into_response();
     }
-    hub.insert(
-        header::ETAG,
-        HeaderValue::from_str(&format!("\"{}\"", f.blob_sha1)).unwrap(),
-    );
+    hub.insert(header::ETAG, header_value(&format!("\"{}\"", f.blob_sha1)));
     serve_body(inner, file, f, headers, hub)
 }
 
@@ -427,13 +461,13 @@ fn serve_body(
     let len = f.content.len() as u64;
     let range = parse_range(headers, len);
     let (fault, counter) = {
-        let mut g = inner.lock().unwrap();
+        let mut g = lock(inner);
         let fault = g.faults.get_mut(path).and_then(VecDeque::pop_front);
         let counter = g.served.entry(path.to_string()).or_default().clone();
         (fault, counter)
     };
     let log = |status: StatusCode| {
-        inner.lock().unwrap().requests.push(FileRequest {
+        lock(inner).requests.push(FileRequest {
             path: path.to_string(),
             range_start: range.map(|r| r.0),
             status: status.as_u16(),
@@ -442,12 +476,12 @@ fn serve_body(
     };
     match fault {
         Some(Fault::Status(s)) => {
-            let s = StatusCode::from_u16(s).unwrap();
+            let s = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             log(s);
             return error(s, "", "injected failure");
         }
         Some(Fault::EndlessStatus(s)) => {
-            let s = StatusCode::from_u16(s).unwrap();
+            let s = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             log(s);
             return (s, endless(counter, Bytes::new())).into_response();
         }
@@ -466,14 +500,14 @@ fn serve_body(
             log(StatusCode::RANGE_NOT_SATISFIABLE);
             out.insert(
                 header::CONTENT_RANGE,
-                HeaderValue::from_str(&format!("bytes */{len}")).unwrap(),
+                header_value(&format!("bytes */{len}")),
             );
             return (StatusCode::RANGE_NOT_SATISFIABLE, out).into_response();
         }
         Some((s, e)) => {
             out.insert(
                 header::CONTENT_RANGE,
-                HeaderValue::from_str(&format!("bytes {s}-{e}/{len}")).unwrap(),
+                header_value(&format!("bytes {s}-{e}/{len}")),
             );
             (StatusCode::PARTIAL_CONTENT, s, e + 1)
         }
@@ -535,4 +569,26 @@ fn serve_body(
         }
     });
     (status, out, Body::from_stream(stream)).into_response()
+}
+
+/// Every regular file under `dir`, keyed by its `/`-separated path relative to `root`.
+fn read_tree(root: &Path, dir: &Path, out: &mut Vec<(String, HubFile)>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            read_tree(root, &path, out)?;
+            continue;
+        }
+        let rel = path
+            .strip_prefix(root)
+            .map_err(std::io::Error::other)?
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        let content = std::fs::read(&path)?;
+        let lfs = is_lfs(&rel);
+        out.push((rel, HubFile::new(content, lfs)));
+    }
+    Ok(())
 }
