@@ -392,7 +392,7 @@ impl Checkpoint {
                 ))
             }
         };
-        if cols > 1 && block % 32 != 0 {
+        if cols > 1 && !block.is_multiple_of(32) {
             return Err(self.err(
                 &scale_name,
                 format!("blocks of {block} columns are not supported (a multiple of 32)"),

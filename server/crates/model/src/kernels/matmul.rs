@@ -485,6 +485,8 @@ impl Task<'_> {
 ///
 /// No closure in these loops calls a SIMD operation: a closure does not inherit the target
 /// features of the function it is written in, so it would call the intrinsics out of line.
+// `u` and `v` index several arrays (one per row and input) at once.
+#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn dots_direct<S: pulp::Simd, K: Direct, P, const W: usize, const R: usize>(
     simd: S,
@@ -504,7 +506,7 @@ fn dots_direct<S: pulp::Simd, K: Direct, P, const W: usize, const R: usize>(
     let block = k.block();
     // Vectors per scale block. A block is an even number of vectors of every SIMD width
     // (a multiple of 32 columns) unless one block covers the whole row.
-    debug_assert!(block >= in_dim || block % (2 * lanes) == 0);
+    debug_assert!(block >= in_dim || block.is_multiple_of(2 * lanes));
     let per_block = if block >= in_dim {
         n.max(1)
     } else {
@@ -537,37 +539,27 @@ fn dots_direct<S: pulp::Simd, K: Direct, P, const W: usize, const R: usize>(
             let cx: [&[S::f32s]; R] =
                 core::array::from_fn(|b| &xb[b][q * UNROLL..(q + 1) * UNROLL]);
             for u in 0..UNROLL {
-                let mut xv = [zero; R];
-                for b in 0..R {
-                    xv[b] = cx[b][u];
-                }
-                let mut wv = [zero; W];
-                for a in 0..W {
-                    wv[a] = widen_vec::<S, K>(&cw[a][u * lanes..(u + 1) * lanes], sc[a]);
-                }
-                // Two arms, not a chosen reference: both sets stay in registers.
-                if pair && u % 2 == 1 {
-                    fma_into(simd, &mut odd, &wv, &xv);
-                } else {
-                    fma_into(simd, &mut acc, &wv, &xv);
-                }
+                let cols = u * lanes..(u + 1) * lanes;
+                direct_step::<S, K, W, R>(
+                    simd,
+                    (&mut acc, &mut odd),
+                    pair && u % 2 == 1,
+                    core::array::from_fn(|b| cx[b][u]),
+                    core::array::from_fn(|a| &cw[a][cols.clone()]),
+                    &sc,
+                );
             }
         }
         for v in steps * UNROLL..end - i {
             pf.step();
-            let mut xv = [zero; R];
-            for b in 0..R {
-                xv[b] = xb[b][v];
-            }
-            let mut wv = [zero; W];
-            for a in 0..W {
-                wv[a] = widen_vec::<S, K>(&wb[a][v * lanes..(v + 1) * lanes], sc[a]);
-            }
-            if pair && v % 2 == 1 {
-                fma_into(simd, &mut odd, &wv, &xv);
-            } else {
-                fma_into(simd, &mut acc, &wv, &xv);
-            }
+            direct_step::<S, K, W, R>(
+                simd,
+                (&mut acc, &mut odd),
+                pair && v % 2 == 1,
+                core::array::from_fn(|b| xb[b][v]),
+                core::array::from_fn(|a| &wb[a][v * lanes..(v + 1) * lanes]),
+                &sc,
+            );
         }
         i = end;
         blk += 1;
@@ -584,6 +576,32 @@ fn dots_direct<S: pulp::Simd, K: Direct, P, const W: usize, const R: usize>(
         }
     }
     out
+}
+
+/// `W x R` SIMD accumulators, one per weight row and input row.
+type Acc<S, const W: usize, const R: usize> = [[<S as pulp::Simd>::f32s; R]; W];
+
+/// One vector position of [`dots_direct`]: each row's raw weights there (`raw`) widened with
+/// its block scale, times the input vectors `x`, into the even or the odd accumulator set.
+#[inline(always)]
+fn direct_step<S: pulp::Simd, K: Direct, const W: usize, const R: usize>(
+    simd: S,
+    (acc, odd): (&mut Acc<S, W, R>, &mut Acc<S, W, R>),
+    odd_vector: bool,
+    x: [S::f32s; R],
+    raw: [&[K::Raw]; W],
+    sc: &[f32; W],
+) {
+    let mut wv = [simd.splat_f32s(0.0); W];
+    for a in 0..W {
+        wv[a] = widen_vec::<S, K>(raw[a], sc[a]);
+    }
+    // Two arms, not a chosen reference: both sets stay in registers.
+    if odd_vector {
+        fma_into(simd, odd, &wv, &x);
+    } else {
+        fma_into(simd, acc, &wv, &x);
+    }
 }
 
 /// One SIMD vector of narrow weights (`raw`, one vector's worth) widened with `scale`.

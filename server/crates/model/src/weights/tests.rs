@@ -86,19 +86,23 @@ fn fp8_ck(
     (dir, ck)
 }
 
+/// (scale tensor name, its shape, its values, the config's block, the scale index of
+/// element `[row, col]`).
+type ScaleCase = (
+    &'static str,
+    Vec<usize>,
+    Vec<f32>,
+    Option<[usize; 2]>,
+    fn(usize, usize) -> usize,
+);
+
 #[test]
 fn fp8_weights_load_with_block_channel_and_tensor_scales() {
     let bits = fp8_bytes();
     // 16 x 32 blocks over 20 x 40: a 2 x 2 grid with partial blocks at the edges.
     let grid: Vec<f32> = (0..4).map(|k| 0.5 + k as f32 * 0.25).collect();
     let per_row: Vec<f32> = (0..20).map(|k| 0.01 * (k + 1) as f32).collect();
-    let cases: [(
-        &str,
-        Vec<usize>,
-        Vec<f32>,
-        Option<[usize; 2]>,
-        fn(usize, usize) -> usize,
-    ); 3] = [
+    let cases: [ScaleCase; 3] = [
         (
             "w.weight_scale_inv",
             vec![2, 2],
