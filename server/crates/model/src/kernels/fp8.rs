@@ -108,6 +108,9 @@ pub fn from_f32(v: f32) -> u8 {
 /// prescaled scales expanded per row (`[out, in.div_ceil(block)]`).
 pub fn quantize_blocks(w: &[f32], out: usize, in_dim: usize, block: usize) -> (Vec<u8>, Vec<f32>) {
     use rayon::prelude::*;
+    if out == 0 || in_dim == 0 || block == 0 {
+        return (Vec::new(), Vec::new());
+    }
     let cols = in_dim.div_ceil(block);
     let mut bits = vec![0u8; out * in_dim];
     let mut scales = vec![0f32; out * cols];
