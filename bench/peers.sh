@@ -398,9 +398,11 @@ load_table() {
         echo "|---|---|---|---|---|"
     } >>"$RESULTS/load.md"
     serve_glm auto "glm-server bf16"
+    serve_glm fp8 "glm-server fp8"
     [ "$DO_F32" = 1 ] && serve_glm float32 "glm-server f32"
     if [ "$DO_LLAMA" = 1 ]; then
         serve_llama bf16 "llama-server bf16"
+        serve_llama q8_0 "llama-server Q8_0"
         [ "$DO_F32" = 1 ] && serve_llama f32 "llama-server f32"
     fi
     if [ "$DO_VLLM" = 1 ]; then
