@@ -17,7 +17,10 @@ use safetensors::tensor::{Dtype, Metadata, SafeTensors};
 
 use crate::batch::ModelError;
 use crate::config::Fp8Scheme;
-use crate::kernels::{fp8, Fp8Ref, WeightsRef};
+use crate::kernels::fp8;
+
+mod matrix;
+pub use matrix::Matrix;
 
 const SINGLE_FILE: &str = "model.safetensors";
 const INDEX_FILE: &str = "model.safetensors.index.json";
@@ -63,138 +66,6 @@ impl std::str::FromStr for WeightDtype {
             other => Err(format!(
                 "unknown dtype {other:?} (auto, float32, bfloat16, float16, fp8)"
             )),
-        }
-    }
-}
-
-/// A weight matrix in the type it is computed from. Values are the raw bits for 16-bit and
-/// 8-bit types.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Matrix {
-    F32(Vec<f32>),
-    Bf16(Vec<u16>),
-    F16(Vec<u16>),
-    /// float8 e4m3 with f32 scales, as [`Fp8Ref`] describes (`scales` are prescaled).
-    Fp8 {
-        bits: Vec<u8>,
-        scales: Vec<f32>,
-        scale_cols: usize,
-        block: usize,
-    },
-}
-
-impl Matrix {
-    pub fn len(&self) -> usize {
-        self.view().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Bytes the matrix occupies (FP8 scales included).
-    pub fn bytes(&self) -> usize {
-        match self {
-            Matrix::F32(v) => 4 * v.len(),
-            Matrix::Bf16(v) | Matrix::F16(v) => 2 * v.len(),
-            Matrix::Fp8 { bits, scales, .. } => bits.len() + 4 * scales.len(),
-        }
-    }
-
-    /// The matrix as the kernels take it.
-    pub fn view(&self) -> WeightsRef<'_> {
-        match self {
-            Matrix::F32(v) => WeightsRef::F32(v),
-            Matrix::Bf16(v) => WeightsRef::Bf16(v),
-            Matrix::F16(v) => WeightsRef::F16(v),
-            Matrix::Fp8 {
-                bits,
-                scales,
-                scale_cols,
-                block,
-            } => WeightsRef::Fp8(Fp8Ref {
-                bits,
-                scales,
-                scale_cols: *scale_cols,
-                block: *block,
-            }),
-        }
-    }
-
-    /// Values widened to f32 (exact for every type; FP8 values times their scale rounded
-    /// once, as PyTorch's `fp8.float() * scale`).
-    pub fn to_f32(&self) -> Vec<f32> {
-        match self {
-            Matrix::F32(v) => v.clone(),
-            Matrix::Bf16(v) => v
-                .par_iter()
-                .map(|&b| f32::from_bits(u32::from(b) << 16))
-                .collect(),
-            Matrix::F16(v) => v.par_iter().map(|&b| f16::from_bits(b).to_f32()).collect(),
-            Matrix::Fp8 {
-                bits,
-                scales,
-                scale_cols,
-                ..
-            } => {
-                let rows = scales.len() / (*scale_cols).max(1);
-                let in_dim = bits.len() / rows.max(1);
-                let mut out = vec![0f32; bits.len()];
-                if let WeightsRef::Fp8(f) = self.view() {
-                    out.par_chunks_mut(in_dim.max(1))
-                        .zip(bits.par_chunks(in_dim.max(1)))
-                        .enumerate()
-                        .for_each(|(o, (d, s))| f.widen_row(o, s, d));
-                }
-                out
-            }
-        }
-    }
-
-    /// Appends `other`'s rows after this matrix's (fused projections). Both must share a
-    /// type; mixed types are widened to f32.
-    pub fn concat(self, other: Matrix) -> Matrix {
-        match (self, other) {
-            (Matrix::F32(mut a), Matrix::F32(b)) => {
-                a.extend_from_slice(&b);
-                Matrix::F32(a)
-            }
-            (Matrix::Bf16(mut a), Matrix::Bf16(b)) => {
-                a.extend_from_slice(&b);
-                Matrix::Bf16(a)
-            }
-            (Matrix::F16(mut a), Matrix::F16(b)) => {
-                a.extend_from_slice(&b);
-                Matrix::F16(a)
-            }
-            (
-                Matrix::Fp8 {
-                    bits: mut a,
-                    scales: mut sa,
-                    scale_cols,
-                    block,
-                },
-                Matrix::Fp8 {
-                    bits: b,
-                    scales: sb,
-                    scale_cols: cb,
-                    block: bb,
-                },
-            ) if scale_cols == cb && block == bb => {
-                a.extend_from_slice(&b);
-                sa.extend_from_slice(&sb);
-                Matrix::Fp8 {
-                    bits: a,
-                    scales: sa,
-                    scale_cols,
-                    block,
-                }
-            }
-            (a, b) => {
-                let mut v = a.to_f32();
-                v.extend_from_slice(&b.to_f32());
-                Matrix::F32(v)
-            }
         }
     }
 }
@@ -424,61 +295,25 @@ impl Checkpoint {
     /// Narrowing f32 to a 16-bit type rounds to nearest even.
     pub fn matrix(&self, name: &str, shape: &[usize]) -> Result<Matrix, ModelError> {
         let (bytes, dtype) = self.raw(name, shape)?;
-        if dtype == Dtype::F8_E4M3 {
-            let m = self.fp8_matrix(name, shape, bytes)?;
-            return Ok(match self.dtype {
-                WeightDtype::Auto | WeightDtype::Fp8 => m,
-                WeightDtype::F32 => Matrix::F32(m.to_f32()),
-                WeightDtype::Bf16 => Matrix::Bf16(
-                    m.to_f32()
-                        .par_iter()
-                        .map(|&v| bf16::from_f32(v).to_bits())
-                        .collect(),
-                ),
-                WeightDtype::F16 => Matrix::F16(
-                    m.to_f32()
-                        .par_iter()
-                        .map(|&v| f16::from_f32(v).to_bits())
-                        .collect(),
-                ),
-            });
-        }
         let bits = || -> Vec<u16> {
             bytes
                 .par_chunks(2)
                 .map(|b| u16::from_le_bytes([b[0], b[1]]))
                 .collect()
         };
-        Ok(match (self.dtype, dtype) {
-            (WeightDtype::Fp8, _) => {
-                let [out, in_dim] = shape else {
-                    return Err(self.err(name, "fp8 is supported for 2-D weights only".into()));
-                };
-                let (bits, scales) =
-                    fp8::quantize_blocks(&convert(bytes, dtype), *out, *in_dim, FP8_BLOCK);
-                Matrix::Fp8 {
-                    bits,
-                    scales,
-                    scale_cols: in_dim.div_ceil(FP8_BLOCK),
-                    block: FP8_BLOCK.min(*in_dim),
-                }
+        let values = match (self.dtype, dtype) {
+            (WeightDtype::Auto | WeightDtype::Fp8, Dtype::F8_E4M3) => {
+                return self.fp8_matrix(name, shape, bytes)
             }
-            (WeightDtype::Auto | WeightDtype::Bf16, Dtype::BF16) => Matrix::Bf16(bits()),
-            (WeightDtype::Auto | WeightDtype::F16, Dtype::F16) => Matrix::F16(bits()),
-            (WeightDtype::Bf16, _) => Matrix::Bf16(
-                convert(bytes, dtype)
-                    .par_iter()
-                    .map(|&v| bf16::from_f32(v).to_bits())
-                    .collect(),
-            ),
-            (WeightDtype::F16, _) => Matrix::F16(
-                convert(bytes, dtype)
-                    .par_iter()
-                    .map(|&v| f16::from_f32(v).to_bits())
-                    .collect(),
-            ),
-            (WeightDtype::Auto | WeightDtype::F32, _) => Matrix::F32(convert(bytes, dtype)),
-        })
+            (WeightDtype::Auto | WeightDtype::Bf16, Dtype::BF16) => {
+                return Ok(Matrix::Bf16(bits()))
+            }
+            (WeightDtype::Auto | WeightDtype::F16, Dtype::F16) => return Ok(Matrix::F16(bits())),
+            // FP8 in another type: dequantized exactly first.
+            (_, Dtype::F8_E4M3) => self.fp8_matrix(name, shape, bytes)?.to_f32(),
+            _ => convert(bytes, dtype),
+        };
+        Matrix::from_f32(values, self.dtype, shape).map_err(|e| self.err(name, e))
     }
 
     /// Tensor `name` on `device` as `dtype`, checked against `shape`. The bytes go from the

@@ -58,6 +58,19 @@ impl Fp8Ref<'_> {
         &self.scales[o * self.scale_cols..(o + 1) * self.scale_cols]
     }
 
+    /// The whole matrix widened to f32 (row by row, in parallel).
+    pub fn to_f32(&self) -> Vec<f32> {
+        use rayon::prelude::*;
+        let rows = self.scales.len() / self.scale_cols.max(1);
+        let in_dim = (self.bits.len() / rows.max(1)).max(1);
+        let mut out = vec![0f32; self.bits.len()];
+        out.par_chunks_mut(in_dim)
+            .zip(self.bits.par_chunks(in_dim))
+            .enumerate()
+            .for_each(|(o, (d, s))| self.widen_row(o, s, d));
+        out
+    }
+
     /// Widens row `o` (its bytes `raw`) into `out`.
     #[inline(always)]
     pub fn widen_row(&self, o: usize, raw: &[u8], out: &mut [f32]) {

@@ -93,9 +93,10 @@ pub fn selected() -> Isa {
     *SELECTED.get_or_init(|| Isa::from_env().unwrap_or_else(|_| Isa::best()))
 }
 
-/// [`selected`]'s dispatcher.
+/// [`selected`]'s dispatcher, detected once (every matmul call asks for it).
 pub fn selected_arch() -> pulp::Arch {
-    selected().arch().unwrap_or_default()
+    static ARCH: OnceLock<pulp::Arch> = OnceLock::new();
+    *ARCH.get_or_init(|| selected().arch().unwrap_or_default())
 }
 
 /// Validates `GLM_CPU_ISA` (for start-up, before any kernel runs) and returns the choice.
