@@ -473,6 +473,17 @@ pub struct Children {
     pub claims: Vec<String>,
 }
 
+/// Time allowed for a deployment to become Ready (image pull + model load); the
+/// `GLM_E2E_TIMEOUT_SECS` override is for slow clusters.
+pub fn ready_timeout() -> Duration {
+    Duration::from_secs(
+        std::env::var("GLM_E2E_TIMEOUT_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(300),
+    )
+}
+
 /// Reads an example file's GlmDeployment document (the first one in the file).
 pub fn example(file: &str) -> Result<Value, E2eError> {
     let path = crate::workspace_root().join("examples").join(file);

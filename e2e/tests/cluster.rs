@@ -9,23 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use glm_crds::{conditions, reasons};
-use glm_e2e::cluster::{check, example, with_env, E2e, E2eError};
+use glm_e2e::cluster::{check, example, ready_timeout, with_env, E2e, E2eError};
 use glm_test_hub::MockHub;
 use k8s_openapi::api::{apps::v1::Deployment, batch::v1::Job};
 use kube::Api;
 use serde_json::{json, Value};
 use tokio::sync::watch;
-
-/// Time allowed for a deployment to become Ready (image pull + model load); the
-/// `GLM_E2E_TIMEOUT_SECS` override is for slow clusters.
-fn ready_timeout() -> Duration {
-    Duration::from_secs(
-        std::env::var("GLM_E2E_TIMEOUT_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(300),
-    )
-}
 
 fn demo() -> Value {
     example("cpu-demo.yaml").unwrap()

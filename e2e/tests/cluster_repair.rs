@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use glm_crds::{conditions, reasons, GlmDeployment};
-use glm_e2e::cluster::{check, example, with_env, E2e, E2eError, E2E_LEASE};
+use glm_e2e::cluster::{check, example, ready_timeout, with_env, E2e, E2eError, E2E_LEASE};
 use glm_e2e::mistakes::MISTAKES;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -19,15 +19,6 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::{json, Value};
-
-fn ready_timeout() -> Duration {
-    Duration::from_secs(
-        std::env::var("GLM_E2E_TIMEOUT_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(300),
-    )
-}
 
 fn demo() -> Value {
     example("cpu-demo.yaml").unwrap()
