@@ -1,7 +1,9 @@
 //! Throughput of `kernels::matmul_w` at the shapes a decode step of the GLM MoE models runs,
 //! with weights streamed from memory (more copies than the last-level cache holds):
 //! `cargo run --release -p glm-model --example kernel_bench [f32|bf16|f16|fp8]...`
-//! (`GLM_CPU_ISA=avx2|scalar` to measure a narrower path).
+//! (`GLM_CPU_ISA=avx2|scalar` to measure a narrower path; `KERNEL_BENCH_HOT=1` keeps one
+//! copy of each matrix, so that it stays in cache and the kernel's arithmetic is measured;
+//! `KERNEL_BENCH_ROWS=1,4` picks the input row counts).
 use std::time::Instant;
 
 use glm_model::kernels::matmul_w;
@@ -18,7 +20,16 @@ fn main() {
         ("expert down 1024x512", 1024, 512),
         ("dense gate_up 5632x1024", 5632, 1024),
     ];
-    println!("kernels: {}", glm_model::kernels::isa::selected().name());
+    let hot = std::env::var("KERNEL_BENCH_HOT").is_ok_and(|v| v == "1");
+    let row_counts: Vec<usize> = std::env::var("KERNEL_BENCH_ROWS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 2, 4, 8, 16, 32]);
+    println!(
+        "kernels: {}{}",
+        glm_model::kernels::isa::selected().name(),
+        if hot { " (weights in cache)" } else { "" }
+    );
     for dtype in &dtypes {
         let width = match dtype.as_str() {
             "f32" => 4,
@@ -26,7 +37,11 @@ fn main() {
             _ => 2,
         };
         for &(name, out, inp) in shapes {
-            let copies = ((256usize << 20) / (width * out * inp)).max(2);
+            let copies = if hot {
+                1
+            } else {
+                ((256usize << 20) / (width * out * inp)).max(2)
+            };
             let ws: Vec<Matrix> = (0..copies)
                 .map(|c| {
                     let v = (0..out * inp).map(|i| (((i + c) % 13) as f32 - 6.0) * 0.01);
@@ -53,7 +68,7 @@ fn main() {
                     }
                 })
                 .collect();
-            for rows in [1usize, 2, 4, 8, 16, 32] {
+            for &rows in &row_counts {
                 let x: Vec<f32> = (0..rows * inp).map(|i| ((i % 7) as f32) * 0.1).collect();
                 let mut y = vec![0f32; rows * out];
                 let iters = 400;

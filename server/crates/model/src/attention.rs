@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::kernels;
+use crate::kernels::{self, vector};
 use crate::store::{RowMeta, RowsRef};
 
 /// Shape of one paged attention call.
@@ -75,20 +75,59 @@ pub fn paged_attention(
     s: &AttnShape,
 ) -> Vec<f32> {
     let mut out = vec![0f32; rows.len() * s.heads * s.dv];
+    let arch = kernels::isa::selected_arch();
     out.par_chunks_mut(s.dv).enumerate().for_each(|(i, o)| {
         let (r, h) = (i / s.heads, i % s.heads);
         let meta = rows[r];
-        let table = tables[meta.seq];
-        let qv = &q[i * s.dk..(i + 1) * s.dk];
-        let (ko, vo) = s.kv_offsets(h);
-        let n = meta.pos + 1;
-        let mut scores: Vec<f32> = (0..n)
-            .map(|p| kernels::dot(qv, &k.row(table, p)[ko..ko + s.dk]) * s.scale)
-            .collect();
-        kernels::softmax_in_place(&mut scores);
-        for (p, &w) in scores.iter().enumerate() {
-            kernels::axpy(o, w, &v.row(table, p)[vo..vo + s.dv]);
-        }
+        arch.dispatch(Head {
+            q: &q[i * s.dk..(i + 1) * s.dk],
+            k,
+            v,
+            table: tables[meta.seq],
+            positions: meta.pos + 1,
+            offsets: s.kv_offsets(h),
+            shape: s,
+            out: o,
+        })
     });
     out
+}
+
+/// One query head of one row against its sequence's cached positions.
+struct Head<'a> {
+    q: &'a [f32],
+    k: RowsRef<'a>,
+    v: RowsRef<'a>,
+    table: &'a [u32],
+    positions: usize,
+    /// Store row offsets of this head's K and V.
+    offsets: (usize, usize),
+    shape: &'a AttnShape,
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Head<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let Head {
+            q,
+            k,
+            v,
+            table,
+            positions,
+            offsets: (ko, vo),
+            shape: s,
+            out,
+        } = self;
+        let mut scores = vec![0f32; positions];
+        for (p, sc) in scores.iter_mut().enumerate() {
+            *sc = vector::dot(simd, q, &k.row(table, p)[ko..ko + s.dk]) * s.scale;
+        }
+        kernels::softmax_in_place(&mut scores);
+        for (p, &w) in scores.iter().enumerate() {
+            vector::axpy(simd, out, w, &v.row(table, p)[vo..vo + s.dv]);
+        }
+    }
 }

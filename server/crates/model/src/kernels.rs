@@ -37,6 +37,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 pub mod fp8;
 pub mod isa;
 mod matmul;
+pub mod vector;
 pub use fp8::Fp8Ref;
 pub use isa::Isa;
 pub use matmul::{matmul_t, matmul_w, WeightsRef};

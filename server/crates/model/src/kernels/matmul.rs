@@ -28,6 +28,12 @@ const ROW_TILE: usize = 32;
 /// costs more than it saves (the MoE router, tiny test models).
 const PAR_MIN_MACS: usize = 1 << 16;
 
+/// How far ahead of the rows being multiplied the next ones are prefetched, at least: about
+/// DRAM latency times bandwidth, with margin. Two rows ahead is enough for 4 KiB f32 rows but
+/// not for 1 KiB fp8 ones (`kernel_bench fp8` streamed 14 GB/s with two rows, 20 GB/s with
+/// this).
+const PF_AHEAD_BYTES: usize = 8 << 10;
+
 /// Up to this many input rows, bf16 weights are widened in registers as they stream (each
 /// row pass widens again); beyond, once per tile into an L1 buffer.
 const DIRECT_MAX_ROWS: usize = 4;
@@ -206,11 +212,18 @@ struct Task<'a> {
 }
 
 impl Task<'_> {
-    /// The two weight rows after `j..j + 2` of this task (empty past the end of `w`).
+    /// The two weight rows to prefetch while rows `j..j + 2` of this task are multiplied:
+    /// far enough ahead (see [`PF_AHEAD_BYTES`]) that memory latency is covered, empty past
+    /// the end of `w`.
     #[inline(always)]
     fn ahead<'w, T>(&self, w: &'w [T], j: usize) -> &'w [T] {
-        let a = ((self.o0 + j + 2) * self.in_dim).min(w.len());
-        let b = ((self.o0 + j + 4) * self.in_dim).min(w.len());
+        let row_bytes = (self.in_dim * core::mem::size_of::<T>()).max(1);
+        let d = PF_AHEAD_BYTES
+            .div_ceil(row_bytes)
+            .next_multiple_of(2)
+            .max(2);
+        let a = ((self.o0 + j + d) * self.in_dim).min(w.len());
+        let b = ((self.o0 + j + d + 2) * self.in_dim).min(w.len());
         &w[a..b]
     }
 

@@ -324,3 +324,63 @@ fn block_quantization_is_within_half_a_step_of_each_weight() {
         assert!((a - b).abs() <= tol * 1.0001, "[{r}, {c}]: {a} vs {b}");
     }
 }
+
+/// `vector::dot(a, b)` and `vector::axpy(y, alpha, a)` in one SIMD context.
+struct DotAxpy<'a> {
+    a: &'a [f32],
+    b: &'a [f32],
+    y: &'a mut [f32],
+    alpha: f32,
+}
+
+impl pulp::WithSimd for DotAxpy<'_> {
+    type Output = f32;
+
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> f32 {
+        vector::axpy(simd, self.y, self.alpha, self.a);
+        vector::dot(simd, self.a, self.b)
+    }
+}
+
+#[test]
+fn vector_dot_and_axpy_match_f64_on_every_path() {
+    for (isa, arch) in paths() {
+        // Empty, shorter than a vector, exact vectors, unrolled quads plus tails.
+        for n in [0usize, 1, 7, 16, 17, 63, 64, 65, 128, 130, 1000] {
+            let a = pseudo(n, 1);
+            let b = pseudo(n, 2);
+            let y0 = pseudo(n, 3);
+            let mut y = y0.clone();
+            let alpha = -0.375f32;
+            let got = arch.dispatch(DotAxpy {
+                a: &a,
+                b: &b,
+                y: &mut y,
+                alpha,
+            });
+            let exact: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(p, q)| f64::from(*p) * f64::from(*q))
+                .sum();
+            let mag: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(p, q)| f64::from((p * q).abs()))
+                .sum();
+            assert!(
+                (f64::from(got) - exact).abs() <= 1e-6 * mag + 1e-30,
+                "{} dot n={n}: {got} vs {exact}",
+                isa.name()
+            );
+            for (k, ((g, y0), x)) in y.iter().zip(&y0).zip(&a).enumerate() {
+                let want = f64::from(*y0) + f64::from(alpha) * f64::from(*x);
+                assert!(
+                    (f64::from(*g) - want).abs() <= 1e-6 * want.abs().max(1e-3),
+                    "{} axpy n={n} [{k}]: {g} vs {want}",
+                    isa.name()
+                );
+            }
+        }
+    }
+}
