@@ -75,8 +75,11 @@ async fn streams_cut_at_the_deadline_end_with_an_error_event_and_a_clean_body() 
         "ignore_eos": true, "stream": true});
     let chat = json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
         "max_tokens": 400, "ignore_eos": true, "stream": true});
+    // The Messages API has no `ignore_eos`: greedy decoding makes the stream's length
+    // deterministic (this model's greedy reply to "hi" runs past the deadline), where
+    // sampling could end it with EOS before the deadline.
     let anthropic = json!({"model": MODEL, "max_tokens": 400, "stream": true,
-        "messages": [{"role": "user", "content": "hi"}]});
+        "temperature": 0.0, "messages": [{"role": "user", "content": "hi"}]});
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let mut streams = Vec::new();
     for (path, body) in [

@@ -2,36 +2,21 @@
 //! each weight row once for all rows of the batch and splits output rows across threads;
 //! weights may be bf16/f16/fp8 (`matmul_w`), widened to f32 on the fly.
 
-/// Width of the accumulator arrays; LLVM turns them into SIMD registers.
-const LANES: usize = 16;
-
-/// Dot product with independent accumulators (vectorisable, no FP-order dependency chain).
-#[inline(always)]
+/// `a . b` on the CPU's widest vectors ([`isa::selected`]).
+#[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; LANES];
-    let ca = a.chunks_exact(LANES);
-    let cb = b.chunks_exact(LANES);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..LANES {
-            acc[i] += x[i] * y[i];
-        }
+    isa::selected_arch().dispatch(Dot(a, b))
+}
+
+struct Dot<'a>(&'a [f32], &'a [f32]);
+
+impl pulp::WithSimd for Dot<'_> {
+    type Output = f32;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> f32 {
+        vector::dot(simd, self.0, self.1)
     }
-    let mut s = 0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    let mut lanes = acc;
-    let mut w = LANES / 2;
-    while w > 0 {
-        for i in 0..w {
-            lanes[i] += lanes[i + w];
-        }
-        w /= 2;
-    }
-    lanes[0] + s
 }
 
 pub mod fp8;
@@ -77,11 +62,20 @@ pub fn softmax_in_place(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// `y += a * x`.
+/// `y += a * x`, on the CPU's widest vectors.
 #[inline]
 pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (yv, xv) in y.iter_mut().zip(x) {
-        *yv += a * xv;
+    isa::selected_arch().dispatch(Axpy(y, a, x))
+}
+
+struct Axpy<'a>(&'a mut [f32], f32, &'a [f32]);
+
+impl pulp::WithSimd for Axpy<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        vector::axpy(simd, self.0, self.1, self.2)
     }
 }
 
