@@ -39,7 +39,7 @@ bench() { # name arch layers
   step "random $2 weights, $3 layers ($1)"
   run 240 python3 server/crates/model/gpu/random_model.py --arch "$2" --layers "$3" --out "$dir"
   run 120 "$BIN/glm-bench" --model "$dir" --device cuda:0 --batches 1,8,64 \
-    --prompt-len 128 --decode-steps 32 --batch-prompt-len 32 --hbm-gbps "$HBM"
+    --prompt-len 128 --decode-steps 32 --batch-prompt-len 32 --hbm-gbps "$HBM" --repeat 1
   run 120 python3 server/crates/model/benches/hf_baseline.py --model "$dir" --device cuda \
     --dtype bfloat16 --batches 1,8,64 --prompt-len 128 --decode-steps 32
   rm -rf "$dir"

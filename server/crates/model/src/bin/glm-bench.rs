@@ -33,6 +33,8 @@ struct Args {
     device: DeviceSpec,
     /// Device memory bandwidth in GB/s for the bound on a GPU (H100 SXM: 3350).
     hbm_gbps: f64,
+    /// Batch-1 runs averaged (llama-bench's default is 5 too).
+    repeat: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -45,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
     let mut backend = BackendChoice::Auto;
     let mut device = DeviceSpec::Cpu;
     let mut hbm_gbps = 3350.0;
+    let mut repeat = 5;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));
@@ -61,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
                 hbm_gbps = v.parse().map_err(|e| format!("{v}: {e}"))?
             }
             "--decode-steps" => decode_steps = num(val()?)?,
+            "--repeat" => repeat = num(val()?)?,
             "--batches" => {
                 batches = val()?
                     .split(',')
@@ -73,7 +77,7 @@ fn parse_args() -> Result<Args, String> {
                             [--batches 1,8,32] [--batch-prompt-len N] \
                             [--dtype auto|float32|bfloat16|float16 (auto keeps FP8 8-bit)] \
                             [--backend auto|cpu|reference|cuda] [--device cpu|cuda:N] \
-                            [--hbm-gbps 3350]"
+                            [--hbm-gbps 3350] [--repeat 5 (batch-1 runs averaged)]"
                         .into(),
                 )
             }
@@ -90,6 +94,7 @@ fn parse_args() -> Result<Args, String> {
         backend,
         device,
         hbm_gbps,
+        repeat: repeat.max(1),
     })
 }
 
@@ -257,20 +262,35 @@ fn bench(args: &Args) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Prefill of one prompt, then batch-1 decode against the bandwidth bound.
+/// Prefill of one prompt, then batch-1 decode against the bandwidth bound: the mean and
+/// standard deviation of `--repeat` runs, as llama-bench reports them.
 fn batch_one(m: &mut dyn CausalLm, args: &Args, bound: f64) -> Result<(), ModelError> {
-    let (prefill, decode) = run(m, 1, args.prompt_len, args.decode_steps)?;
+    let mut prefill = Vec::with_capacity(args.repeat);
+    let mut decode = Vec::with_capacity(args.repeat);
+    for _ in 0..args.repeat {
+        let (p, d) = run(m, 1, args.prompt_len, args.decode_steps)?;
+        prefill.push(args.prompt_len as f64 / p);
+        decode.push(args.decode_steps as f64 / d);
+    }
+    let (pf, pf_sd) = mean_sd(&prefill);
+    let (tps, tps_sd) = mean_sd(&decode);
     println!(
-        "prefill          {:.1} tokens/s ({} tokens in {:.3} s)",
-        args.prompt_len as f64 / prefill,
-        args.prompt_len,
-        prefill
+        "prefill          {pf:.1} tokens/s (± {pf_sd:.1}; {} tokens, mean of {} runs)",
+        args.prompt_len, args.repeat
     );
-    let tps = args.decode_steps as f64 / decode;
     println!(
-        "decode batch 1   {tps:.1} tokens/s ({:.2} ms/token) = {:.0}% of the bandwidth bound",
+        "decode batch 1   {tps:.1} tokens/s ({:.2} ms/token, ± {tps_sd:.1} tokens/s) = {:.0}% of \
+         the bandwidth bound",
         1000.0 / tps,
         100.0 * tps / bound
     );
     Ok(())
+}
+
+/// Mean and sample standard deviation.
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
 }
