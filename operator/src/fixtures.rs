@@ -76,6 +76,22 @@ pub fn glmd() -> GlmDeployment {
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
+/// The test namespace `llm` under each API group the reconcile writes to.
+pub const NS_CORE: &str = "/api/v1/namespaces/llm";
+pub const NS_BATCH: &str = "/apis/batch/v1/namespaces/llm";
+pub const NS_APPS: &str = "/apis/apps/v1/namespaces/llm";
+/// The status subresource of the test GlmDeployment `glm45`.
+pub const STATUS: &str =
+    "/apis/serving.glm.dev/v1alpha1/namespaces/llm/glmdeployments/glm45/status";
+
+/// `f`, failing the test if it takes over 5 s (a reconcile waiting on a call the verifier
+/// never answers).
+pub async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(5), f)
+        .await
+        .expect("timed out")
+}
+
 /// The mock apiserver side.
 pub struct ApiServerVerifier(pub Handle);
 
@@ -193,6 +209,32 @@ impl ApiServerVerifier {
         let seen = self.next(|_| (StatusCode::OK, reply)).await;
         assert_eq!((seen.method.as_str(), seen.path.as_str()), ("GET", path));
         assert!(seen.query.contains(query), "{} lacks {query}", seen.query);
+    }
+
+    /// Expects the reads of the `glm45` server's rollout state in `llm`: its Deployment
+    /// (answered with `deployment`, or 404), then its ReplicaSets and its Pods.
+    pub async fn server_state(
+        &mut self,
+        deployment: Option<Value>,
+        sets: Vec<Value>,
+        pods: Vec<Value>,
+    ) {
+        self.get(&format!("{NS_APPS}/deployments/glm45"), deployment)
+            .await;
+        self.list(
+            &format!("{NS_APPS}/replicasets"),
+            "labelSelector=",
+            "ReplicaSetList",
+            sets,
+        )
+        .await;
+        self.list(
+            &format!("{NS_CORE}/pods"),
+            "labelSelector=",
+            "PodList",
+            pods,
+        )
+        .await;
     }
 
     /// Expects an Event to be created in `ns`; returns it.

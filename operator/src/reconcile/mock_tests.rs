@@ -1,24 +1,11 @@
 //! The reconcile's API calls against a mock apiserver: method, path, fieldManager, force, body.
 
-use std::time::Duration;
-
 use glm_crds::{GlmDeploymentStatus, ModelPhase, ModelStatus};
 use serde_json::json;
 
 use super::*;
-use crate::fixtures::{condition, glmd, SHA};
+use crate::fixtures::{condition, glmd, within, NS_APPS, NS_BATCH, NS_CORE, SHA, STATUS};
 use crate::reconcile::server_plan::DOWNLOAD_POLL;
-
-const NS_CORE: &str = "/api/v1/namespaces/llm";
-const NS_BATCH: &str = "/apis/batch/v1/namespaces/llm";
-const NS_APPS: &str = "/apis/apps/v1/namespaces/llm";
-const STATUS: &str = "/apis/serving.glm.dev/v1alpha1/namespaces/llm/glmdeployments/glm45/status";
-
-async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(5), f)
-        .await
-        .expect("timed out")
-}
 
 #[tokio::test]
 async fn fresh_object_creates_cache_and_download_job() {
@@ -256,22 +243,7 @@ async fn replicas_owned_by_another_manager_are_left_alone() {
         api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache"))
             .await;
         // The verified model is recorded in status: no Job or pod reads.
-        api.get(&format!("{NS_APPS}/deployments/glm45"), Some(observed))
-            .await;
-        api.list(
-            &format!("{NS_APPS}/replicasets"),
-            "labelSelector=",
-            "ReplicaSetList",
-            vec![],
-        )
-        .await;
-        api.list(
-            &format!("{NS_CORE}/pods"),
-            "labelSelector=",
-            "PodList",
-            vec![],
-        )
-        .await;
+        api.server_state(Some(observed), vec![], vec![]).await;
         let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
         assert!(
             d["spec"].get("replicas").is_none(),

@@ -1,15 +1,14 @@
 //! Rolling upgrades through reconcile against a mock apiserver: which template lands on the
 //! Deployment, what status says and which Events are published.
 
-use std::time::Duration;
-
 use glm_crds::{GlmDeploymentStatus, ModelPhase, ModelStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::{json, Value};
 
 use super::*;
 use crate::fixtures::{
-    condition, glmd, model_path, rendered, replica_set, with_status, OLD_SHA, SHA,
+    condition, glmd, model_path, rendered, replica_set, with_status, within, NS_APPS, NS_BATCH,
+    NS_CORE, OLD_SHA, SHA, STATUS,
 };
 use crate::{
     clock::FixedClock,
@@ -18,16 +17,6 @@ use crate::{
     upgrade,
 };
 use std::sync::Arc;
-
-const NS_CORE: &str = "/api/v1/namespaces/llm";
-const NS_BATCH: &str = "/apis/batch/v1/namespaces/llm";
-const NS_APPS: &str = "/apis/apps/v1/namespaces/llm";
-const STATUS: &str = "/apis/serving.glm.dev/v1alpha1/namespaces/llm/glmdeployments/glm45/status";
-async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(5), f)
-        .await
-        .expect("timed out")
-}
 
 fn ready_true() -> Condition {
     Condition {
@@ -91,22 +80,7 @@ async fn revision_change_while_weights_download_keeps_the_deployment() {
             vec![],
         )
         .await;
-        api.get(&format!("{NS_APPS}/deployments/glm45"), Some(observed))
-            .await;
-        api.list(
-            &format!("{NS_APPS}/replicasets"),
-            "labelSelector=",
-            "ReplicaSetList",
-            vec![old_rs],
-        )
-        .await;
-        api.list(
-            &format!("{NS_CORE}/pods"),
-            "labelSelector=",
-            "PodList",
-            vec![],
-        )
-        .await;
+        api.server_state(Some(observed), vec![old_rs], vec![]).await;
         let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
         assert_eq!(template_of(&d), old_template, "template must not change");
         assert_eq!(annotation(&d), old_rev2);
@@ -179,22 +153,7 @@ async fn succeeded_job_rolls_out_the_new_template() {
             vec![],
         )
         .await;
-        api.get(&format!("{NS_APPS}/deployments/glm45"), Some(observed))
-            .await;
-        api.list(
-            &format!("{NS_APPS}/replicasets"),
-            "labelSelector=",
-            "ReplicaSetList",
-            vec![old_rs],
-        )
-        .await;
-        api.list(
-            &format!("{NS_CORE}/pods"),
-            "labelSelector=",
-            "PodList",
-            vec![],
-        )
-        .await;
+        api.server_state(Some(observed), vec![old_rs], vec![]).await;
         let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
         let c = &d["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c["args"][2], model_path(SHA).as_str());
@@ -263,22 +222,7 @@ async fn missed_progress_deadline_rolls_back_to_the_last_ready_replica_set() {
     let verifier = tokio::spawn(async move {
         api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache"))
             .await;
-        api.get(&format!("{NS_APPS}/deployments/glm45"), Some(observed))
-            .await;
-        api.list(
-            &format!("{NS_APPS}/replicasets"),
-            "labelSelector=",
-            "ReplicaSetList",
-            sets,
-        )
-        .await;
-        api.list(
-            &format!("{NS_CORE}/pods"),
-            "labelSelector=",
-            "PodList",
-            vec![stuck],
-        )
-        .await;
+        api.server_state(Some(observed), sets, vec![stuck]).await;
         let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
         // The old ReplicaSet's template, without the pod-template-hash the controller added.
         assert_eq!(template_of(&d), old_template);
@@ -365,22 +309,7 @@ async fn unschedulable_surge_pod_falls_back_to_one_at_a_time() {
     let verifier = tokio::spawn(async move {
         api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache"))
             .await;
-        api.get(&format!("{NS_APPS}/deployments/glm45"), Some(observed))
-            .await;
-        api.list(
-            &format!("{NS_APPS}/replicasets"),
-            "labelSelector=",
-            "ReplicaSetList",
-            sets,
-        )
-        .await;
-        api.list(
-            &format!("{NS_CORE}/pods"),
-            "labelSelector=",
-            "PodList",
-            pods,
-        )
-        .await;
+        api.server_state(Some(observed), sets, pods).await;
         let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
         assert_eq!(template_of(&d), new_template, "the rollout goes on");
         let ru = &d["spec"]["strategy"]["rollingUpdate"];
@@ -418,22 +347,7 @@ async fn the_surge_fallback_waits_by_the_injected_clock() {
     let verifier = tokio::spawn(async move {
         api.apply(&format!("{NS_CORE}/persistentvolumeclaims/glm45-cache"))
             .await;
-        api.get(&format!("{NS_APPS}/deployments/glm45"), Some(observed))
-            .await;
-        api.list(
-            &format!("{NS_APPS}/replicasets"),
-            "labelSelector=",
-            "ReplicaSetList",
-            sets,
-        )
-        .await;
-        api.list(
-            &format!("{NS_CORE}/pods"),
-            "labelSelector=",
-            "PodList",
-            pods,
-        )
-        .await;
+        api.server_state(Some(observed), sets, pods).await;
         let d = api.apply(&format!("{NS_APPS}/deployments/glm45")).await;
         assert_eq!(template_of(&d), new_template, "the rollout goes on");
         let ru = &d["spec"]["strategy"]["rollingUpdate"];
