@@ -327,7 +327,7 @@ async fn handle(State(inner): State<Shared>, req: Request) -> Response {
     }
 }
 
-/// Auth and repo lookup shared by the info and resolve routes; the error is the answer.
+/// Auth and repo check of [`commit`]; the error is the answer.
 #[allow(clippy::result_large_err)] // a Response, returned once per refused request
 fn check_access(inner: &Shared, repo: &str, headers: &HeaderMap) -> Result<(), Response> {
     let g = lock(inner);
@@ -361,24 +361,38 @@ fn check_access(inner: &Shared, repo: &str, headers: &HeaderMap) -> Result<(), R
     Ok(())
 }
 
-fn lookup(inner: &Shared, repo: &str, rev: &str) -> Option<(String, BTreeMap<String, HubFile>)> {
-    let g = lock(inner);
-    let r = g.repos.get(repo)?;
-    let sha = r.refs.get(rev).cloned().unwrap_or_else(|| rev.to_string());
-    r.commits.get(&sha).map(|c| (sha, c.clone()))
+/// The commit `rev` (a ref or a sha) of `repo` and its files, as the caller may see it: the
+/// access error, or `RevisionNotFound`, as the hub answers them. Shared by the info and
+/// resolve routes.
+#[allow(clippy::result_large_err)] // a Response, returned once per refused request
+fn commit(
+    inner: &Shared,
+    repo: &str,
+    rev: &str,
+    headers: &HeaderMap,
+) -> Result<(String, BTreeMap<String, HubFile>), Response> {
+    check_access(inner, repo, headers)?;
+    let found = {
+        let g = lock(inner);
+        g.repos.get(repo).and_then(|r| {
+            let sha = r.refs.get(rev).cloned().unwrap_or_else(|| rev.to_string());
+            r.commits.get(&sha).map(|c| (sha, c.clone()))
+        })
+    };
+    found.ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "RevisionNotFound",
+            &format!("Invalid rev id: {rev}"),
+        )
+    })
 }
 
 fn info(inner: &Shared, repo: &str, rev: &str, blobs: bool, headers: &HeaderMap) -> Response {
     lock(inner).info_requests += 1;
-    if let Err(r) = check_access(inner, repo, headers) {
-        return r;
-    }
-    let Some((sha, files)) = lookup(inner, repo, rev) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "RevisionNotFound",
-            &format!("Invalid rev id: {rev}"),
-        );
+    let (sha, files) = match commit(inner, repo, rev, headers) {
+        Ok(c) => c,
+        Err(r) => return r,
     };
     let siblings: Vec<_> = files
         .iter()
@@ -401,15 +415,9 @@ fn info(inner: &Shared, repo: &str, rev: &str, blobs: bool, headers: &HeaderMap)
 }
 
 fn resolve(inner: &Shared, repo: &str, rev: &str, file: &str, headers: &HeaderMap) -> Response {
-    if let Err(r) = check_access(inner, repo, headers) {
-        return r;
-    }
-    let Some((sha, files)) = lookup(inner, repo, rev) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "RevisionNotFound",
-            &format!("Invalid rev id: {rev}"),
-        );
+    let (sha, files) = match commit(inner, repo, rev, headers) {
+        Ok(c) => c,
+        Err(r) => return r,
     };
     let Some(f) = files.get(file) else {
         return error(
